@@ -1,0 +1,1 @@
+"""The Rancher-shaped /v3 facade (FastAPI)."""

@@ -1,0 +1,169 @@
+"""Prefect block types of prefect-pipelines: where every secret and every piece of state lives.
+
+Prefect loads this module through the `prefect.collections` entry point, which registers
+the block types. Secrets are `SecretStr` fields: the Prefect API shows them as `********`
+unless a caller asks for them, and the /v3 API never returns them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+
+_DOCS = "https://github.com/prefect-pipelines/prefect-pipelines#configuration"
+
+
+class GitHubAppConfig(Block):
+    """The GitHub (or GitHub Enterprise) OAuth app of a cluster's pipelines.
+
+    Examples:
+        ```python
+        from prefect_pipelines.blocks import GitHubAppConfig
+        config = GitHubAppConfig.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "Pipelines GitHub App"
+    _block_type_slug = "pipelines-github-app"
+    _description = "The GitHub OAuth app a cluster's pipelines log users in with."
+    _documentation_url = _DOCS
+
+    cluster_id: str = Field(description="The cluster this app belongs to.")
+    host: str = Field(default="github.com", description="github.com or a GitHub Enterprise host.")
+    tls: bool = Field(default=True, description="Whether the host is reached over https.")
+    client_id: str = Field(description="The OAuth app's client id.")
+    client_secret: SecretStr = Field(description="The OAuth app's client secret.")
+    redirect_url: str | None = Field(default=None, description="The OAuth redirect URL, if any.")
+    deploy: bool = Field(default=False, description="Whether the cluster's work pool exists.")
+
+
+class SourceCodeCredential(Block):
+    """A user's linked GitHub account: the token pipelines clone and call GitHub with.
+
+    Examples:
+        ```python
+        from prefect_pipelines.blocks import SourceCodeCredential
+        credential = SourceCodeCredential.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "Pipelines Source Code Credential"
+    _block_type_slug = "pipelines-source-code-credential"
+    _description = "A user's GitHub token, used to clone, list repositories and set statuses."
+    _documentation_url = _DOCS
+
+    credential_id: str = Field(description="The credential's id on the /v3 API.")
+    cluster_id: str = Field(default="", description="The cluster the credential belongs to.")
+    user_id: str = Field(description="The user who linked the account.")
+    kind: str = Field(default="github", description="The source code provider.")
+    login_name: str = Field(default="", description="The GitHub login.")
+    display_name: str = Field(default="", description="The GitHub display name.")
+    avatar_url: str = Field(default="", description="The GitHub avatar URL.")
+    html_url: str = Field(default="", description="The GitHub profile URL.")
+    api_url: str = Field(default="", description="The GitHub API base URL the token belongs to.")
+    access_token: SecretStr = Field(description="The OAuth access token.")
+
+
+class SourceCodeRepositoryCache(Block):
+    """The repositories a credential can see, as GitHub listed them at the last refresh.
+
+    Examples:
+        ```python
+        from prefect_pipelines.blocks import SourceCodeRepositoryCache
+        cache = SourceCodeRepositoryCache.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "Pipelines Repository Cache"
+    _block_type_slug = "pipelines-repository-cache"
+    _description = "The repositories a source code credential can see."
+    _documentation_url = _DOCS
+
+    credential_id: str = Field(description="The credential whose repositories these are.")
+    user_id: str = Field(description="The user who owns the credential.")
+    repositories: list[dict[str, Any]] = Field(
+        default_factory=list, description="The repositories, in /v3 shape."
+    )
+
+
+class PipelineSecrets(Block):
+    """A pipeline's write-only state: its webhook token and the id of its GitHub hook.
+
+    Examples:
+        ```python
+        from prefect_pipelines.blocks import PipelineSecrets
+        secrets = PipelineSecrets.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "Pipelines Pipeline Secrets"
+    _block_type_slug = "pipelines-pipeline-secrets"
+    _description = "A pipeline's webhook token and webhook id."
+    _documentation_url = _DOCS
+
+    project_id: str = Field(description="The project of the pipeline.")
+    pipeline_id: str = Field(description="The pipeline's id.")
+    token: SecretStr = Field(description="The webhook secret GitHub signs deliveries with.")
+    webhook_id: str = Field(default="", description="The id of the hook on GitHub, if any.")
+    webhook_repo: str = Field(default="", description="The owner/name of the hooked repository.")
+    credential_id: str = Field(default="", description="The credential that created the hook.")
+
+
+class ApiToken(Block):
+    """One /v3 API token: only a hash of it is stored.
+
+    Examples:
+        ```python
+        from prefect_pipelines.blocks import ApiToken
+        token = ApiToken.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "Pipelines API Token"
+    _block_type_slug = "pipelines-api-token"
+    _description = "A hashed /v3 API token and the user it stands for."
+    _documentation_url = _DOCS
+
+    user_id: str = Field(description="The user the token stands for.")
+    token_hash: str = Field(description="The SHA-256 of the token, hex.")
+    created: str = Field(default="", description="When the token was made (ISO-8601 UTC).")
+
+
+class RunNumberClaim(Block):
+    """A run number taken by one execution of a pipeline (internal, kept anonymous).
+
+    Examples:
+        ```python
+        from prefect_pipelines.blocks import RunNumberClaim
+        claim = RunNumberClaim.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "Pipelines Run Number"
+    _block_type_slug = "pipelines-run-number"
+    _description = "A run number taken by one pipeline execution (internal)."
+    _documentation_url = _DOCS
+
+    flow_run_id: str = Field(default="", description="The flow run that holds the number.")
+
+
+BLOCK_TYPES: tuple[type[Block], ...] = (
+    GitHubAppConfig,
+    SourceCodeCredential,
+    SourceCodeRepositoryCache,
+    PipelineSecrets,
+    ApiToken,
+    RunNumberClaim,
+)
+
+__all__ = [
+    "ApiToken",
+    "BLOCK_TYPES",
+    "GitHubAppConfig",
+    "PipelineSecrets",
+    "RunNumberClaim",
+    "SourceCodeCredential",
+    "SourceCodeRepositoryCache",
+]

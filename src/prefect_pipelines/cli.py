@@ -1,0 +1,99 @@
+"""The `prefect-pipelines` command."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="prefect-pipelines",
+    help="Rancher-2-style CI/CD pipelines on Prefect 3.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Rancher-2-style CI/CD pipelines on Prefect 3."""
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+@app.command("exec")
+def exec_(
+    pipeline_file: Annotated[Path, typer.Argument(help="The pipeline YAML file.")],
+    branch: Annotated[
+        Optional[str], typer.Option("--branch", "-b", help="The branch to build.")
+    ] = None,
+    workspace: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--workspace",
+            "-w",
+            help="Use this directory as the workspace and keep it. If it is not empty, "
+            "it is the source: the clone step uses it instead of cloning.",
+        ),
+    ] = None,
+    pipeline_id: Annotated[
+        Optional[str], typer.Option("--id", help="The pipeline id (default: its name or file name).")
+    ] = None,
+) -> None:
+    """Run a pipeline file once, as a Prefect flow run, printing each step's output."""
+    from prefect_pipelines.settings import get_settings
+    from prefect_pipelines.translator import PipelineSpecError, parse_pipeline_yaml
+
+    try:
+        text = pipeline_file.read_bytes()
+    except OSError as exc:
+        raise _fail(f"cannot read {pipeline_file}: {exc.strerror or exc}") from None
+    settings = get_settings()
+    try:
+        config = parse_pipeline_yaml(
+            text, min_cron_interval_seconds=settings.min_cron_interval,
+            max_bytes=settings.max_pipeline_bytes,
+        )
+    except PipelineSpecError as exc:
+        raise _fail(f"{pipeline_file}: {exc}") from None
+
+    from prefect_pipelines.flows import LocalOptions, local_options, run_pipeline
+    from prefect_pipelines.flows.output import console
+
+    console.enabled = True
+    _quiet_prefect_console()
+    default_id = re.sub(r"[^a-z0-9-]+", "-", pipeline_file.stem.lower()).strip("-") or "pipeline"
+    local_options.set(LocalOptions(workspace=workspace.resolve() if workspace else None))
+    state = run_pipeline(
+        pipeline=config.to_dict(),
+        pipeline_id=pipeline_id or config.name or default_id,
+        branch=branch,
+        return_state=True,
+    )
+    if state.is_completed():
+        raise typer.Exit(0)
+    typer.secho(f"{state.name}: {state.message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(1)
+
+
+def _quiet_prefect_console() -> None:
+    """Step output is printed by `exec` itself; Prefect's run loggers still go to the API."""
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).propagate = False
+
+
+def main() -> None:
+    """Entry point of the `prefect-pipelines` script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""The docker executor: every step in its own container, through the docker SDK."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from prefect_pipelines.flows.executors.base import (
+    LABEL_FLOW_RUN,
+    ExecutorError,
+    StepContext,
+    StepResult,
+    script_argv,
+    stop_message,
+    watch,
+)
+from prefect_pipelines.translator.plan import split_reference, workspace_path
+from prefect_pipelines.translator.spec import PublishImageConfig, RunScriptConfig
+
+CONTAINER_WORKSPACE = "/workspace"
+_ENGINE_ERRORS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ReadTimeout,
+    ConnectionError,
+)
+
+# registry host -> auth_config for the docker API, or None
+CredentialsLookup = Callable[[str], dict[str, str] | None]
+
+
+def engine_answers(base_url: str | None = None, timeout: float = 3) -> bool:
+    """True when a docker engine answers a ping."""
+    try:
+        client = _client(base_url, timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (docker.errors.DockerException, *_ENGINE_ERRORS):
+        return False
+
+
+def _client(base_url: str | None, timeout: float = 60) -> docker.DockerClient:
+    if base_url:
+        return docker.DockerClient(base_url=base_url, timeout=timeout, max_pool_size=32)
+    return docker.from_env(timeout=timeout, max_pool_size=32)
+
+
+def _api_client(base_url: str | None, timeout: float = 600) -> docker.APIClient:
+    """A client of its own, so closing it interrupts only the call it serves."""
+    if base_url:
+        return docker.APIClient(base_url=base_url, timeout=timeout)
+    return docker.APIClient(timeout=timeout, **docker.utils.kwargs_from_env())
+
+
+class DockerExecutor:
+    """Runs script steps in containers and builds and pushes images.
+
+    Args:
+        base_url: the engine; None uses DOCKER_HOST or the default socket.
+        network: network mode for containers and builds (None: the engine's default).
+        credentials: finds registry credentials for a registry host.
+    """
+
+    name = "docker"
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        network: str | None = None,
+        credentials: CredentialsLookup | None = None,
+    ) -> None:
+        self.base_url = base_url
+        try:
+            self.client = _client(base_url)
+            self.client.ping()
+        except (docker.errors.DockerException, *_ENGINE_ERRORS) as exc:
+            raise ExecutorError(f"the docker engine does not answer: {exc}") from None
+        self.network = network
+        self.credentials = credentials or (lambda registry: None)
+
+    # -- run script -------------------------------------------------------------------
+
+    def run_script(self, config: RunScriptConfig, ctx: StepContext) -> StepResult:
+        """Run the step in a container of its image, streaming its output."""
+        from prefect_pipelines.translator.plan import expand_image_reference
+
+        image = expand_image_reference(config.image, ctx.env)
+        try:
+            self._ensure_image(image, ctx)
+            entrypoint, command = script_argv(config)
+            env = {**ctx.env, **config.env_map()}
+            container = self.client.containers.create(
+                image,
+                command=command,
+                entrypoint=entrypoint,
+                environment=env,
+                working_dir=CONTAINER_WORKSPACE,
+                volumes={str(ctx.workspace): {"bind": CONTAINER_WORKSPACE, "mode": "rw"}},
+                labels=ctx.labels,
+                network_mode=self.network,
+                name=_container_name(ctx),
+                detach=True,
+            )
+        except docker.errors.APIError as exc:
+            return StepResult(None, message=f"could not create the container: {_explain(exc)}")
+        except _ENGINE_ERRORS as exc:
+            return StepResult(None, message=f"the docker engine stopped answering: {exc}")
+        return self._run_container(container, ctx)
+
+    def _run_container(self, container: Any, ctx: StepContext) -> StepResult:
+        if ctx.token.stopped:  # stopped before it started: do not start it at all
+            _remove(container)
+            return StepResult(None, stopped=ctx.token.reason)
+        watcher = None
+        try:
+            container.start()
+            # Watch only once it runs: a kill before the start would be lost.
+            watcher = watch(ctx.token, lambda: _kill(container))
+            for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                ctx.output.write_bytes(chunk)
+            exit_code = container.wait().get("StatusCode")
+        except docker.errors.APIError as exc:
+            if ctx.token.stopped:
+                exit_code = None
+            else:
+                return StepResult(None, message=f"the container failed: {_explain(exc)}")
+        except _ENGINE_ERRORS as exc:
+            return StepResult(
+                None, message=f"the docker engine stopped answering while the step ran: {exc}"
+            )
+        finally:
+            ctx.token.finish()
+            if watcher is not None:
+                watcher.join(timeout=5)
+            _remove(container)
+        if ctx.token.reason is not None:
+            return StepResult(exit_code, stopped=ctx.token.reason)
+        message = "" if exit_code == 0 else f"the script exited with code {exit_code}"
+        return StepResult(exit_code, message=message)
+
+    def _ensure_image(self, image: str, ctx: StepContext) -> None:
+        try:
+            self.client.images.get(image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        registry, repository, tag = split_reference(image)
+        ctx.output.info(f"pulling {image}")
+        auth = self.credentials(registry or "docker.io")
+        last: dict[str, str] = {}
+        for event in self.client.api.pull(
+            repository, tag=tag, stream=True, decode=True, auth_config=auth
+        ):
+            if "error" in event:
+                raise docker.errors.APIError(f"could not pull {image}: {event['error']}")
+            status = event.get("status", "")
+            layer = event.get("id", "")
+            if status and last.get(layer) != status:
+                last[layer] = status
+                ctx.output.info(f"{layer}: {status}" if layer else status)
+
+    # -- publish image ----------------------------------------------------------------
+
+    def publish_image(self, config: PublishImageConfig, ctx: StepContext) -> StepResult:
+        """Build `dockerfilePath` in `buildContext`, tag it, and push the tag."""
+        from prefect_pipelines.translator.plan import expand_image_reference
+
+        tag = expand_image_reference(config.tag, ctx.env)
+        context = workspace_path(str(ctx.workspace), config.build_context)
+        dockerfile = workspace_path(str(ctx.workspace), config.dockerfile_path)
+        ctx.output.info(f"building {tag} from {config.dockerfile_path} in {config.build_context}")
+        result = self._stream(
+            ctx,
+            lambda api: api.build(
+                path=context,
+                dockerfile=dockerfile,
+                tag=tag,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+                network_mode=self.network,
+            ),
+            what="the build",
+        )
+        if not result.ok or not config.push_remote:
+            return result
+        registry, repository, image_tag = split_reference(tag)
+        ctx.output.info(f"pushing {tag}")
+        auth = self.credentials(registry or "docker.io")
+        if auth is None:
+            ctx.output.info(f"no registry credentials match {registry or 'docker.io'}; pushing without login")
+        return self._stream(
+            ctx,
+            lambda api: api.push(
+                repository, tag=image_tag, stream=True, decode=True, auth_config=auth
+            ),
+            what="the push",
+        )
+
+    def _stream(
+        self, ctx: StepContext, start: Callable[[docker.APIClient], Any], what: str
+    ) -> StepResult:
+        """Run a streaming engine call (build or push), logging its events.
+
+        The call gets a connection of its own: stopping the step closes it, which makes
+        the engine abandon the build or push.
+        """
+        api = _api_client(self.base_url)
+        watcher = watch(ctx.token, api.close)
+        last: dict[str, str] = {}
+        try:
+            for event in start(api):
+                if ctx.token.stopped:
+                    break
+                if "error" in event:
+                    detail = event.get("error", "")
+                    ctx.output.info(f"error: {detail}")
+                    return StepResult(1, message=f"{what} failed: {detail}")
+                _log_event(event, ctx, last)
+        except docker.errors.APIError as exc:
+            if not ctx.token.stopped:
+                return StepResult(1, message=f"{what} failed: {_explain(exc)}")
+        except Exception as exc:
+            # A stop closes the connection under the call: whatever that raises is expected.
+            if not ctx.token.stopped:
+                if not isinstance(exc, _ENGINE_ERRORS):
+                    raise
+                return StepResult(
+                    None, message=f"the docker engine stopped answering during {what}: {exc}"
+                )
+        finally:
+            ctx.token.finish()
+            watcher.join(timeout=5)
+            api.close()
+        if ctx.token.reason is not None:
+            return StepResult(None, stopped=ctx.token.reason)
+        return StepResult(0)
+
+    # -- housekeeping -----------------------------------------------------------------
+
+    def cleanup(self, flow_run_id: str) -> int:
+        """Remove every container labelled with this flow run."""
+        removed = 0
+        try:
+            containers = self.client.containers.list(
+                all=True, filters={"label": f"{LABEL_FLOW_RUN}={flow_run_id}"}
+            )
+        except (docker.errors.DockerException, *_ENGINE_ERRORS):
+            return 0
+        for container in containers:
+            if _remove(container):
+                removed += 1
+        return removed
+
+    def close(self) -> None:
+        """Close the engine connection."""
+        self.client.close()
+
+
+def _container_name(ctx: StepContext) -> str:
+    run = ctx.labels.get(LABEL_FLOW_RUN, "")[:8] or uuid.uuid4().hex[:8]
+    step = ctx.labels.get("io.prefect-pipelines.step", "step").replace("/", "-")
+    return f"pp-{run}-{step}-{uuid.uuid4().hex[:6]}"
+
+
+def _log_event(event: dict[str, Any], ctx: StepContext, last: dict[str, str]) -> None:
+    if "stream" in event:
+        for line in str(event["stream"]).splitlines():
+            if line.strip():
+                ctx.output.info(line)
+        return
+    status = event.get("status")
+    if not status:
+        return
+    layer = event.get("id", "")
+    if last.get(layer) == status:
+        return  # progress ticks of the same status
+    last[layer] = status
+    ctx.output.info(f"{layer}: {status}" if layer else status)
+
+
+def _kill(container: Any) -> None:
+    try:
+        container.kill()
+    except (docker.errors.DockerException, *_ENGINE_ERRORS):
+        pass
+
+
+def _remove(container: Any) -> bool:
+    try:
+        container.remove(force=True)
+        return True
+    except docker.errors.NotFound:
+        return False
+    except (docker.errors.DockerException, *_ENGINE_ERRORS):
+        return False
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    return str(getattr(exc, "explanation", None) or exc)

@@ -1,0 +1,153 @@
+"""The clone step: real `git`, on the worker host, into the execution's workspace.
+
+The token of a source code credential travels only in git's environment (as an
+`http.extraHeader`), never on a command line, in a URL, a log line or an error message.
+Every argument is passed as a list, after `--` where git allows it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from prefect_pipelines.flows.executors.base import StepContext, StepResult
+from prefect_pipelines.flows.executors.process import host_env, run_streaming
+
+
+@dataclass
+class CloneResult:
+    """How a clone ended and the commit it checked out."""
+
+    result: StepResult
+    commit: str = ""
+
+
+def url_scheme(url: str) -> str:
+    """The scheme of a git URL (`ssh` for the scp-like form)."""
+    scheme = urlsplit(url).scheme
+    return scheme if scheme else "ssh"
+
+
+def git_env(token: str | None, allowed_schemes: set[str]) -> dict[str, str]:
+    """git's environment: no prompts, allowed protocols only, the token as a header."""
+    env = host_env({})
+    env.update(
+        GIT_TERMINAL_PROMPT="0",
+        GIT_ALLOW_PROTOCOL=":".join(sorted(allowed_schemes)),
+        GIT_SSH_COMMAND="ssh -o BatchMode=yes",
+        GIT_CONFIG_NOSYSTEM="1",
+    )
+    if token:
+        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        env.update(
+            GIT_CONFIG_COUNT="1",
+            GIT_CONFIG_KEY_0="http.extraHeader",
+            GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
+        )
+    return env
+
+
+def clone(
+    url: str,
+    branch: str,
+    ctx: StepContext,
+    *,
+    commit: str = "",
+    token: str | None = None,
+    depth: int = 50,
+    allowed_schemes: set[str],
+) -> CloneResult:
+    """Clone `branch` of `url` into the (empty) workspace and check out `commit` or its head.
+
+    Returns:
+        The result, with the full commit hash on success.
+    """
+    scheme = url_scheme(url)
+    if scheme not in allowed_schemes:
+        return CloneResult(
+            StepResult(None, message=f"clones over {scheme} are not allowed "
+                       f"(allowed: {', '.join(sorted(allowed_schemes))})")
+        )
+    if token:
+        ctx.output.masker.add(token, base64.b64encode(f"x-access-token:{token}".encode()).decode())
+    env = git_env(token, allowed_schemes)
+    ws = ctx.workspace
+    depth_args = [f"--depth={depth}"] if depth > 0 else []
+    remote = f"refs/remotes/origin/{branch}"
+    steps: list[tuple[str, list[str]]] = [
+        ("init", ["git", "init", "-q", "--", str(ws)]),
+        ("remote", ["git", "-C", str(ws), "remote", "add", "origin", "--", url]),
+        ("fetch", ["git", "-C", str(ws), "fetch", "--no-tags", *depth_args,
+                   "origin", f"+refs/heads/{branch}:{remote}"]),
+    ]
+    ctx.output.info(f"cloning {url} ({branch})")
+    for what, argv in steps:
+        result = _git(argv, ctx, env, ws)
+        if not result.ok:
+            return CloneResult(_explain(result, what, url, branch))
+    target = remote
+    if commit:
+        if not _has_commit(ws, commit, env):
+            result = _git(["git", "-C", str(ws), "fetch", "--no-tags", *depth_args, "origin",
+                           commit], ctx, env, ws)
+            if not result.ok:
+                return CloneResult(_explain(result, "fetch of the commit", url, branch))
+        target = commit
+    result = _git(["git", "-C", str(ws), "checkout", "-q", "-B", branch, target, "--"], ctx, env, ws)
+    if not result.ok:
+        return CloneResult(_explain(result, "checkout", url, branch))
+    head = subprocess.run(
+        ["git", "-C", str(ws), "rev-parse", "HEAD"], capture_output=True, text=True, env=env
+    ).stdout.strip()
+    ctx.output.info(f"checked out {branch} at {head}")
+    return CloneResult(StepResult(0), commit=head)
+
+
+def existing_checkout(ctx: StepContext) -> CloneResult:
+    """Use a non-empty workspace as the source (`exec --workspace` on a working copy)."""
+    ws = ctx.workspace
+    ctx.output.info(f"the workspace {ws} is not empty: using it as the source, no clone")
+    proc = subprocess.run(
+        ["git", "-C", str(ws), "rev-parse", "HEAD"], capture_output=True, text=True,
+        env=host_env({}),
+    )
+    commit = proc.stdout.strip() if proc.returncode == 0 else ""
+    return CloneResult(StepResult(0), commit=commit)
+
+
+def _git(argv: list[str], ctx: StepContext, env: dict[str, str], cwd: Path) -> StepResult:
+    code, error = run_streaming(argv, ctx, cwd=cwd, env=env)
+    if error:
+        return StepResult(None, message=error)
+    if ctx.token.reason is not None:
+        return StepResult(code, stopped=ctx.token.reason)
+    return StepResult(code)
+
+
+def _explain(result: StepResult, what: str, url: str, branch: str) -> StepResult:
+    if result.stopped or result.message:
+        return result
+    return StepResult(
+        result.exit_code,
+        message=f"git {what} failed (exit code {result.exit_code}) for {url} branch {branch}",
+    )
+
+
+def _has_commit(ws: Path, commit: str, env: dict[str, str]) -> bool:
+    return (
+        subprocess.run(
+            ["git", "-C", str(ws), "cat-file", "-e", f"{commit}^{{commit}}"],
+            capture_output=True,
+            env=env,
+        ).returncode
+        == 0
+    )
+
+
+def is_empty_dir(path: Path) -> bool:
+    """True when `path` does not exist or has no entries."""
+    return not path.exists() or not any(os.scandir(path))

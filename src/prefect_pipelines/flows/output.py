@@ -1,0 +1,214 @@
+"""Step output: split into lines, mask secrets, batch into Prefect log records, echo.
+
+A step can print hundreds of thousands of lines. Sending each line as its own Prefect log
+record costs a row and a JSON object per line; instead lines are gathered into records of
+up to `log_chunk_bytes` and sent at least every `log_flush_seconds`, so a running step's
+output still shows within a fraction of a second. Records of one step get strictly
+increasing timestamps (Prefect sorts logs by timestamp alone), so the lines read back in
+order.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from typing import TextIO
+from uuid import UUID
+
+from prefect_pipelines.flows.control import start_thread
+
+MASK = "********"
+OUTPUT_LOGGER_NAME = "prefect_pipelines.output"
+
+
+class SecretMasker:
+    """Replaces known secret values with `********`."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: list[str] = []
+        self.add(*secrets)
+
+    def add(self, *secrets: str) -> None:
+        """Mask these values (and each line of a multi-line one) from now on."""
+        for secret in secrets:
+            for part in (secret, *secret.splitlines()):
+                part = part.strip()
+                if len(part) >= 3 and part not in self._secrets:
+                    self._secrets.append(part)
+        # Longest first, so a secret that contains another is masked whole.
+        self._secrets.sort(key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+    def __bool__(self) -> bool:
+        return bool(self._secrets)
+
+
+class ConsoleEcho:
+    """Prints step output to a terminal, each line prefixed with its stage and step.
+
+    `prefect-pipelines exec` turns this on; workers leave it off.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+        self.enabled = False
+
+    def line(self, label: str, text: str) -> None:
+        """Print one output line of step `label`."""
+        if self.enabled:
+            with self._lock:
+                self.stream.write(f"[{label}] {text}\n")
+                self.stream.flush()
+
+    def status(self, text: str) -> None:
+        """Print a status line of the run."""
+        if self.enabled:
+            with self._lock:
+                self.stream.write(f"==> {text}\n")
+                self.stream.flush()
+
+
+console = ConsoleEcho()
+
+
+def _api_logger() -> logging.Logger:
+    logger = logging.getLogger(OUTPUT_LOGGER_NAME)
+    if not logger.handlers:
+        from prefect.logging.handlers import APILogHandler
+
+        handler = APILogHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
+def _terminal_line(raw: bytes) -> str:
+    """What a terminal would show of one line: text after a carriage return overwrites."""
+    text = raw.decode("utf-8", errors="replace").rstrip("\r")
+    if "\r" in text:
+        text = next((part for part in reversed(text.split("\r")) if part), "")
+    return text
+
+
+class StepOutput:
+    """The sink of one step's output: give it bytes or lines, it does the rest.
+
+    Args:
+        label: the `stage/step` prefix for the console.
+        flow_run_id, task_run_id: the Prefect runs the records belong to; without a
+            flow run id nothing is sent to Prefect (console only).
+        masker: secrets to mask.
+        chunk_bytes: the largest record sent.
+        flush_seconds: the longest a line waits before it is sent.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        *,
+        flow_run_id: UUID | None,
+        task_run_id: UUID | None,
+        masker: SecretMasker | None = None,
+        chunk_bytes: int = 64 * 1024,
+        flush_seconds: float = 0.2,
+    ) -> None:
+        self.label = label
+        self.flow_run_id = flow_run_id
+        self.task_run_id = task_run_id
+        self.masker = masker if masker is not None else SecretMasker()
+        self.chunk_bytes = chunk_bytes
+        self.flush_seconds = flush_seconds
+        self.lines_written = 0
+        self.bytes_written = 0
+        self._pending: list[str] = []
+        self._pending_bytes = 0
+        self._partial = b""
+        self._last_created = 0.0
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._logger = _api_logger() if flow_run_id else None
+        self._flusher = start_thread(self._flush_periodically, f"output-{label}")
+
+    def write_bytes(self, data: bytes) -> None:
+        """Feed raw output; complete lines are emitted, a trailing partial line waits."""
+        data = self._partial + data
+        *lines, self._partial = data.split(b"\n")
+        for raw in lines:
+            self.write_line(_terminal_line(raw))
+
+    def write_line(self, line: str) -> None:
+        """Emit one line of output."""
+        line = self.masker(line)
+        console.line(self.label, line)
+        size = len(line) + 1
+        with self._lock:
+            self.lines_written += 1
+            self.bytes_written += size
+            if self._logger is None:
+                return
+            if self._pending_bytes + size > self.chunk_bytes and self._pending:
+                self._send_locked()
+            self._pending.append(line)
+            self._pending_bytes += size
+
+    def info(self, message: str) -> None:
+        """A message of the pipeline itself, shown in the step's log like output."""
+        self.write_line(message)
+
+    def flush(self) -> None:
+        """Send what is pending now."""
+        with self._lock:
+            self._send_locked()
+
+    def close(self) -> None:
+        """Emit a trailing partial line, send everything, stop the flusher."""
+        if self._partial:
+            partial, self._partial = self._partial, b""
+            self.write_line(_terminal_line(partial))
+        self._closed.set()
+        self._flusher.join(timeout=5)
+        self.flush()
+
+    def __enter__(self) -> StepOutput:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _flush_periodically(self) -> None:
+        while not self._closed.wait(self.flush_seconds):
+            self.flush()
+
+    def _send_locked(self) -> None:
+        if not self._pending or self._logger is None:
+            return
+        message = "\n".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        # Strictly increasing, millisecond-distinct timestamps keep records in order.
+        created = max(time.time(), self._last_created + 0.001)
+        self._last_created = created
+        record = self._logger.makeRecord(
+            self._logger.name,
+            logging.INFO,
+            __file__,
+            0,
+            message,
+            None,
+            None,
+            extra={"flow_run_id": self.flow_run_id, "task_run_id": self.task_run_id},
+        )
+        record.created = created
+        record.msecs = (created - int(created)) * 1000
+        self._logger.handle(record)

@@ -1,0 +1,467 @@
+"""The `run-pipeline` flow: one flow run per execution, one task run per step."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import shutil
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect import flow, get_run_logger, tags, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.states import Cancelled, Completed, Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
+
+from prefect_pipelines.flows.control import RunControl, StopToken, start_thread
+from prefect_pipelines.flows.executors.base import (
+    LABEL_EXECUTION,
+    LABEL_FLOW_RUN,
+    LABEL_STEP,
+    Executor,
+    ExecutorError,
+    StepContext,
+    StepResult,
+    stop_message,
+)
+from prefect_pipelines.flows.git import clone, existing_checkout, is_empty_dir
+from prefect_pipelines.flows.output import SecretMasker, StepOutput, console
+from prefect_pipelines.flows.runtime import (
+    credentials_lookup,
+    ensure_run_number,
+    load_source_token,
+    select_executor,
+)
+from prefect_pipelines.settings import Settings, get_settings
+from prefect_pipelines.translator import (
+    PipelineSpecError,
+    RunIdentity,
+    RunPlan,
+    StagePlan,
+    StepPlan,
+    Trigger,
+    compile_plan,
+    parse_pipeline,
+)
+
+FLOW_NAME = "run-pipeline"
+_START_WAIT_SECONDS = 30
+_COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class LocalOptions:
+    """Options of a local run (`prefect-pipelines exec`), never flow parameters.
+
+    A workspace on the host is a local decision: it is not a parameter, so nobody can
+    point a deployed pipeline at a directory of the worker.
+    """
+
+    workspace: Path | None = None
+
+
+local_options: contextvars.ContextVar[LocalOptions | None] = contextvars.ContextVar(
+    "prefect_pipelines_local_options", default=None
+)
+
+
+class _Stage:
+    """The steps of one stage that are running, so a failure can abort the others."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[str, StopToken] = {}
+        self._failed: str | None = None
+
+    def add(self, label: str, token: StopToken) -> None:
+        """Track a step; one that starts after a sibling failed is stopped at once."""
+        with self._lock:
+            self._tokens[label] = token
+            failed = self._failed
+        if failed is not None:
+            token.stop("aborted", self._why(failed))
+
+    def remove(self, label: str) -> None:
+        with self._lock:
+            self._tokens.pop(label, None)
+
+    def abort_others(self, failed: str) -> None:
+        with self._lock:
+            if self._failed is None:
+                self._failed = failed
+            others = [token for label, token in self._tokens.items() if label != failed]
+        for token in others:
+            token.stop("aborted", self._why(failed))
+
+    @staticmethod
+    def _why(failed: str) -> str:
+        return f"aborted: step {failed} of this stage failed"
+
+
+class _Run:
+    """Everything the steps of one execution share."""
+
+    def __init__(
+        self,
+        plan: RunPlan,
+        *,
+        flow_run: FlowRun,
+        executor: Executor | None,
+        workspace: Path,
+        settings: Settings,
+        deadline: float,
+        masker: SecretMasker,
+        control: RunControl,
+    ) -> None:
+        self.plan = plan
+        self.flow_run = flow_run
+        self.executor = executor
+        self.workspace = workspace
+        self.settings = settings
+        self.deadline = deadline
+        self.masker = masker
+        self.control = control
+        self.commit = plan.trigger.commit
+
+    def env(self) -> dict[str, str]:
+        return self.plan.cicd_env(self.commit)
+
+    def labels(self, step: StepPlan) -> dict[str, str]:
+        return {
+            LABEL_FLOW_RUN: str(self.flow_run.id),
+            LABEL_EXECUTION: self.plan.identity.execution_id,
+            LABEL_STEP: f"s{step.stage}-{step.index}",
+        }
+
+
+class _StepJob:
+    """One step to run as a task (passed to the task quoted, so Prefect does not walk it)."""
+
+    def __init__(self, run: _Run, step: StepPlan, stage: _Stage) -> None:
+        self.run = run
+        self.step = step
+        self.stage = stage
+        self.started = threading.Event()
+
+    def deadline(self) -> tuple[float, bool]:
+        """(monotonic deadline, whether it is the pipeline's rather than the step's)."""
+        if self.step.timeout_seconds is not None:
+            own = time.monotonic() + self.step.timeout_seconds
+            if own <= self.run.deadline:
+                return own, False
+        return self.run.deadline, True
+
+    def execute(self, task_run_id: UUID | None) -> State | dict[str, Any]:
+        self.started.set()
+        run, step = self.run, self.step
+        deadline, pipeline_limit = self.deadline()
+        token = StopToken(deadline)
+        output = StepOutput(
+            step.label,
+            flow_run_id=run.flow_run.id,
+            task_run_id=task_run_id,
+            masker=run.masker,
+            chunk_bytes=run.settings.log_chunk_bytes,
+            flush_seconds=run.settings.log_flush_seconds,
+        )
+        self.stage.add(step.label, token)
+        run.control.register(token)
+        started = time.monotonic()
+        console.status(f"{step.label} ({step.kind}) started")
+        try:
+            ctx = StepContext(
+                label=step.label,
+                workspace=run.workspace,
+                env=run.env(),
+                output=output,
+                token=token,
+                labels=run.labels(step),
+            )
+            result = self._dispatch(ctx)
+            if not result.ok and result.stopped is None:
+                self.stage.abort_others(step.label)
+            message = self._message(result, token, pipeline_limit)
+            if message:
+                output.info(message)
+        finally:
+            run.control.unregister(token)
+            self.stage.remove(step.label)
+            output.close()
+        took = time.monotonic() - started
+        if result.ok:
+            console.status(f"{step.label} succeeded in {took:.1f}s")
+            return {"exitCode": 0, "commit": run.commit}
+        console.status(f"{step.label}: {message}")
+        if result.stopped in ("aborted", "cancelled"):
+            return Cancelled(message=message)
+        return Failed(message=message)
+
+    def _message(self, result: StepResult, token: StopToken, pipeline_limit: bool) -> str:
+        if result.stopped == "timeout":
+            limit = self.run.plan.timeout_seconds if pipeline_limit else self.step.timeout_seconds
+            text = stop_message("timeout", token, limit)
+            return text + (" (the pipeline's timeout)" if pipeline_limit else "")
+        if result.stopped is not None:
+            return stop_message(result.stopped, token, None)
+        if result.ok:
+            return ""
+        return result.message or "the step failed"
+
+    def _dispatch(self, ctx: StepContext) -> StepResult:
+        spec = self.step.spec
+        try:
+            if spec.source_code_config is not None:
+                return self._clone(ctx)
+            if self.run.executor is None:  # pragma: no cover - guarded by the flow
+                raise ExecutorError("no executor is available")
+            if spec.run_script_config is not None:
+                return self.run.executor.run_script(spec.run_script_config, ctx)
+            assert spec.publish_image_config is not None
+            return self.run.executor.publish_image(spec.publish_image_config, ctx)
+        except (ExecutorError, PipelineSpecError) as exc:
+            return StepResult(None, message=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a step must end with a state, not a crash
+            _log.error("step %s failed unexpectedly:\n%s", ctx.label, traceback.format_exc())
+            return StepResult(None, message=f"internal error: {type(exc).__name__}: {exc}")
+
+    def _clone(self, ctx: StepContext) -> StepResult:
+        run = self.run
+        source = run.plan.config.source
+        assert source is not None
+        if not is_empty_dir(run.workspace):
+            cloned = existing_checkout(ctx)
+        else:
+            token = load_source_token(source.source_code_credential_id)
+            cloned = clone(
+                source.url,
+                run.plan.branch,
+                ctx,
+                commit=run.plan.trigger.commit,
+                token=token,
+                depth=run.settings.clone_depth,
+                allowed_schemes=run.settings.git_schemes(),
+            )
+        if cloned.commit:
+            run.commit = cloned.commit
+        return cloned.result
+
+
+@task(
+    name="step",
+    task_run_name="stage-{stage}-step-{step}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=0,
+)
+def run_step(stage: int, step: int, job: _StepJob) -> State | dict[str, Any]:
+    """Run step `step` of stage `stage` (a task run named `stage-<i>-step-<j>`)."""
+    ctx = TaskRunContext.get()
+    return job.execute(ctx.task_run.id if ctx else None)
+
+
+def _trigger_from(params: dict[str, Any] | None, flow_run: FlowRun) -> Trigger:
+    params = dict(params or {})
+    triggered_by = params.get("triggeredBy") or ("cron" if flow_run.auto_scheduled else "user")
+    if triggered_by not in ("user", "cron", "webhook"):
+        raise PipelineSpecError(f"unknown trigger {triggered_by!r}", "trigger.triggeredBy")
+    commit = str(params.get("commit") or "")
+    if commit and not _COMMIT.fullmatch(commit):
+        raise PipelineSpecError(f"{commit!r} is not a commit hash", "trigger.commit")
+    return Trigger(
+        triggered_by=triggered_by,
+        user_id=str(params.get("userId") or ""),
+        event=str(params.get("event") or ""),
+        commit=commit,
+        ref=str(params.get("ref") or ""),
+        message=str(params.get("message") or ""),
+        author=str(params.get("author") or ""),
+        html_link=str(params.get("htmlLink") or ""),
+    )
+
+
+def _make_workspace(flow_run: FlowRun, settings: Settings) -> tuple[Path, bool]:
+    """(workspace, whether to remove it at the end)."""
+    options = local_options.get()
+    if options is not None and options.workspace is not None:
+        options.workspace.mkdir(parents=True, exist_ok=True)
+        return options.workspace, False
+    root = settings.workspace_root
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    workspace = root / str(flow_run.id)
+    if workspace.exists():  # a rerun of the same flow run: start clean
+        shutil.rmtree(workspace, ignore_errors=True)
+    workspace.mkdir()
+    workspace.chmod(0o777)  # containers may run as any user; the root above is private
+    return workspace, True
+
+
+def _watch_cancellation(
+    flow_run_id: UUID, control: RunControl, interval: float, done: threading.Event
+) -> threading.Thread:
+    """Poll the flow run's state; on Cancelling, stop every step."""
+
+    def run() -> None:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            while not done.wait(interval):
+                try:
+                    state = client.read_flow_run(flow_run_id).state
+                except Exception:  # noqa: BLE001 - a blip of the API; try again
+                    continue
+                if state is not None and state.type in (StateType.CANCELLING, StateType.CANCELLED):
+                    control.cancel(state.message or "the run was cancelled")
+                    return
+
+    return start_thread(run, f"cancel-watch-{flow_run_id}")
+
+
+def _run_stage(run: _Run, stage: StagePlan) -> list[tuple[StepPlan, State]]:
+    group = _Stage()
+    results: list[tuple[StepPlan, State]] = []
+    steps = list(stage.steps)
+    if steps[0].kind == "sourceCode":  # the clone runs before the rest of its stage
+        results += _submit(run, [steps.pop(0)], group)
+        if any(not state.is_completed() for _, state in results):
+            return results
+    if steps:
+        results += _submit(run, steps, group)
+    return results
+
+
+def _submit(run: _Run, steps: list[StepPlan], group: _Stage) -> list[tuple[StepPlan, State]]:
+    """Start the steps one after another, then wait for all of them.
+
+    Each step waits for the previous one to be running before it is submitted: task runs
+    with tags take a (tag) concurrency slot as they start, and Prefect's SQLite backend
+    answers concurrent slot requests with 503 and a 2 s retry. Started in sequence they
+    take a few tens of milliseconds each.
+    """
+    futures = []
+    for step in steps:
+        with tags(f"stage:{step.stage}", f"step:{step.index}"):
+            job = _StepJob(run, step, group)
+            futures.append((step, run_step.submit(step.stage, step.index, quote(job))))
+        job.started.wait(timeout=_START_WAIT_SECONDS)
+    out = []
+    for step, future in futures:
+        future.wait()
+        out.append((step, future.state))
+    return out
+
+
+@flow(
+    name=FLOW_NAME,
+    description="Run a prefect-pipelines pipeline: stages in order, the steps of a stage "
+    "concurrently, each step in a container.",
+    persist_result=False,
+    validate_parameters=True,
+    task_runner=ThreadPoolTaskRunner(max_workers=64),
+)
+def run_pipeline(
+    pipeline: dict[str, Any],
+    pipeline_id: str = "",
+    project_id: str = "",
+    branch: str | None = None,
+    trigger: dict[str, Any] | None = None,
+) -> State:
+    """Run a pipeline definition once.
+
+    Args:
+        pipeline: the definition, in the /v3 shape (`stages`, `timeout`, ...).
+        pipeline_id: the pipeline's id (its name); defaults to the definition's name.
+        project_id: `<clusterId>:<projectId>`.
+        branch: the branch to build; derived from the definition when it names one.
+        trigger: who started the run: `triggeredBy` (user|cron|webhook), `userId`,
+            `event`, `commit`, `ref`, `message`, `author`, `htmlLink`.
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    context = FlowRunContext.get()
+    assert context is not None and context.flow_run is not None
+    flow_run = context.flow_run
+    try:
+        config = parse_pipeline(pipeline, min_cron_interval_seconds=0)
+        run_trigger = _trigger_from(trigger, flow_run)
+        run_number = ensure_run_number(flow_run, pipeline_id or config.name or "")
+        identity = RunIdentity(
+            pipeline_id=pipeline_id or config.name or "pipeline",
+            project_id=project_id,
+            run=run_number,
+        )
+        plan = compile_plan(config, identity=identity, trigger=run_trigger, branch=branch)
+    except PipelineSpecError as exc:
+        logger.error("cannot run this pipeline: %s", exc)
+        console.status(f"cannot run this pipeline: {exc}")
+        return Failed(message=f"invalid pipeline: {exc}")
+
+    needs_engine = any(step.kind != "sourceCode" for step in plan.steps())
+    masker = SecretMasker()
+    executor: Executor | None = None
+    if needs_engine:
+        try:
+            executor = select_executor(settings, credentials_lookup(masker))
+        except ExecutorError as exc:
+            logger.error("%s", exc)
+            return Failed(message=str(exc))
+    workspace, remove_workspace = _make_workspace(flow_run, settings)
+    control = RunControl()
+    done = threading.Event()
+    watcher = _watch_cancellation(flow_run.id, control, settings.cancel_poll_seconds, done)
+    run = _Run(
+        plan,
+        flow_run=flow_run,
+        executor=executor,
+        workspace=workspace,
+        settings=settings,
+        deadline=time.monotonic() + plan.timeout_seconds,
+        masker=masker,
+        control=control,
+    )
+    logger.info(
+        "execution %s: %d stage(s), branch %r, executor %s",
+        identity.execution_id,
+        len(plan.stages),
+        plan.branch,
+        executor.name if executor else "none",
+    )
+    failure = ""
+    try:
+        for stage in plan.stages:
+            if failure or control.cancelled:
+                why = "the run was cancelled" if control.cancelled else failure
+                logger.info("stage %d %r skipped: %s", stage.index, stage.name, why)
+                console.status(f"stage {stage.name} skipped")
+                continue
+            console.status(f"stage {stage.name}")
+            for step, state in _run_stage(run, stage):
+                if state.is_failed() and not failure:
+                    failure = f"stage {stage.name!r} failed: step {step.label}: {state.message}"
+    finally:
+        done.set()
+        watcher.join(timeout=5)
+        if executor is not None:
+            removed = executor.cleanup(str(flow_run.id))
+            if removed:
+                logger.info("removed %d leftover container(s)", removed)
+            executor.close()
+        if remove_workspace:
+            shutil.rmtree(workspace, ignore_errors=True)
+    if control.cancelled:
+        console.status("cancelled")
+        return Cancelled(message=control.cancel_message or "the run was cancelled")
+    if failure:
+        console.status(f"failed: {failure}")
+        return Failed(message=failure)
+    console.status("succeeded")
+    return Completed(message=f"execution {identity.execution_id} succeeded")

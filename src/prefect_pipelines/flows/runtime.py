@@ -1,0 +1,138 @@
+"""What a run needs from its surroundings: run numbers, credentials, the executor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from urllib.parse import urlsplit
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.exceptions import ObjectNotFound
+from prefect.utilities.asyncutils import run_coro_as_sync
+
+from prefect_pipelines.flows.executors.base import Executor, ExecutorError
+from prefect_pipelines.flows.executors.docker import DockerExecutor, engine_answers
+from prefect_pipelines.flows.executors.process import ProcessExecutor
+from prefect_pipelines.flows.output import SecretMasker
+from prefect_pipelines.services.numbering import claim_run_number
+from prefect_pipelines.settings import Settings
+from prefect_pipelines.translator.mapping import (
+    credential_block_name,
+    execution_name,
+    run_number_of,
+    run_tag,
+)
+
+REGISTRY_BLOCK_SLUG = "docker-registry-credentials"
+_DOCKER_HUB = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+
+
+def ensure_run_number(flow_run: FlowRun, pipeline_id: str) -> int:
+    """The run number of this execution, taking one if the run was started without it.
+
+    Runs the facade creates carry their number; runs Prefect starts by itself (cron, the
+    UI, `prefect deployment run`) take the next one here and are renamed
+    `<pipelineId>-<run>`. Runs outside a deployment (`exec`) are not numbered (0).
+    """
+    if flow_run.deployment_id is None:
+        return 0
+    number = run_number_of(flow_run.tags, flow_run.idempotency_key, flow_run.deployment_id)
+    if number is not None:
+        return number
+
+    async def take() -> int:
+        async with get_client() as client:
+            taken = await claim_run_number(
+                client, flow_run.deployment_id, flow_run_id=str(flow_run.id)
+            )
+            tags = [tag for tag in flow_run.tags if not tag.startswith("run:")]
+            await client.update_flow_run(
+                flow_run.id,
+                name=execution_name(pipeline_id or "pipeline", taken),
+                tags=[*tags, run_tag(taken)],
+            )
+            return taken
+
+    return run_coro_as_sync(take())
+
+
+def load_source_token(credential_id: str | None) -> str | None:
+    """The access token of a source code credential, or None when none is named.
+
+    Raises:
+        ExecutorError: the credential does not exist.
+    """
+    if not credential_id:
+        return None
+    from prefect_pipelines.blocks import SourceCodeCredential
+
+    try:
+        credential = SourceCodeCredential.load(credential_block_name(credential_id))
+    except (ValueError, ObjectNotFound):
+        raise ExecutorError(
+            f"source code credential {credential_id!r} does not exist (or was revoked)"
+        ) from None
+    return credential.access_token.get_secret_value()
+
+
+def registry_host(url: str) -> str:
+    """`https://reg.example.com:5000/` -> `reg.example.com:5000`; Docker Hub -> docker.io."""
+    host = urlsplit(url if "://" in url else f"//{url}").netloc or url
+    host = host.rstrip("/").lower()
+    return "docker.io" if host in _DOCKER_HUB else host
+
+
+def credentials_lookup(masker: SecretMasker) -> Callable[[str], dict[str, str] | None]:
+    """A lookup of registry logins from prefect-docker `DockerRegistryCredentials` blocks.
+
+    The blocks are read once per run, on first use; every password found is masked.
+    """
+
+    @cache
+    def load() -> dict[str, dict[str, str]]:
+        with get_client(sync_client=True) as client:
+            try:
+                documents = client.read_block_documents_by_type(
+                    REGISTRY_BLOCK_SLUG, include_secrets=True
+                )
+            except ObjectNotFound:
+                return {}
+        logins: dict[str, dict[str, str]] = {}
+        for document in documents:
+            data = document.data
+            password = data.get("password") or ""
+            if hasattr(password, "get_secret_value"):
+                password = password.get_secret_value()
+            if not data.get("registry_url") or not data.get("username"):
+                continue
+            masker.add(str(password))
+            logins[registry_host(data["registry_url"])] = {
+                "username": data["username"],
+                "password": str(password),
+                "serveraddress": data["registry_url"],
+            }
+        return logins
+
+    def lookup(registry: str) -> dict[str, str] | None:
+        return load().get(registry_host(registry))
+
+    return lookup
+
+
+def select_executor(
+    settings: Settings, credentials: Callable[[str], dict[str, str] | None]
+) -> Executor:
+    """The executor for this run: docker whenever an engine answers, unless set otherwise.
+
+    Raises:
+        ExecutorError: docker was asked for and no engine answers.
+    """
+    choice = settings.executor
+    if choice == "auto":
+        choice = "docker" if engine_answers(settings.docker_host) else "process"
+    if choice == "process":
+        return ProcessExecutor()
+    return DockerExecutor(
+        settings.docker_host, network=settings.docker_network, credentials=credentials
+    )

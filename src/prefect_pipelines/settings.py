@@ -1,0 +1,92 @@
+"""Settings of prefect-pipelines, read from `PREFECT_PIPELINES_*` environment variables.
+
+Credentials never live here: they are Prefect blocks. Read settings through
+`get_settings()`, which caches one instance; `get_settings.cache_clear()` re-reads them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of prefect-pipelines, with its default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PREFECT_PIPELINES_", env_file=".env", env_ignore_empty=True, extra="ignore"
+    )
+
+    # Where runs go
+    work_pool: str = Field(
+        default="prefect-pipelines", description="The Prefect work pool pipelines run on."
+    )
+    flow_name: str = Field(
+        default="run-pipeline", description="The Prefect flow every pipeline deploys."
+    )
+
+    # Executing steps
+    executor: Literal["auto", "docker", "process"] = Field(
+        default="auto",
+        description="How steps run: docker whenever an engine answers (auto), or on the host.",
+    )
+    docker_host: str | None = Field(
+        default=None, description="The docker engine URL; unset means DOCKER_HOST or the socket."
+    )
+    docker_network: str | None = Field(
+        default=None,
+        description="Network mode of step containers and image builds (none, host, a "
+        "network name); unset means the engine's default.",
+    )
+    workspace_root: Path = Field(
+        default=Path(tempfile.gettempdir()) / "prefect-pipelines" / "workspaces",
+        description="Where each execution's workspace directory is made.",
+    )
+    clone_depth: int = Field(
+        default=50, ge=0, description="History depth of clones; 0 clones everything."
+    )
+    allowed_git_schemes: str = Field(
+        default="https,http,ssh,git",
+        description="Comma-separated URL schemes a clone may use (file is off by default).",
+    )
+    cancel_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often a run checks whether it was cancelled."
+    )
+    log_flush_seconds: float = Field(
+        default=0.2, gt=0, description="Longest time a step's output waits before it is logged."
+    )
+    log_chunk_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest step-output record sent to Prefect."
+    )
+
+    # The /v3 API
+    api_host: str = Field(default="127.0.0.1", description="Address the /v3 facade listens on.")
+    api_port: int = Field(default=8080, description="Port the /v3 facade listens on.")
+    log_limit_bytes: int = Field(
+        default=1 << 20, ge=1024, description="Largest step log the API returns (latest part)."
+    )
+    min_cron_interval: float = Field(
+        default=300, ge=0, description="Shortest gap (seconds) a cron trigger may have."
+    )
+    max_pipeline_bytes: int = Field(
+        default=1 << 20, ge=1024, description="Largest pipeline definition accepted."
+    )
+
+    # The embedded Prefect server started by `prefect-pipelines server`
+    prefect_host: str = Field(default="127.0.0.1", description="Embedded Prefect server address.")
+    prefect_port: int = Field(default=4200, description="Embedded Prefect server port.")
+
+    def git_schemes(self) -> set[str]:
+        """`allowed_git_schemes` as a set."""
+        return {part.strip() for part in self.allowed_git_schemes.split(",") if part.strip()}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings, read once."""
+    return Settings()

@@ -1,0 +1,336 @@
+"""The pipeline definition: pydantic models of stages and steps, in the /v3 field names.
+
+These models are the single source of truth for the format. Python code uses snake_case
+attributes; the YAML file and the /v3 API use the camelCase aliases. Unknown keys are
+rejected, values are checked strictly (no "yes" for true, no number for a string), and a
+failure is raised as one of the typed errors of `translator.errors`, naming the field.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from prefect_pipelines.translator.errors import (
+    EnvEntryError,
+    InvalidValueError,
+    ShellFieldsError,
+    SourceStepPlacementError,
+    StepKindError,
+    UnsafePathError,
+    WrongTypeError,
+)
+
+DEFAULT_PIPELINE_TIMEOUT_MINUTES = 60
+DEFAULT_DOCKERFILE = "./Dockerfile"
+DEFAULT_BUILD_CONTEXT = "."
+DEFAULT_IMAGE_TAG = "${CICD_GIT_REPO_NAME}:${CICD_GIT_BRANCH}"
+RESERVED_ENV_PREFIX = "CICD_"
+
+BranchCondition = Literal["only", "except", "all"]
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_GIT_URL = re.compile(
+    r"(?:(?:https?|git|ssh|file)://[^\s]+)"  # URL forms
+    r"|(?:[A-Za-z0-9._~-]+@[A-Za-z0-9.-]+:[^\s]+)"  # scp-like user@host:path
+)
+_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise InvalidValueError("must not be empty")
+    return value
+
+
+def _no_whitespace(value: str) -> str:
+    if not value or any(ch.isspace() or ord(ch) < 32 for ch in value):
+        raise InvalidValueError("must be a non-empty image reference without spaces")
+    return value
+
+
+def _relative_path(value: str) -> str:
+    if not value.strip():
+        raise InvalidValueError("must not be empty")
+    if value.startswith("/"):
+        raise UnsafePathError(f"{value!r} is absolute; give a path inside the workspace")
+    if posixpath.normpath(value).split("/")[0] == "..":
+        raise UnsafePathError(f"{value!r} leaves the workspace")
+    return value
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise WrongTypeError(f"must be a number, not {_type_name(value)}")
+    return value
+
+
+def _positive_minutes(value: float) -> float:
+    if value <= 0:
+        raise InvalidValueError("must be a positive number of minutes")
+    return value
+
+
+def _str_or_str_list(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise WrongTypeError(f"must be a string or a list of strings, not {_type_name(value)}")
+
+
+def _type_name(value: Any) -> str:
+    return {
+        bool: "a boolean", int: "a number", float: "a number", str: "a string",
+        list: "a list", dict: "a mapping", type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+NonBlank = Annotated[str, AfterValidator(_not_blank)]
+ImageRef = Annotated[str, AfterValidator(_no_whitespace)]
+WorkspacePath = Annotated[str, AfterValidator(_relative_path)]
+Minutes = Annotated[int | float, BeforeValidator(_number), AfterValidator(_positive_minutes)]
+Argv = Annotated[str | list[str] | None, BeforeValidator(_str_or_str_list)]
+
+
+class SpecModel(BaseModel):
+    """Base of every definition model: camelCase on the wire, strict, closed."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        serialize_by_alias=True,
+    )
+
+
+class SourceCodeConfig(SpecModel):
+    """Clone a git repository into the workspace."""
+
+    url: NonBlank = Field(description="The repository to clone (https, http, git, ssh, file).")
+    branch: str | None = Field(
+        default=None,
+        description="The branch, matched in regex way: a plain name means only that branch.",
+    )
+    branch_condition: BranchCondition = Field(
+        default="only",
+        description="only: the branches matching `branch`; except: all others; all: any.",
+    )
+    source_code_credential_id: str | None = Field(
+        default=None, description="The source code credential whose token clones the repo."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _git_url(cls, value: str) -> str:
+        if value.startswith("-") or not _GIT_URL.fullmatch(value):
+            raise InvalidValueError(
+                f"{value!r} is not a git URL (https://, http://, git://, ssh://, file:// "
+                "or user@host:path)"
+            )
+        return value
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_pattern(cls, value: str | None) -> str | None:
+        from prefect_pipelines.translator.branches import compile_branch_pattern
+
+        if value is not None:
+            compile_branch_pattern(value)  # raises BranchPatternError
+        return value
+
+    @model_validator(mode="after")
+    def _branch_needed(self) -> SourceCodeConfig:
+        if self.branch_condition != "all" and not self.branch:
+            raise InvalidValueError(
+                f"branch is required when branchCondition is {self.branch_condition!r}"
+            )
+        return self
+
+
+class RunScriptConfig(SpecModel):
+    """Run a script, or an entrypoint and command, in a container of `image`."""
+
+    image: ImageRef = Field(description="The container image; ${VAR} expands.")
+    is_shell: bool = Field(
+        default=True, description="true: run `shellScript` with `sh -c`; false: entrypoint/command."
+    )
+    shell_script: str | None = Field(default=None, description="The script, when isShell.")
+    entrypoint: Argv = Field(default=None, description="The entrypoint, when not isShell.")
+    command: Argv = Field(
+        default=None, description="The command (arguments), when not isShell."
+    )
+    env: list[str] = Field(default_factory=list, description="Environment, each NAME=value.")
+
+    @field_validator("env")
+    @classmethod
+    def _env_entries(cls, entries: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for index, entry in enumerate(entries):
+            name, sep, _ = entry.partition("=")
+            if not sep or not _ENV_NAME.fullmatch(name):
+                raise EnvEntryError(f"{entry!r} is not NAME=value").at(f"[{index}]")
+            if name.startswith(RESERVED_ENV_PREFIX):
+                raise EnvEntryError(
+                    f"{name} is reserved: CICD_* variables are set by the pipeline"
+                ).at(f"[{index}]")
+            if name in seen:
+                raise EnvEntryError(f"{name} is set twice").at(f"[{index}]")
+            seen.add(name)
+        return entries
+
+    @model_validator(mode="after")
+    def _shell_fields(self) -> RunScriptConfig:
+        if self.is_shell:
+            for field in ("entrypoint", "command"):
+                if getattr(self, field) is not None:
+                    raise ShellFieldsError(
+                        f"{field} is not allowed when isShell is true; use shellScript"
+                    ).at(to_camel(field))
+            if not self.shell_script or not self.shell_script.strip():
+                raise ShellFieldsError("shellScript is required when isShell is true").at(
+                    "shellScript"
+                )
+        else:
+            if self.shell_script is not None:
+                raise ShellFieldsError(
+                    "shellScript is not allowed when isShell is false; use entrypoint and command"
+                ).at("shellScript")
+            if self.entrypoint is None and self.command is None:
+                raise ShellFieldsError(
+                    "entrypoint or command is required when isShell is false"
+                )
+        return self
+
+    def env_map(self) -> dict[str, str]:
+        """The `env` entries as a mapping."""
+        return dict(entry.split("=", 1) for entry in self.env)
+
+
+class PublishImageConfig(SpecModel):
+    """Build an image from a Dockerfile in the workspace and push it."""
+
+    dockerfile_path: WorkspacePath = Field(
+        default=DEFAULT_DOCKERFILE, description="The Dockerfile, relative to the workspace."
+    )
+    build_context: WorkspacePath = Field(
+        default=DEFAULT_BUILD_CONTEXT, description="The build context, relative to the workspace."
+    )
+    tag: ImageRef = Field(default=DEFAULT_IMAGE_TAG, description="The image tag; ${VAR} expands.")
+    push_remote: bool = Field(default=True, description="Push the image after building it.")
+
+
+STEP_KINDS = ("source_code_config", "run_script_config", "publish_image_config")
+
+
+class Step(SpecModel):
+    """One step: exactly one of the three step configs, and an optional timeout."""
+
+    source_code_config: SourceCodeConfig | None = None
+    run_script_config: RunScriptConfig | None = None
+    publish_image_config: PublishImageConfig | None = None
+    timeout: Minutes | None = Field(default=None, description="Minutes before the step fails.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            present = [to_camel(kind) for kind in STEP_KINDS if data.get(to_camel(kind)) is not None]
+            if len(present) != 1:
+                names = ", ".join(to_camel(kind) for kind in STEP_KINDS)
+                found = f" (found {', '.join(present)})" if present else ""
+                raise StepKindError(f"a step needs exactly one of {names}{found}")
+        return data
+
+    @property
+    def kind(self) -> str:
+        """The step kind: sourceCode, runScript or publishImage."""
+        for kind in STEP_KINDS:
+            if getattr(self, kind) is not None:
+                return to_camel(kind).removesuffix("Config")
+        raise AssertionError("validated step without a kind")  # pragma: no cover
+
+
+class Stage(SpecModel):
+    """Steps that run concurrently; stages run in order."""
+
+    name: NonBlank
+    steps: list[Step] = Field(min_length=1)
+
+
+class PipelineConfig(SpecModel):
+    """A pipeline definition: what runs, and (for stored pipelines) its name and triggers."""
+
+    name: str | None = Field(default=None, description="The pipeline's id within its project.")
+    stages: list[Stage] = Field(min_length=1)
+    timeout: Minutes = Field(
+        default=DEFAULT_PIPELINE_TIMEOUT_MINUTES, description="Minutes before the run fails."
+    )
+    trigger_cron_expression: str | None = Field(
+        default=None, description="A 5-field cron expression that runs the pipeline."
+    )
+    trigger_cron_timezone: str | None = Field(
+        default=None, description="The IANA timezone of the cron expression (default UTC)."
+    )
+    trigger_webhook: bool = Field(
+        default=False, description="Run on pushes and pull requests of the repository."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.fullmatch(value):
+            raise InvalidValueError(
+                f"{value!r} is not a valid name: use 1-63 lowercase letters, digits and "
+                "dashes, starting and ending with a letter or digit"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _source_first(self) -> PipelineConfig:
+        for i, stage in enumerate(self.stages):
+            for j, step in enumerate(stage.steps):
+                if step.source_code_config is not None and (i, j) != (0, 0):
+                    raise SourceStepPlacementError(
+                        "sourceCodeConfig must be the first step of the first stage"
+                    ).at(f"stages[{i}].steps[{j}].sourceCodeConfig")
+        return self
+
+    @model_validator(mode="after")
+    def _cron(self, info: ValidationInfo) -> PipelineConfig:
+        from prefect_pipelines.translator.schedule import validate_cron
+
+        if self.trigger_cron_timezone is not None and self.trigger_cron_expression is None:
+            validate_cron(None, self.trigger_cron_timezone, min_interval_seconds=0)
+        if self.trigger_cron_expression is not None:
+            context = info.context or {}
+            validate_cron(
+                self.trigger_cron_expression,
+                self.trigger_cron_timezone,
+                min_interval_seconds=context.get("min_cron_interval_seconds", 300),
+            )
+        return self
+
+    @property
+    def source(self) -> SourceCodeConfig | None:
+        """The clone step's config, when the pipeline has one."""
+        return self.stages[0].steps[0].source_code_config
+
+    def to_dict(self) -> dict[str, Any]:
+        """The definition as plain data, in /v3 field names, with what the user set."""
+        return self.model_dump(mode="json", exclude_unset=True, by_alias=True)

@@ -1,0 +1,132 @@
+"""Session-wide real services: a docker engine, a Prefect server, a git server, a registry.
+
+Everything listens on 127.0.0.1 and is started here when a test needs it (the Prefect
+server as soon as collection shows one will), and torn down at the end of the session.
+A docker engine that already answers is used as it is and left running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+STATE = Path(tempfile.mkdtemp(prefix="pp-tests-"))
+
+# Settings for everything the tests start, before prefect is imported anywhere.
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.update(
+    PREFECT_HOME=str(STATE / "prefect-home"),
+    PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    PREFECT_UI_ENABLED="false",
+    PREFECT_SERVER_EPHEMERAL_ENABLED="false",
+    PREFECT_LOGGING_TO_API_BATCH_INTERVAL="0.25",
+    PREFECT_PIPELINES_DOCKER_NETWORK="none",
+    PREFECT_PIPELINES_ALLOWED_GIT_SCHEMES="http,https,git",
+    PREFECT_PIPELINES_WORKSPACE_ROOT=str(STATE / "workspaces"),
+    PREFECT_PIPELINES_CANCEL_POLL_SECONDS="0.5",
+)
+
+from tests.support.procs import Proc, free_port  # noqa: E402
+
+_prefect: dict[str, object] = {}
+
+
+def _start_prefect_server() -> None:
+    if "proc" in _prefect:
+        return
+    from prefect_pipelines.embedded import prefect_server_argv
+
+    port = free_port()
+    env = {**os.environ, "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"}
+    _prefect["proc"] = Proc(prefect_server_argv("127.0.0.1", port), log=STATE / "prefect.log", env=env)
+    _prefect["url"] = f"http://127.0.0.1:{port}/api"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the Prefect server early (it takes ~12 s) if any collected test needs it."""
+    if any("prefect_api" in getattr(item, "fixturenames", ()) for item in session.items):
+        _start_prefect_server()
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """The URL of a real Prefect server (SQLite), set as PREFECT_API_URL for the session."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from prefect_pipelines.embedded import wait_healthy
+
+    _start_prefect_server()
+    proc: Proc = _prefect["proc"]  # type: ignore[assignment]
+    url: str = _prefect["url"]  # type: ignore[assignment]
+    try:
+        wait_healthy(url, timeout=120, proc=proc.popen)
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}\n{proc.log_text()[-3000:]}")
+    os.environ["PREFECT_API_URL"] = url
+    with temporary_settings({PREFECT_API_URL: url}):
+        yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_client():  # type: ignore[no-untyped-def]
+    """A client of a real docker engine (started here if none answers), with busybox."""
+    from tests.support.docker_engine import engine_client, ensure_busybox, start_dockerd
+
+    started = start_dockerd(STATE)
+    client = engine_client()
+    assert client is not None
+    ensure_busybox(client)
+    yield client
+    client.close()
+    if started is not None:
+        started.stop(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def git_server():  # type: ignore[no-untyped-def]
+    """A real git server over HTTP with an `app` repo (branches main and dev)."""
+    from tests.support.gitserver import GitServer
+
+    server = GitServer(STATE / "git")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def app_repo(git_server) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The `app` repository: branch -> commit, plus its URL under `url`."""
+    commits = git_server.create_repo(
+        "app",
+        {
+            "main": {
+                "hello.txt": "hello from main\n",
+                "Dockerfile": 'FROM busybox:latest\nCOPY hello.txt /hello.txt\nCMD ["cat", "/hello.txt"]\n',
+            },
+            "dev": {"hello.txt": "hello from dev\n"},
+        },
+    )
+    return {**commits, "url": git_server.repo_url("app")}
+
+
+@pytest.fixture(scope="session")
+def registry(docker_client):  # type: ignore[no-untyped-def]
+    """A real registry on 127.0.0.1 that needs a login."""
+    from tests.support.registry import Registry
+
+    reg = Registry(STATE / "registry")
+    yield reg
+    reg.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    proc = _prefect.get("proc")
+    if isinstance(proc, Proc):
+        proc.stop()
+    if exitstatus == 0:
+        shutil.rmtree(STATE, ignore_errors=True)

@@ -1,0 +1,270 @@
+"""The run-pipeline flow on a real Prefect server, a real docker engine, git server and registry."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.states import Cancelling
+
+from prefect_pipelines.flows.output import MASK
+from tests.support.docker_engine import containers_of
+from tests.support.procs import wait_for
+from tests.support.runs import BackgroundRun, flow_log, run_definition, step_log, task_runs
+
+pytestmark = pytest.mark.usefixtures("prefect_api", "docker_client")
+
+
+def script(text: str, **extra: Any) -> dict[str, Any]:
+    return {"runScriptConfig": {"image": "busybox", "shellScript": text, **extra}}
+
+
+def stages(*steps_per_stage: list[dict[str, Any]], **top: Any) -> dict[str, Any]:
+    return {"stages": [{"name": f"stage{i}", "steps": steps} for i, steps in enumerate(steps_per_stage)], **top}
+
+
+@pytest.fixture
+def registry_login(registry):  # type: ignore[no-untyped-def]
+    """A prefect-docker DockerRegistryCredentials block for the test registry."""
+    from prefect_docker.credentials import DockerRegistryCredentials
+
+    name = f"test-registry-{uuid.uuid4().hex[:8]}"
+    DockerRegistryCredentials(
+        username=registry.username, password=registry.password, registry_url=f"http://{registry.host}"
+    ).save(name)
+    yield registry
+    DockerRegistryCredentials.delete(name)
+
+
+class TestStepKinds:
+    def test_clone_script_and_publish(self, app_repo, registry_login, docker_client) -> None:  # type: ignore[no-untyped-def]
+        registry = registry_login
+        repository = f"{registry.host}/demo/app-{uuid.uuid4().hex[:6]}"
+        definition = stages(
+            [{"sourceCodeConfig": {"url": app_repo["url"], "branch": "main"}}],
+            [script('cat hello.txt; echo "commit=$CICD_GIT_COMMIT"; echo "exec=$CICD_EXECUTION_ID"')],
+            [{"publishImageConfig": {"tag": repository + ":${CICD_GIT_BRANCH}"}}],
+        )
+        state, flow_run_id = run_definition(definition, pipeline_id="app-ci")
+        assert state.is_completed(), state.message
+        output = step_log(flow_run_id, 1, 0)
+        assert "hello from main" in output
+        assert f"commit={app_repo['main']}" in output
+        assert "exec=app-ci-0" in output  # a run outside a deployment is not numbered
+        assert "main" in registry.tags(repository.split("/", 1)[1])
+        # The pushed image runs: pull it back (after removing the local copy) and run it.
+        docker_client.images.remove(f"{repository}:main", force=True)
+        docker_client.login(registry.username, registry.password, registry=f"http://{registry.host}")
+        docker_client.images.pull(repository, tag="main")
+        printed = docker_client.containers.run(f"{repository}:main", remove=True, network_mode="none")
+        assert printed.decode().strip() == "hello from main"
+        assert registry.password not in flow_log(flow_run_id)
+
+    def test_branch_from_the_run(self, app_repo) -> None:  # type: ignore[no-untyped-def]
+        definition = stages(
+            [{"sourceCodeConfig": {"url": app_repo["url"], "branch": "main|dev"}},
+             script('cat hello.txt; echo "branch=$CICD_GIT_BRANCH"')],
+        )
+        state, flow_run_id = run_definition(definition, branch="dev")
+        assert state.is_completed(), state.message
+        output = step_log(flow_run_id, 0, 1)
+        assert "hello from dev" in output and "branch=dev" in output
+
+    def test_branch_not_built_by_the_pipeline_fails_the_run(self, app_repo) -> None:  # type: ignore[no-untyped-def]
+        definition = stages([{"sourceCodeConfig": {"url": app_repo["url"], "branch": "main"}}])
+        state, _ = run_definition(definition, branch="dev")
+        assert state.is_failed()
+        assert "branch 'dev' is not built by this pipeline" in state.message
+
+    def test_entrypoint_command_and_env(self) -> None:
+        definition = stages([{"runScriptConfig": {
+            "image": "busybox", "isShell": False, "entrypoint": ["sh", "-c"],
+            "command": ['echo "foo=$FOO pwd=$(pwd) event=$CICD_EVENT"'], "env": ["FOO=BAR BAZ"],
+        }}])
+        state, flow_run_id = run_definition(definition)
+        assert state.is_completed(), state.message
+        assert "foo=BAR BAZ pwd=/workspace event=manual" in step_log(flow_run_id, 0, 0)
+
+    def test_steps_share_the_workspace(self) -> None:
+        definition = stages([script("echo made-in-stage-0 > shared.txt")], [script("cat shared.txt")])
+        state, flow_run_id = run_definition(definition)
+        assert state.is_completed(), state.message
+        assert "made-in-stage-0" in step_log(flow_run_id, 1, 0)
+
+    def test_task_runs_are_named_and_tagged_by_stage_and_step(self) -> None:
+        state, flow_run_id = run_definition(stages([script("true"), script("true")], [script("true")]))
+        assert state.is_completed()
+        runs = task_runs(flow_run_id)
+        assert sorted(runs) == [(0, 0), (0, 1), (1, 0)]
+        for (i, j), run in runs.items():
+            assert run.name == f"stage-{i}-step-{j}"
+            assert {f"stage:{i}", f"step:{j}"} <= set(run.tags)
+            assert run.state_type == StateType.COMPLETED
+
+    def test_missing_image_fails_with_a_clear_message(self) -> None:
+        definition = stages([{"runScriptConfig": {"image": "127.0.0.1:1/nope/none:1", "shellScript": "true"}}])
+        state, flow_run_id = run_definition(definition)
+        assert state.is_failed()
+        assert "127.0.0.1:1/nope/none:1" in step_log(flow_run_id, 0, 0)
+
+    def test_invalid_definition_fails_the_run_with_the_field(self) -> None:
+        state, _ = run_definition({"stages": [{"name": "a", "steps": [{"runScriptConfig": {}}]}]})
+        assert state.is_failed()
+        assert "stages[0].steps[0].runScriptConfig.image: is required" in state.message
+
+
+class TestFailures:
+    def test_failing_step_fails_the_run_and_skips_later_stages(self) -> None:
+        definition = stages([script("echo before; exit 3")], [script("echo never")])
+        state, flow_run_id = run_definition(definition)
+        assert state.is_failed()
+        assert state.message == "stage 'stage0' failed: step stage0/0: the script exited with code 3"
+        runs = task_runs(flow_run_id)
+        assert runs[(0, 0)].state_type == StateType.FAILED
+        assert (1, 0) not in runs
+        assert "stage 1 'stage1' skipped" in flow_log(flow_run_id)
+
+    def test_a_failure_aborts_the_running_siblings(self, docker_client) -> None:  # type: ignore[no-untyped-def]
+        definition = stages([script("sleep 60"), script("sleep 1; exit 1"), script("sleep 60")])
+        started = time.monotonic()
+        state, flow_run_id = run_definition(definition)
+        assert time.monotonic() - started < 30
+        assert state.is_failed()
+        runs = task_runs(flow_run_id)
+        assert runs[(0, 1)].state_type == StateType.FAILED
+        for sibling in (0, 2):
+            assert runs[(0, sibling)].state_type == StateType.CANCELLED
+            assert "aborted: step stage0/1 of this stage failed" in step_log(flow_run_id, 0, sibling)
+        assert containers_of(docker_client, str(flow_run_id)) == []
+
+    def test_step_timeout(self) -> None:
+        definition = stages([{**script("echo start; sleep 60"), "timeout": 0.05}])
+        state, flow_run_id = run_definition(definition)
+        assert state.is_failed()
+        assert "timed out after 0.05 minute(s)" in state.message
+        assert "timed out after 0.05 minute(s)" in step_log(flow_run_id, 0, 0)
+
+    def test_pipeline_timeout(self) -> None:
+        definition = stages([script("true")], [script("sleep 60")], timeout=0.08)
+        state, _ = run_definition(definition)
+        assert state.is_failed()
+        assert "timed out after 0.08 minute(s) (the pipeline's timeout)" in state.message
+
+
+class TestCancellation:
+    def test_cancelling_stops_the_containers(self, docker_client) -> None:  # type: ignore[no-untyped-def]
+        marker = uuid.uuid4().hex
+        definition = stages([script(f"echo {marker}; sleep 120"), script("sleep 120")], [script("echo never")])
+        background = BackgroundRun(definition)
+
+        def running_container() -> str | None:
+            for container in docker_client.containers.list(filters={"label": "io.prefect-pipelines.flow-run-id"}):
+                if marker in container.logs().decode():
+                    return container.labels["io.prefect-pipelines.flow-run-id"]
+            return None
+
+        flow_run_id = wait_for(running_container, timeout=60, what="the step container")
+        wait_for(lambda: len(containers_of(docker_client, flow_run_id)) == 2, timeout=30,
+                 what="both step containers")
+        asked = time.monotonic()
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(uuid.UUID(flow_run_id), Cancelling(message="stop it"))
+        wait_for(lambda: containers_of(docker_client, flow_run_id) == [], timeout=15,
+                 what="the containers to go")
+        assert time.monotonic() - asked < 10
+        state, _ = background.join(timeout=30)
+        assert state.type == StateType.CANCELLED
+        runs = task_runs(uuid.UUID(flow_run_id))
+        assert {runs[(0, 0)].state_type, runs[(0, 1)].state_type} == {StateType.CANCELLED}
+        assert (1, 0) not in runs
+
+
+class TestCredentials:
+    def test_private_clone_with_a_source_code_credential(self, git_server) -> None:  # type: ignore[no-untyped-def]
+        from prefect_pipelines.blocks import SourceCodeCredential
+        from prefect_pipelines.translator.mapping import credential_block_name
+
+        token = f"gho_{uuid.uuid4().hex}"
+        git_server.create_repo("private-app", {"main": {"secret.txt": "private content\n"}},
+                               private_token=token)
+        SourceCodeCredential(credential_id="u-test-github-octo", user_id="u-test",
+                             access_token=token).save(credential_block_name("u-test-github-octo"),
+                                                      overwrite=True)
+        url = git_server.repo_url("private-app")
+        definition = stages([
+            {"sourceCodeConfig": {"url": url, "branch": "main", "sourceCodeCredentialId": "u-test-github-octo"}},
+            script('cat secret.txt; echo "token:' + token + '"'),
+        ])
+        state, flow_run_id = run_definition(definition)
+        assert state.is_completed(), state.message
+        text = flow_log(flow_run_id)
+        assert "private content" in text
+        assert token not in text and f"token:{MASK}" in text
+        # Without the credential the clone is refused by the server, and says so.
+        bare = stages([{"sourceCodeConfig": {"url": url, "branch": "main"}}])
+        state, flow_run_id = run_definition(bare)
+        assert state.is_failed()
+        assert "git fetch failed" in state.message
+
+    def test_unknown_credential_is_a_clear_failure(self, app_repo) -> None:  # type: ignore[no-untyped-def]
+        definition = stages([{"sourceCodeConfig": {"url": app_repo["url"], "branch": "main",
+                                                    "sourceCodeCredentialId": "nobody-github-x"}}])
+        state, _ = run_definition(definition)
+        assert state.is_failed()
+        assert "source code credential 'nobody-github-x' does not exist" in state.message
+
+    def test_push_without_a_login_fails_clearly(self, app_repo, registry) -> None:  # type: ignore[no-untyped-def]
+        definition = stages(
+            [{"sourceCodeConfig": {"url": app_repo["url"], "branch": "main"}}],
+            [{"publishImageConfig": {"tag": f"{registry.host}/demo/nologin:1"}}],
+        )
+        state, flow_run_id = run_definition(definition)
+        assert state.is_failed()
+        assert "the push failed" in state.message
+        assert "no registry credentials match" in step_log(flow_run_id, 1, 0)
+
+
+class TestUntrustedValues:
+    def test_branch_names_reach_steps_only_as_values(self, tmp_path: Path) -> None:
+        target = Path("/tmp") / f"pwned-{uuid.uuid4().hex}"
+        branch = f"$(touch${{IFS}}{target})"
+        definition = stages([script('echo "branch=$CICD_GIT_BRANCH"')])
+        state, flow_run_id = run_definition(definition, branch=branch)
+        assert state.is_completed(), state.message
+        assert f"branch={branch}" in step_log(flow_run_id, 0, 0)
+        assert not target.exists()
+
+    def test_commit_must_be_a_hash(self) -> None:
+        state, _ = run_definition(stages([script("true")]), trigger={"commit": "--upload-pack=x"})
+        assert state.is_failed()
+        assert "is not a commit hash" in state.message
+
+
+class TestLogs:
+    def test_output_is_visible_while_the_step_runs(self, docker_client) -> None:  # type: ignore[no-untyped-def]
+        marker = uuid.uuid4().hex
+        definition = stages([script(f"echo {marker}; sleep 8; echo done")])
+        background = BackgroundRun(definition)
+
+        def flow_run_with_marker() -> str | None:
+            for container in docker_client.containers.list(filters={"label": "io.prefect-pipelines.flow-run-id"}):
+                if marker in container.logs().decode():
+                    return container.labels["io.prefect-pipelines.flow-run-id"]
+            return None
+
+        flow_run_id = uuid.UUID(wait_for(flow_run_with_marker, timeout=60, what="the container"))
+        wait_for(lambda: marker in step_log(flow_run_id, 0, 0), timeout=6, what="the line in Prefect")
+        assert background.thread.is_alive()  # seen while the step still runs
+        assert background.join(timeout=60)[0].is_completed()
+
+    def test_many_lines_arrive_complete_and_in_order(self) -> None:
+        definition = stages([script("i=0; while [ $i -lt 20000 ]; do echo line-$i; i=$((i+1)); done")])
+        state, flow_run_id = run_definition(definition)
+        assert state.is_completed()
+        lines = [line for line in step_log(flow_run_id, 0, 0).splitlines() if line.startswith("line-")]
+        assert lines == [f"line-{i}" for i in range(20000)]

@@ -1,0 +1,114 @@
+"""The compiled run plan: order, labels, timeouts, the CICD_* environment, image tags."""
+
+from __future__ import annotations
+
+import pytest
+
+from prefect_pipelines.translator import RunIdentity, Trigger, compile_plan, parse_pipeline
+from prefect_pipelines.translator import errors as e
+from prefect_pipelines.translator.plan import expand_image_reference, repo_name, split_reference
+
+CONFIG = parse_pipeline({
+    "stages": [
+        {"name": "build", "steps": [
+            {"sourceCodeConfig": {"url": "https://git.example.com/team/app.git", "branch": "main|dev"}},
+            {"runScriptConfig": {"image": "busybox", "shellScript": "true"}, "timeout": 2},
+        ]},
+        {"name": "publish", "steps": [{"publishImageConfig": {}}]},
+    ],
+    "timeout": 30,
+})
+IDENTITY = RunIdentity(pipeline_id="app-ci", project_id="c-abc:p-xyz", run=7)
+
+
+def test_stages_steps_labels_and_timeouts() -> None:
+    plan = compile_plan(CONFIG, identity=IDENTITY, branch="dev")
+    assert [(s.stage, s.index, s.kind, s.label, s.task_run_name) for s in plan.steps()] == [
+        (0, 0, "sourceCode", "build/0", "stage-0-step-0"),
+        (0, 1, "runScript", "build/1", "stage-0-step-1"),
+        (1, 0, "publishImage", "publish/0", "stage-1-step-0"),
+    ]
+    assert plan.steps()[1].timeout_seconds == 120
+    assert plan.steps()[0].timeout_seconds is None
+    assert plan.timeout_seconds == 1800
+
+
+def test_cicd_environment() -> None:
+    trigger = Trigger(triggered_by="webhook", event="push", commit="a" * 40, ref="refs/heads/dev")
+    env = compile_plan(CONFIG, identity=IDENTITY, trigger=trigger, branch="dev").cicd_env()
+    assert env == {
+        "CICD_GIT_URL": "https://git.example.com/team/app.git",
+        "CICD_GIT_REPO_NAME": "app",
+        "CICD_GIT_BRANCH": "dev",
+        "CICD_GIT_COMMIT": "a" * 40,
+        "CICD_GIT_COMMIT_SHORT": "a" * 7,
+        "CICD_GIT_REF": "refs/heads/dev",
+        "CICD_GIT_TAG": "",
+        "CICD_PIPELINE_ID": "app-ci",
+        "CICD_EXECUTION_ID": "app-ci-7",
+        "CICD_EXECUTION_SEQUENCE": "7",
+        "CICD_TRIGGER_TYPE": "webhook",
+        "CICD_EVENT": "push",
+        "CICD_PROJECT_ID": "c-abc:p-xyz",
+        "CICD_CLUSTER_ID": "c-abc",
+    }
+
+
+def test_commit_from_the_clone_wins_and_events_default_by_trigger() -> None:
+    plan = compile_plan(CONFIG, identity=IDENTITY, branch="main")
+    assert plan.cicd_env("b" * 40)["CICD_GIT_COMMIT"] == "b" * 40
+    assert plan.cicd_env()["CICD_EVENT"] == "manual"
+    cron = compile_plan(CONFIG, identity=IDENTITY, trigger=Trigger(triggered_by="cron"), branch="main")
+    assert cron.cicd_env()["CICD_EVENT"] == "cron"
+    tag = Trigger(triggered_by="webhook", event="tag", ref="refs/tags/v1.2")
+    assert compile_plan(CONFIG, identity=IDENTITY, trigger=tag, branch="main").cicd_env()["CICD_GIT_TAG"] == "v1.2"
+
+
+def test_branch_is_required_for_a_regex_pattern() -> None:
+    with pytest.raises(e.BranchRequiredError):
+        compile_plan(CONFIG, identity=IDENTITY)
+    with pytest.raises(e.BranchMismatchError):
+        compile_plan(CONFIG, identity=IDENTITY, branch="feature")
+
+
+def test_pipeline_without_clone_builds_the_given_branch() -> None:
+    config = parse_pipeline({"stages": [{"name": "a", "steps": [{"runScriptConfig": {"image": "x", "shellScript": "y"}}]}]})
+    plan = compile_plan(config, identity=IDENTITY, branch="topic")
+    assert plan.branch == "topic" and plan.cicd_env()["CICD_GIT_URL"] == ""
+
+
+class TestImageReferences:
+    ENV = {"CICD_GIT_REPO_NAME": "app", "CICD_GIT_BRANCH": "main", "CICD_GIT_COMMIT": "abc1234"}
+
+    def test_expansion(self) -> None:
+        assert expand_image_reference("${CICD_GIT_REPO_NAME}:${CICD_GIT_BRANCH}", self.ENV) == "app:main"
+        assert expand_image_reference("127.0.0.1:5000/t/${CICD_GIT_REPO_NAME}:${CICD_GIT_COMMIT}", self.ENV) == "127.0.0.1:5000/t/app:abc1234"
+
+    def test_unknown_variable(self) -> None:
+        with pytest.raises(e.ImageTagError, match=r"\$\{NOPE\}"):
+            expand_image_reference("app:${NOPE}", self.ENV)
+
+    @pytest.mark.parametrize("bad", ["App:1", "app:feature/x", "app:", ":tag", "reg:5000/", "a b"])
+    def test_invalid_after_expansion(self, bad: str) -> None:
+        with pytest.raises(e.ImageTagError):
+            expand_image_reference(bad, self.ENV)
+
+    @pytest.mark.parametrize(("ref", "parts"), [
+        ("busybox", ("", "busybox", "latest")),
+        ("library/busybox:1.36", ("", "library/busybox", "1.36")),
+        ("127.0.0.1:5000/demo/hello:main", ("127.0.0.1:5000", "127.0.0.1:5000/demo/hello", "main")),
+        ("reg.example.com/rancher/server:dev", ("reg.example.com", "reg.example.com/rancher/server", "dev")),
+        ("localhost/x", ("localhost", "localhost/x", "latest")),
+    ])
+    def test_split(self, ref: str, parts: tuple[str, str, str]) -> None:
+        assert split_reference(ref) == parts
+
+
+@pytest.mark.parametrize(("url", "name"), [
+    ("https://github.com/rancher/rancher.git", "rancher"),
+    ("git@github.com:o/repo.git", "repo"),
+    ("git@host:repo", "repo"),
+    ("http://127.0.0.1:9/app.git/", "app"),
+])
+def test_repo_name(url: str, name: str) -> None:
+    assert repo_name(url) == name

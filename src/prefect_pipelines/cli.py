@@ -84,6 +84,56 @@ def exec_(
     raise typer.Exit(1)
 
 
+@app.command()
+def worker(
+    pool: Annotated[Optional[str], typer.Option("--pool", "-p", help="The work pool (default: the setting).")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", "-n", help="The worker's name.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-l", help="Most executions at once.")] = None,
+) -> None:
+    """Run a worker that executes pipeline runs (woken by Prefect events, warm process)."""
+    import asyncio
+
+    from prefect_pipelines.settings import get_settings
+    from prefect_pipelines.worker import run_worker
+
+    settings = get_settings()
+    asyncio.run(run_worker(pool or settings.work_pool, name=name, limit=limit,
+                           poll_seconds=settings.worker_poll_seconds))
+
+
+@app.command()
+def api(
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Serve the /v3 facade (needs PREFECT_API_URL)."""
+    import uvicorn
+
+    from prefect_pipelines.settings import get_settings
+
+    settings = get_settings()
+    uvicorn.run(
+        "prefect_pipelines.api.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level="warning",
+        lifespan="on",
+    )
+
+
+@app.command()
+def server(
+    host: Annotated[Optional[str], typer.Option(help="Address of the /v3 facade.")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port of the /v3 facade.")] = None,
+) -> None:
+    """Start everything on this machine: Prefect server (unless PREFECT_API_URL is set),
+    a worker and the /v3 facade. Ctrl-C stops all of it."""
+    from prefect_pipelines.embedded import serve
+
+    raise typer.Exit(serve(api_host=host, api_port=port))
+
+
 def _quiet_prefect_console() -> None:
     """Step output is printed by `exec` itself; Prefect's run loggers still go to the API."""
     for name in ("prefect.flow_runs", "prefect.task_runs"):

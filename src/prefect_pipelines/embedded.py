@@ -98,3 +98,148 @@ class Supervisor:
         """Stop children, last started first."""
         for child in reversed(self.children):
             child.stop()
+
+
+def _api_url() -> str | None:
+    from prefect.settings import PREFECT_API_URL
+
+    return os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value()
+
+
+def serve(api_host: str | None = None, api_port: int | None = None) -> int:
+    """Run the embedded default until Ctrl-C (SIGINT) or SIGTERM; return the exit code.
+
+    Starts a Prefect server on SQLite unless PREFECT_API_URL points at one, then a
+    worker on the project's work pool and the /v3 facade.
+    """
+    from prefect_pipelines.settings import get_settings
+
+    settings = get_settings()
+    host = api_host or settings.api_host
+    port = api_port or settings.api_port
+    supervisor = Supervisor()
+    stop = {"asked": False}
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop["asked"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    env = dict(os.environ)
+    cli = [sys.executable, "-m", "prefect_pipelines.cli"]
+    try:
+        api_url = _api_url()
+        if not api_url:
+            api_url = f"http://{settings.prefect_host}:{settings.prefect_port}/api"
+            print(f"starting a Prefect server on {api_url.removesuffix('/api')} (SQLite)", flush=True)
+            prefect = supervisor.start(
+                "prefect server", prefect_server_argv(settings.prefect_host, settings.prefect_port),
+                env, stop_timeout=20,
+            )
+            _wait(lambda: wait_healthy(api_url, proc=prefect.popen), stop)
+        env["PREFECT_API_URL"] = api_url
+        _prepare(api_url, settings.work_pool)
+        worker = supervisor.start("worker", [*cli, "worker"], env, stop_timeout=40)
+        _wait(lambda: _wait_worker(api_url, settings.work_pool, worker.popen), stop)
+        facade = supervisor.start("facade", [*cli, "api", "--host", host, "--port", str(port)], env)
+        _wait(lambda: _wait_http(f"http://{host}:{port}/healthz", facade.popen), stop)
+        print(
+            "prefect-pipelines is running\n"
+            f"  Prefect UI and API  {api_url.removesuffix('/api')}  "
+            f"(export PREFECT_API_URL={api_url})\n"
+            f"  /v3 API             http://{host}:{port}/v3  (OpenAPI: http://{host}:{port}/docs)\n"
+            f"  worker              pool {settings.work_pool!r}\n"
+            "Press Ctrl-C to stop.",
+            flush=True,
+        )
+        while not stop["asked"]:
+            dead = supervisor.first_dead()
+            if dead is not None:
+                print(f"{dead.name} exited with code {dead.popen.returncode}; stopping", flush=True)
+                return 1
+            time.sleep(0.5)
+        return 0
+    except (RuntimeError, _Interrupted) as exc:
+        if isinstance(exc, RuntimeError):
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            return 1
+        return 0
+    finally:
+        print("stopping...", flush=True)
+        supervisor.stop_all()
+        print("stopped", flush=True)
+
+
+class _Interrupted(Exception):
+    """Ctrl-C while starting up."""
+
+
+def _wait(start: object, stop: dict[str, bool]) -> None:
+    """Run a blocking wait, giving up early when a stop was asked for."""
+    import threading
+
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            start()  # type: ignore[operator]
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    while not done.wait(0.2):
+        if stop["asked"]:
+            raise _Interrupted()
+    if errors:
+        raise errors[0]
+
+
+def _prepare(api_url: str, pool: str) -> None:
+    """Create the work pool before anything uses it."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from prefect_pipelines.services.pools import ensure_work_pool
+
+    async def run() -> None:
+        async with get_client() as client:
+            await ensure_work_pool(client, pool)
+
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        asyncio.run(run())
+
+
+def _wait_worker(api_url: str, pool: str, proc: subprocess.Popen[bytes],
+                 timeout: float = 90) -> None:
+    """Wait until the worker has registered with its pool."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the worker exited with code {proc.returncode}")
+        try:
+            workers = httpx.post(f"{api_url}/work_pools/{pool}/workers/filter", json={},
+                                 timeout=5).json()
+            if workers:
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"the worker did not register with pool {pool!r} within {timeout:.0f}s")
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the facade exited with code {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the facade did not answer at {url} within {timeout:.0f}s")

@@ -24,7 +24,13 @@ class Settings(BaseSettings):
 
     # Where runs go
     work_pool: str = Field(
-        default="prefect-pipelines", description="The Prefect work pool pipelines run on."
+        default="pipelines",
+        description="The Prefect work pool pipelines run on (Prefect reserves names "
+        "that start with 'prefect').",
+    )
+    worker_poll_seconds: float = Field(
+        default=5.0, gt=0,
+        description="How often a worker polls for runs besides being woken by events.",
     )
     flow_name: str = Field(
         default="run-pipeline", description="The Prefect flow every pipeline deploys."

@@ -75,6 +75,33 @@ local_options: contextvars.ContextVar[LocalOptions | None] = contextvars.Context
 )
 
 
+class ActiveRuns:
+    """The executions running in this process, so a worker can stop one at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[UUID, RunControl] = {}
+
+    def add(self, flow_run_id: UUID, control: RunControl) -> None:
+        with self._lock:
+            self._runs[flow_run_id] = control
+
+    def remove(self, flow_run_id: UUID) -> None:
+        with self._lock:
+            self._runs.pop(flow_run_id, None)
+
+    def get(self, flow_run_id: UUID) -> RunControl | None:
+        with self._lock:
+            return self._runs.get(flow_run_id)
+
+    def ids(self) -> list[UUID]:
+        with self._lock:
+            return list(self._runs)
+
+
+active_runs = ActiveRuns()
+
+
 class _Stage:
     """The steps of one stage that are running, so a failure can abort the others."""
 
@@ -416,6 +443,7 @@ def run_pipeline(
             return Failed(message=str(exc))
     workspace, remove_workspace = _make_workspace(flow_run, settings)
     control = RunControl()
+    active_runs.add(flow_run.id, control)
     done = threading.Event()
     watcher = _watch_cancellation(flow_run.id, control, settings.cancel_poll_seconds, done)
     run = _Run(
@@ -448,6 +476,7 @@ def run_pipeline(
                 if state.is_failed() and not failure:
                     failure = f"stage {stage.name!r} failed: step {step.label}: {state.message}"
     finally:
+        active_runs.remove(flow_run.id)
         done.set()
         watcher.join(timeout=5)
         if executor is not None:

@@ -1,0 +1,227 @@
+"""The prefect-pipelines worker: a Prefect worker that runs `run-pipeline` flow runs fast.
+
+It is a real Prefect worker (it registers with its work pool, heartbeats, shows in the UI,
+claims runs with Prefect's Pending transition, so several workers can share a pool), with
+two changes that take the stock process worker's ~5 s down to a fraction of a second:
+
+- it wakes up on Prefect's event stream as soon as a run is scheduled for its pool,
+  instead of only polling every `PREFECT_WORKER_QUERY_SECONDS`;
+- it runs each flow run in a thread of an already warm process, with the flow and Prefect
+  imported once, instead of starting `python -m prefect.engine` per run.
+
+A step's containers are the isolation that matters here; a run needs no process of its own.
+Cancelling a run (from the UI, the API or `Cancelling`) stops its steps at once through the
+same event stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import socket
+import threading
+from typing import Any
+from uuid import UUID
+
+import anyio
+import anyio.abc
+from prefect.client.schemas.objects import FlowRun
+from prefect.events.filters import (
+    EventAnyResourceFilter,
+    EventFilter,
+    EventNameFilter,
+)
+from prefect.exceptions import InfrastructureNotFound
+from prefect.logging import get_logger
+from prefect.workers.base import BaseWorker, BaseWorkerResult
+from prefect.workers.process import ProcessJobConfiguration, ProcessVariables
+
+from prefect_pipelines.flows import ENTRYPOINT
+from prefect_pipelines.flows.pipeline import active_runs, run_pipeline
+
+WORKER_TYPE = "prefect-pipelines"
+_SCHEDULED = "prefect.flow-run.Scheduled"
+_CANCELLING = "prefect.flow-run.Cancelling"
+_log = get_logger("prefect_pipelines.worker")
+
+
+class PipelineWorkerResult(BaseWorkerResult):
+    """How a flow run executed by the worker ended (0: it reached a final state)."""
+
+
+class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, PipelineWorkerResult]):
+    """Runs `run-pipeline` flow runs in threads of one warm process, woken by events."""
+
+    type = WORKER_TYPE
+    job_configuration = ProcessJobConfiguration
+    job_configuration_variables = ProcessVariables
+    _description = "Runs prefect-pipelines executions in a warm process, woken by events."
+    _display_name = "prefect-pipelines"
+    _documentation_url = "https://github.com/prefect-pipelines/prefect-pipelines"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._wake = asyncio.Event()
+        self._pid_prefix = f"{socket.gethostname()}:{os.getpid()}"
+
+    async def run(
+        self,
+        flow_run: FlowRun,
+        configuration: ProcessJobConfiguration,
+        task_status: anyio.abc.TaskStatus[str] | None = None,
+    ) -> PipelineWorkerResult:
+        """Execute the flow run in a thread of this process and wait for it to end."""
+        identifier = f"{self._pid_prefix}:{flow_run.id}"
+        await self._check_entrypoint(flow_run)
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[int] = loop.create_future()
+        context = contextvars.copy_context()
+
+        def execute() -> None:
+            code = 0
+            try:
+                from prefect.flow_engine import run_flow
+
+                run_flow(run_pipeline, flow_run=flow_run, parameters=flow_run.parameters,
+                         return_type="state")
+            except BaseException:  # noqa: BLE001 - the engine already reported the state
+                _log.exception("flow run %s ended with an error", flow_run.id)
+                code = 1
+            loop.call_soon_threadsafe(_resolve, finished, code)
+
+        thread = threading.Thread(target=context.run, args=(execute,),
+                                  name=f"flow-run-{flow_run.id}", daemon=True)
+        thread.start()
+        if task_status is not None:
+            task_status.started(identifier)
+        code = await finished
+        return PipelineWorkerResult(status_code=code, identifier=identifier)
+
+    async def _check_entrypoint(self, flow_run: FlowRun) -> None:
+        if flow_run.deployment_id is None:
+            return
+        deployment = await self.client.read_deployment(flow_run.deployment_id)
+        if deployment.entrypoint not in (ENTRYPOINT, None):
+            raise RuntimeError(
+                f"this worker runs only {ENTRYPOINT} deployments, not {deployment.entrypoint!r}"
+            )
+
+    async def kill_infrastructure(
+        self, infrastructure_pid: str, configuration: ProcessJobConfiguration,
+        grace_seconds: int = 30,
+    ) -> None:
+        """Stop a run of this process (its steps' containers go at once)."""
+        prefix, _, run_id = infrastructure_pid.rpartition(":")
+        if prefix != self._pid_prefix or not _cancel_local(run_id, "the run was cancelled"):
+            raise InfrastructureNotFound(f"no run {infrastructure_pid} in this worker")
+
+    async def start(self, run_once: bool = False, with_healthcheck: bool = False,
+                    printer: Any = print) -> None:
+        """Run the worker's loops and, beside them, the event listener."""
+        listener = asyncio.create_task(self._listen())
+        try:
+            await super().start(run_once=run_once, with_healthcheck=with_healthcheck,
+                                printer=printer)
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    async def _listen(self) -> None:
+        """Wake the poller on newly scheduled runs; stop local runs on Cancelling."""
+        from prefect.events.clients import get_events_subscriber
+
+        while self._work_pool is None:
+            await anyio.sleep(0.05)
+        event_filter = EventFilter(
+            event=EventNameFilter(name=[_SCHEDULED, _CANCELLING]),
+            any_resource=EventAnyResourceFilter(id=[f"prefect.work-pool.{self._work_pool.id}"]),
+        )
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._poll_on_wake)
+            while True:
+                try:
+                    async with get_events_subscriber(filter=event_filter) as subscriber:
+                        async for event in subscriber:
+                            self._on_event(event.event, event.resource.id)
+                except Exception as exc:  # noqa: BLE001 - polling goes on meanwhile
+                    _log.warning("event stream lost (%s); reconnecting", exc)
+                    await anyio.sleep(1)
+
+    def _on_event(self, name: str, resource_id: str) -> None:
+        if name == _SCHEDULED:
+            self._wake.set()
+        elif name == _CANCELLING:
+            _cancel_local(resource_id.removeprefix("prefect.flow-run."), "the run was cancelled")
+
+    async def _poll_on_wake(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.get_and_submit_flow_runs()
+            except Exception as exc:  # noqa: BLE001 - the regular poll retries
+                _log.warning("could not fetch scheduled runs: %s", exc)
+
+
+def _resolve(future: asyncio.Future[int], code: int) -> None:
+    if not future.done():
+        future.set_result(code)
+
+
+def _cancel_local(flow_run_id: str, message: str) -> bool:
+    try:
+        control = active_runs.get(UUID(flow_run_id))
+    except ValueError:
+        return False
+    if control is None:
+        return False
+    control.cancel(message)
+    return True
+
+
+async def run_worker(
+    pool: str, *, name: str | None = None, limit: int | None = None, poll_seconds: float = 5.0
+) -> None:
+    """Run a worker until SIGINT or SIGTERM.
+
+    On the first signal the worker cancels its running executions (their containers are
+    stopped and they end Cancelled, "the worker was stopped") and exits once they have
+    reported; a second signal exits at once.
+    """
+    import signal
+
+    from prefect.settings import PREFECT_WORKER_QUERY_SECONDS, temporary_settings
+
+    updates = {} if "PREFECT_WORKER_QUERY_SECONDS" in os.environ else {
+        PREFECT_WORKER_QUERY_SECONDS: poll_seconds
+    }
+    main = asyncio.current_task()
+    assert main is not None
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    async def stop_when_idle() -> None:
+        for _ in range(600):
+            if not active_runs.ids():
+                break
+            await asyncio.sleep(0.1)
+        main.cancel()
+
+    def on_signal() -> None:
+        if stopping.is_set():
+            main.cancel()
+            return
+        stopping.set()
+        for run_id in active_runs.ids():
+            _cancel_local(str(run_id), "the worker was stopped")
+        loop.create_task(stop_when_idle())
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    with temporary_settings(updates):
+        worker = PipelineWorker(work_pool_name=pool, name=name, limit=limit)
+        try:
+            await worker.start()
+        except asyncio.CancelledError:
+            pass

@@ -1,0 +1,203 @@
+"""The `prefect-pipelines` command: exec and server, run as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.procs import Proc, free_port, wait_for
+
+CLI = [sys.executable, "-m", "prefect_pipelines.cli"]
+
+
+def run_cli(*args: str, timeout: float = 180, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture
+def registry_login(registry):  # type: ignore[no-untyped-def]
+    from prefect_docker.credentials import DockerRegistryCredentials
+
+    name = f"cli-registry-{uuid.uuid4().hex[:8]}"
+    DockerRegistryCredentials(username=registry.username, password=registry.password,
+                              registry_url=registry.host).save(name)
+    yield registry
+    DockerRegistryCredentials.delete(name)
+
+
+@pytest.mark.usefixtures("prefect_api")
+class TestExec:
+    def test_three_stages_clone_script_publish(self, tmp_path: Path, app_repo, registry_login,  # type: ignore[no-untyped-def]
+                                               docker_client) -> None:
+        registry = registry_login
+        image = f"{registry.host}/cli/app-{uuid.uuid4().hex[:6]}"
+        pipeline = tmp_path / "pipeline.yaml"
+        pipeline.write_text(
+            "stages:\n"
+            "- name: clone\n"
+            "  steps:\n"
+            f"  - sourceCodeConfig: {{url: '{app_repo['url']}', branch: main}}\n"
+            "- name: test\n"
+            "  steps:\n"
+            "  - runScriptConfig: {image: busybox, shellScript: 'cat hello.txt; echo commit=$CICD_GIT_COMMIT'}\n"
+            "- name: publish\n"
+            "  steps:\n"
+            f"  - publishImageConfig: {{tag: '{image}:${{CICD_GIT_BRANCH}}'}}\n"
+        )
+        result = run_cli("exec", str(pipeline))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "[test/0] hello from main" in result.stdout
+        assert f"[test/0] commit={app_repo['main']}" in result.stdout
+        assert "==> succeeded" in result.stdout
+        # The pushed image runs, pulled back from the registry.
+        docker_client.images.remove(f"{image}:main", force=True)
+        docker_client.login(registry.username, registry.password, registry=registry.host)
+        docker_client.images.pull(image, tag="main")
+        out = docker_client.containers.run(f"{image}:main", remove=True, network_mode="none")
+        assert out.decode().strip() == "hello from main"
+
+    def test_failing_step_exits_non_zero_and_skips_later_stages(self, tmp_path: Path, docker_client) -> None:  # type: ignore[no-untyped-def]
+        pipeline = tmp_path / "fail.yaml"
+        pipeline.write_text(
+            "stages:\n"
+            "- name: test\n"
+            "  steps:\n"
+            "  - runScriptConfig: {image: busybox, shellScript: 'echo oops; exit 4'}\n"
+            "- name: deploy\n"
+            "  steps:\n"
+            "  - runScriptConfig: {image: busybox, shellScript: 'echo deploying'}\n"
+        )
+        result = run_cli("exec", str(pipeline))
+        assert result.returncode == 1
+        assert "[test/0] oops" in result.stdout
+        assert "==> stage deploy skipped" in result.stdout
+        assert "deploying" not in result.stdout
+        assert "the script exited with code 4" in result.stderr
+
+    def test_workspace_option_uses_a_working_copy(self, tmp_path: Path, app_repo, docker_client) -> None:  # type: ignore[no-untyped-def]
+        work = tmp_path / "checkout"
+        work.mkdir()
+        (work / "hello.txt").write_text("local uncommitted change\n")
+        pipeline = tmp_path / "p.yaml"
+        pipeline.write_text(
+            "stages:\n- name: ci\n  steps:\n"
+            f"  - sourceCodeConfig: {{url: '{app_repo['url']}', branch: main}}\n"
+            "  - runScriptConfig: {image: busybox, shellScript: 'cat hello.txt; echo built > out.txt'}\n"
+        )
+        result = run_cli("exec", str(pipeline), "--workspace", str(work))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "local uncommitted change" in result.stdout
+        assert "no clone" in result.stdout
+        assert (work / "out.txt").read_text() == "built\n"  # the workspace is kept
+
+    def test_invalid_file_names_the_field(self, tmp_path: Path) -> None:
+        pipeline = tmp_path / "bad.yaml"
+        pipeline.write_text("stages:\n- name: a\n  steps:\n  - runScriptConfig: {image: busybox}\n")
+        result = run_cli("exec", str(pipeline), timeout=60)
+        assert result.returncode == 2
+        assert "stages[0].steps[0].runScriptConfig.shellScript: shellScript is required" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        result = run_cli("exec", str(tmp_path / "none.yaml"), timeout=60)
+        assert result.returncode == 2
+        assert "cannot read" in result.stderr and "Traceback" not in result.stderr
+
+    def test_branch_required(self, tmp_path: Path, app_repo) -> None:  # type: ignore[no-untyped-def]
+        pipeline = tmp_path / "p.yaml"
+        pipeline.write_text(
+            "stages:\n- name: ci\n  steps:\n"
+            f"  - sourceCodeConfig: {{url: '{app_repo['url']}', branch: 'main|dev'}}\n"
+        )
+        result = run_cli("exec", str(pipeline))
+        assert result.returncode == 1
+        assert "does not name a single branch: give one" in result.stdout + result.stderr
+        result = run_cli("exec", str(pipeline), "--branch", "dev")
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_server_starts_everything_and_stops_on_ctrl_c(tmp_path: Path, docker_client) -> None:  # type: ignore[no-untyped-def]
+    """With nothing configured: a Prefect server on SQLite, a worker, the facade; Ctrl-C stops all."""
+    prefect_port, api_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_PIPELINES_PREFECT_PORT=str(prefect_port),
+               PREFECT_PIPELINES_API_PORT=str(api_port))
+    server = Proc([*CLI, "server"], log=tmp_path / "server.log", env=env)
+    try:
+        wait_for(lambda: "Press Ctrl-C to stop" in server.log_text(), timeout=150,
+                 what="the server banner")
+        api = f"http://127.0.0.1:{prefect_port}/api"
+        assert httpx.get(f"{api}/health").json() is True
+        assert httpx.get(f"http://127.0.0.1:{api_port}/v3").status_code == 200
+        assert (tmp_path / "home" / "prefect.db").exists()  # SQLite, in PREFECT_HOME
+        # The worker has registered with the pool and runs a deployment's flow run.
+        pools = httpx.post(f"{api}/work_pools/filter", json={}).json()
+        assert any(pool["name"] == "pipelines" for pool in pools)
+        run = _run_a_pipeline(api)
+        assert run["state"]["type"] == "COMPLETED", run["state"]
+        children = _descendants(server.pid)
+        assert len(children) >= 3
+        started = time.monotonic()
+        server.send_signal(signal.SIGINT)
+        server.popen.wait(timeout=90)
+        assert server.popen.returncode == 0, server.log_text()[-2000:]
+        assert time.monotonic() - started < 60
+        assert "stopped" in server.log_text()
+        wait_for(lambda: not any(_alive(pid) for pid in children), timeout=10,
+                 what="every child to exit")
+    finally:
+        server.stop(timeout=30, sig=signal.SIGINT)
+
+
+def _run_a_pipeline(api: str) -> dict:  # type: ignore[type-arg]
+    from prefect_pipelines.flows import ENTRYPOINT
+
+    with httpx.Client(base_url=api, timeout=30) as client:
+        flow_id = client.post("/flows/", json={"name": "run-pipeline"}).json()["id"]
+        deployment = client.post("/deployments/", json={
+            "name": "c-1:p-1:smoke", "flow_id": flow_id, "entrypoint": ENTRYPOINT,
+            "work_pool_name": "pipelines",
+            "parameters": {"pipeline_id": "smoke", "project_id": "c-1:p-1", "pipeline": {
+                "stages": [{"name": "s", "steps": [{"runScriptConfig": {"image": "busybox", "shellScript": "echo hi"}}]}]}},
+        }).json()
+        run = client.post(f"/deployments/{deployment['id']}/create_flow_run", json={}).json()
+        return wait_for(lambda: _final(client, run["id"]), timeout=90, interval=0.5,
+                        what="the flow run to finish")
+
+
+def _final(client: httpx.Client, run_id: str) -> dict | None:  # type: ignore[type-arg]
+    run = client.get(f"/flow_runs/{run_id}").json()
+    return run if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+    parents: dict[int, list[int]] = {}
+    for line in out.splitlines():
+        child, parent = (int(x) for x in line.split())
+        parents.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"

@@ -124,6 +124,48 @@ def registry(docker_client):  # type: ignore[no-untyped-def]
     reg.stop()
 
 
+@pytest.fixture(scope="session")
+def worker(prefect_api, docker_client):  # type: ignore[no-untyped-def]
+    """A `prefect-pipelines worker` process on the `pipelines` pool."""
+    import sys
+
+    from tests.support.procs import wait_for
+
+    proc = Proc([sys.executable, "-m", "prefect_pipelines.cli", "worker"],
+                log=STATE / "worker.log", env=dict(os.environ))
+    wait_for(lambda: "started" in proc.log_text() or not proc.alive(), timeout=60,
+             what="the worker to start")
+    assert proc.alive(), proc.log_text()[-3000:]
+    yield proc
+    proc.stop(timeout=40)
+
+
+@pytest.fixture(scope="session")
+def facade(prefect_api):  # type: ignore[no-untyped-def]
+    """The /v3 facade served by uvicorn on a free loopback port (in this process)."""
+    from tests.support.facade import Facade
+
+    server = Facade()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tokens(facade):  # type: ignore[no-untyped-def]
+    """API tokens of two users, alice and bob."""
+    return {user: facade.create_token(user) for user in ("alice", "bob")}
+
+
+@pytest.fixture(scope="session")
+def api(facade, tokens):  # type: ignore[no-untyped-def]
+    """An HTTP client of the facade, authenticated as alice."""
+    import httpx
+
+    with httpx.Client(base_url=facade.url, timeout=60,
+                      headers={"Authorization": f"Bearer {tokens['alice']}"}) as client:
+        yield client
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     proc = _prefect.get("proc")
     if isinstance(proc, Proc):

@@ -134,6 +134,72 @@ def server(
     raise typer.Exit(serve(api_host=host, api_port=port))
 
 
+token_app = typer.Typer(help="API tokens of the /v3 facade (only their hashes are stored).",
+                        no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+def _with_client(work):  # type: ignore[no-untyped-def]
+    """Run `work(client)` against the configured Prefect server, errors as messages."""
+    import asyncio
+
+    from prefect.settings import PREFECT_API_URL
+
+    from prefect_pipelines.errors import ApiError
+    from prefect_pipelines.services.client import pipelines_client
+
+    if not PREFECT_API_URL.value():
+        raise _fail("PREFECT_API_URL is not set: point it at the Prefect server")
+
+    async def run():  # type: ignore[no-untyped-def]
+        async with pipelines_client() as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(run())
+    except ApiError as exc:
+        raise _fail(exc.message) from None
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option("--user", "-u", help="The user id the token stands for.")],
+) -> None:
+    """Create a token for a user and print it (it cannot be shown again)."""
+    from prefect_pipelines.services.tokens import create_token
+
+    typer.echo(_with_client(lambda client: create_token(client, user)))
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token: Annotated[Optional[str], typer.Argument(help="The token to revoke.")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", "-u", help="Revoke every token of this user.")] = None,
+) -> None:
+    """Revoke one token, or every token of a user."""
+    from prefect_pipelines.services.tokens import revoke_token, revoke_user_tokens
+
+    if (token is None) == (user is None):
+        raise _fail("give a token, or --user USER")
+    if token is not None:
+        owner = _with_client(lambda client: revoke_token(client, token))
+        typer.echo(f"revoked a token of {owner}")
+    else:
+        count = _with_client(lambda client: revoke_user_tokens(client, user))
+        typer.echo(f"revoked {count} token(s) of {user}")
+
+
+@token_app.command("list")
+def token_list(
+    user: Annotated[Optional[str], typer.Option("--user", "-u", help="Only this user's tokens.")] = None,
+) -> None:
+    """List tokens: user, creation time, the start of the hash (never the token)."""
+    from prefect_pipelines.services.tokens import list_tokens
+
+    for info in _with_client(lambda client: list_tokens(client, user)):
+        typer.echo(f"{info.user_id}\t{info.created}\tsha256:{info.digest_prefix}...")
+
+
 def _quiet_prefect_console() -> None:
     """Step output is printed by `exec` itself; Prefect's run loggers still go to the API."""
     for name in ("prefect.flow_runs", "prefect.task_runs"):

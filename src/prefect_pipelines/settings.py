@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     log_limit_bytes: int = Field(
         default=1 << 20, ge=1024, description="Largest step log the API returns (latest part)."
     )
+    executor_quota: int = Field(
+        default=2,
+        description="Most executions of one project that run at once; the rest queue "
+        "(0 or less: no limit). Applied as the project's Prefect work-queue limit.",
+    )
     min_cron_interval: float = Field(
         default=300, ge=0, description="Shortest gap (seconds) a cron trigger may have."
     )

@@ -43,6 +43,8 @@ from prefect_pipelines.flows.pipeline import active_runs, run_pipeline
 WORKER_TYPE = "prefect-pipelines"
 _SCHEDULED = "prefect.flow-run.Scheduled"
 _CANCELLING = "prefect.flow-run.Cancelling"
+# A run that ends frees a slot of its project's quota: look for a queued one.
+_ENDED = tuple(f"prefect.flow-run.{name}" for name in ("Completed", "Failed", "Cancelled", "Crashed"))
 _log = get_logger("prefect_pipelines.worker")
 
 
@@ -134,7 +136,7 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
         while self._work_pool is None:
             await anyio.sleep(0.05)
         event_filter = EventFilter(
-            event=EventNameFilter(name=[_SCHEDULED, _CANCELLING]),
+            event=EventNameFilter(name=[_SCHEDULED, _CANCELLING, *_ENDED]),
             any_resource=EventAnyResourceFilter(id=[f"prefect.work-pool.{self._work_pool.id}"]),
         )
         async with anyio.create_task_group() as group:
@@ -149,7 +151,7 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
                     await anyio.sleep(1)
 
     def _on_event(self, name: str, resource_id: str) -> None:
-        if name == _SCHEDULED:
+        if name == _SCHEDULED or name in _ENDED:
             self._wake.set()
         elif name == _CANCELLING:
             _cancel_local(resource_id.removeprefix("prefect.flow-run."), "the run was cancelled")
@@ -191,11 +193,19 @@ async def run_worker(
     """
     import signal
 
-    from prefect.settings import PREFECT_WORKER_QUERY_SECONDS, temporary_settings
+    from prefect.settings import (
+        PREFECT_LOGGING_TO_API_BATCH_INTERVAL,
+        PREFECT_WORKER_QUERY_SECONDS,
+        temporary_settings,
+    )
 
-    updates = {} if "PREFECT_WORKER_QUERY_SECONDS" in os.environ else {
-        PREFECT_WORKER_QUERY_SECONDS: poll_seconds
+    # Unless set otherwise: poll at our interval, and send logs soon enough to follow them.
+    defaults = {
+        "PREFECT_WORKER_QUERY_SECONDS": (PREFECT_WORKER_QUERY_SECONDS, poll_seconds),
+        "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": (PREFECT_LOGGING_TO_API_BATCH_INTERVAL, 0.5),
     }
+    updates = {setting: value for name, (setting, value) in defaults.items()
+               if name not in os.environ}
     main = asyncio.current_task()
     assert main is not None
     loop = asyncio.get_running_loop()

@@ -21,6 +21,7 @@ from prefect.logging.handlers import APILogHandler
 from prefect.states import State
 
 from prefect_pipelines.flows import run_pipeline
+from prefect_pipelines.flows.output import record_offset
 
 _NAME = re.compile(r"stage-(\d+)-step-(\d+)")
 
@@ -91,7 +92,7 @@ def step_log(flow_run_id: UUID, stage: int, step: int) -> str:
     task_run_id = runs[(stage, step)].id
     return "\n".join(
         record.message for record in logs(flow_run_id)
-        if record.task_run_id == task_run_id and record.name == "prefect_pipelines.output"
+        if record.task_run_id == task_run_id and record_offset(record.name) is not None
     )
 
 

@@ -1,27 +1,148 @@
-"""The /v3 facade application."""
+"""The /v3 facade application: routes, the Prefect client, and one error handler for all."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prefect_pipelines import __version__
+from prefect_pipelines.api import norman
+from prefect_pipelines.api.routes import executions, logs, pipelines
+from prefect_pipelines.api.schemas import ApiRoot, PipelineIn, RunInput
+from prefect_pipelines.errors import ApiError, ServiceUnavailableError
+from prefect_pipelines.translator import PipelineSpecError
+from prefect_pipelines.translator.validation import format_path
+
+_log = logging.getLogger("prefect_pipelines.api")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open one Prefect client for the process; make sure the work pool exists."""
+    from prefect.settings import PREFECT_API_URL
+
+    from prefect_pipelines.services.client import pipelines_client
+
+    from prefect_pipelines.services.pools import ensure_work_pool
+    from prefect_pipelines.settings import get_settings
+
+    if not PREFECT_API_URL.value():
+        raise RuntimeError("PREFECT_API_URL is not set: the facade needs a Prefect server")
+    async with pipelines_client() as client:
+        app.state.prefect_client = client
+        try:
+            await ensure_work_pool(client, get_settings().work_pool)
+        except Exception as exc:  # noqa: BLE001 - the pool is made again on first use
+            _log.warning("could not check the work pool: %s", exc)
+        yield
+
+
+def _error(status: int, code: str, message: str, field: str | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(norman.error_body(status, code, message, field), status_code=status,
+                        headers=headers)
+
+
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    headers = None
+    if isinstance(exc, ServiceUnavailableError):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return _error(exc.status, exc.code, exc.message, exc.field_name, headers)
+
+
+async def _spec_error(request: Request, exc: PipelineSpecError) -> JSONResponse:
+    return _error(422, "InvalidFormat", str(exc), exc.path or None)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [part for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
+    field = format_path(loc) or None
+    kind = first.get("type", "")
+    code = "MissingRequired" if kind == "missing" else "InvalidFormat"
+    message = first.get("msg", "invalid input")
+    return _error(422, code, f"{field}: {message}" if field else message, field)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    codes = {404: "NotFound", 405: "MethodNotAllowed", 401: "Unauthorized", 400: "BadRequest"}
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no such path: {request.url.path}"
+    return _error(exc.status_code, codes.get(exc.status_code, "ServerError"), message,
+                  headers=getattr(exc, "headers", None))
+
+
+async def _prefect_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, ObjectNotFound):
+        return _error(404, "NotFound", "not found")
+    status = getattr(getattr(exc, "response", None), "status_code", 0)
+    if isinstance(exc, httpx.TransportError) or status in (429, 503) or status >= 500:
+        _log.warning("the Prefect API failed: %r", exc)
+        return _error(503, "ServiceUnavailable", "the store is busy or unreachable; retry",
+                      headers={"Retry-After": "2"})
+    _log.error("unexpected answer from the Prefect API: %r", exc)
+    return _error(502, "UpstreamError", "the store refused the request")
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    _log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _error(500, "ServerError", "internal error")
 
 
 def create_app() -> FastAPI:
-    """Build the facade: every /v3 route, the webhook receiver and the error handlers."""
+    """Build the facade: every /v3 route and the error handlers."""
     app = FastAPI(
         title="prefect-pipelines",
         version=__version__,
-        description="Rancher-2-style pipelines (/v3) served from Prefect.",
+        description="Rancher-2-style pipelines (/v3) served from Prefect. Every route but "
+        "/hooks needs `Authorization: Bearer <token>` (prefect-pipelines token create).",
+        lifespan=lifespan,
     )
+    app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(PipelineSpecError, _spec_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    for error in (ObjectNotFound, PrefectHTTPStatusError, httpx.HTTPError):
+        app.add_exception_handler(error, _prefect_error)
+    app.add_exception_handler(Exception, _unexpected)
+    app.include_router(pipelines.router)
+    app.include_router(executions.router)
+    app.include_router(logs.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/v3", summary="The API root")
-    async def root() -> dict[str, object]:
-        """The API root, with a link per collection."""
-        return {"type": "apiRoot", "id": "v3", "links": {"self": "/v3"}}
+    @app.get("/v3", response_model=ApiRoot, summary="The API root")
+    async def root(request: Request) -> dict[str, Any]:
+        """The API root."""
+        base = norman.base_url(request)
+        return {"type": "apiRoot", "id": "v3",
+                "links": {"self": f"{base}/v3", "projects": f"{base}/v3/projects"}}
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (PipelineIn, RunInput):
+                definition = model.model_json_schema(ref_template="#/components/schemas/{model}",
+                                                     by_alias=True)
+                components.update(definition.pop("$defs", {}))
+                components[model.__name__] = definition
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

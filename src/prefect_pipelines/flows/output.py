@@ -22,6 +22,17 @@ from prefect_pipelines.flows.control import start_thread
 
 MASK = "********"
 OUTPUT_LOGGER_NAME = "prefect_pipelines.output"
+# Each output record is sent under the name `<logger>@<offset>`: the number of bytes of
+# output before it. The API learns a log's total size from its newest record alone.
+OFFSET_SEPARATOR = "@"
+
+
+def record_offset(name: str) -> int | None:
+    """The output offset carried in a log record's name, None for other records."""
+    base, sep, offset = name.partition(OFFSET_SEPARATOR)
+    if base != OUTPUT_LOGGER_NAME or not sep or not offset.isdigit():
+        return None
+    return int(offset)
 
 
 class SecretMasker:
@@ -80,6 +91,13 @@ class ConsoleEcho:
 console = ConsoleEcho()
 
 
+def flush_api_logs(timeout: float = 10) -> None:
+    """Block until every log record queued in this process has reached Prefect."""
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=timeout)
+
+
 def _api_logger() -> logging.Logger:
     logger = logging.getLogger(OUTPUT_LOGGER_NAME)
     if not logger.handlers:
@@ -135,6 +153,7 @@ class StepOutput:
         self._pending_bytes = 0
         self._partial = b""
         self._last_created = 0.0
+        self._sent_bytes = 0
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._logger = _api_logger() if flow_run_id else None
@@ -196,6 +215,8 @@ class StepOutput:
         message = "\n".join(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
+        offset = self._sent_bytes
+        self._sent_bytes += len(message.encode("utf-8", errors="replace")) + 1
         # Strictly increasing, millisecond-distinct timestamps keep records in order.
         created = max(time.time(), self._last_created + 0.001)
         self._last_created = created
@@ -211,4 +232,5 @@ class StepOutput:
         )
         record.created = created
         record.msecs = (created - int(created)) * 1000
+        record.name = f"{OUTPUT_LOGGER_NAME}{OFFSET_SEPARATOR}{offset}"
         self._logger.handle(record)

@@ -34,14 +34,16 @@ from prefect_pipelines.flows.executors.base import (
     stop_message,
 )
 from prefect_pipelines.flows.git import clone, existing_checkout, is_empty_dir
-from prefect_pipelines.flows.output import SecretMasker, StepOutput, console
+from prefect_pipelines.flows.output import SecretMasker, StepOutput, console, flush_api_logs
 from prefect_pipelines.flows.runtime import (
     credentials_lookup,
     ensure_run_number,
+    label_flow_run,
     load_source_token,
     select_executor,
 )
 from prefect_pipelines.settings import Settings, get_settings
+from prefect_pipelines.translator.executions import LABEL_BRANCH, LABEL_COMMIT
 from prefect_pipelines.translator import (
     PipelineSpecError,
     RunIdentity,
@@ -280,6 +282,8 @@ class _StepJob:
             )
         if cloned.commit:
             run.commit = cloned.commit
+            if run.flow_run.deployment_id is not None:
+                label_flow_run(run.flow_run.id, {LABEL_COMMIT: cloned.commit})
         return cloned.result
 
 
@@ -432,6 +436,8 @@ def run_pipeline(
         console.status(f"cannot run this pipeline: {exc}")
         return Failed(message=f"invalid pipeline: {exc}")
 
+    if flow_run.deployment_id is not None and plan.branch:
+        label_flow_run(flow_run.id, {LABEL_BRANCH: plan.branch})
     needs_engine = any(step.kind != "sourceCode" for step in plan.steps())
     masker = SecretMasker()
     executor: Executor | None = None
@@ -486,6 +492,8 @@ def run_pipeline(
             executor.close()
         if remove_workspace:
             shutil.rmtree(workspace, ignore_errors=True)
+        # The step logs reach Prefect before the run's final state does.
+        flush_api_logs()
     if control.cancelled:
         console.status("cancelled")
         return Cancelled(message=control.cancel_message or "the run was cancelled")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import cache
 from urllib.parse import urlsplit
+from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
@@ -15,9 +17,12 @@ from prefect_pipelines.flows.executors.base import Executor, ExecutorError
 from prefect_pipelines.flows.executors.docker import DockerExecutor, engine_answers
 from prefect_pipelines.flows.executors.process import ProcessExecutor
 from prefect_pipelines.flows.output import SecretMasker
+from prefect_pipelines.services.client import pipelines_client
 from prefect_pipelines.services.numbering import claim_run_number
 from prefect_pipelines.settings import Settings
 from prefect_pipelines.translator.mapping import (
+    TAG_EXECUTION,
+    TAG_RUN,
     credential_block_name,
     execution_name,
     run_number_of,
@@ -25,6 +30,7 @@ from prefect_pipelines.translator.mapping import (
 )
 
 REGISTRY_BLOCK_SLUG = "docker-registry-credentials"
+_log = logging.getLogger(__name__)
 _DOCKER_HUB = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 
 
@@ -42,19 +48,29 @@ def ensure_run_number(flow_run: FlowRun, pipeline_id: str) -> int:
         return number
 
     async def take() -> int:
-        async with get_client() as client:
+        async with pipelines_client() as client:
             taken = await claim_run_number(
                 client, flow_run.deployment_id, flow_run_id=str(flow_run.id)
             )
-            tags = [tag for tag in flow_run.tags if not tag.startswith("run:")]
+            tags = [tag for tag in flow_run.tags
+                    if not tag.startswith(TAG_RUN) and tag != TAG_EXECUTION]
             await client.update_flow_run(
                 flow_run.id,
                 name=execution_name(pipeline_id or "pipeline", taken),
-                tags=[*tags, run_tag(taken)],
+                tags=[*tags, run_tag(taken), TAG_EXECUTION],
             )
             return taken
 
     return run_coro_as_sync(take())
+
+
+def label_flow_run(flow_run_id: UUID, labels: dict[str, str]) -> None:
+    """Put labels on a flow run (the API reads an execution's commit and branch there)."""
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run_labels(flow_run_id, labels)
+    except Exception as exc:  # noqa: BLE001 - a missing label must not fail the run
+        _log.warning("could not label flow run %s: %s", flow_run_id, exc)
 
 
 def load_source_token(credential_id: str | None) -> str | None:

@@ -8,6 +8,8 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import WorkPool
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
+from prefect_pipelines.translator.mapping import project_queue_name
+
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
@@ -32,3 +34,36 @@ async def ensure_work_pool(client: PrefectClient, name: str) -> WorkPool:
     except ObjectAlreadyExists:
         return await client.read_work_pool(name)
 
+
+
+_queues: dict[tuple[str, str], int | None] = {}
+
+
+async def ensure_project_queue(client: PrefectClient, pool: str, project_id: str,
+                               quota: int) -> str:
+    """The project's work queue, with the executor quota as its concurrency limit.
+
+    Prefect's workers take no more runs from a queue than its limit allows; the others
+    wait in the queue, oldest first.
+    """
+    name = project_queue_name(project_id)
+    limit = quota if quota > 0 else None
+    if _queues.get((pool, name), -1) == limit:
+        return name
+    try:
+        queue = await client.read_work_queue_by_name(name, work_pool_name=pool)
+    except ObjectNotFound:
+        try:
+            queue = await client.create_work_queue(
+                name=name, work_pool_name=pool, concurrency_limit=limit,
+                description=f"executions of project {project_id}",
+            )
+        except ObjectNotFound:  # the pool is missing: make it, then the queue
+            await ensure_work_pool(client, pool)
+            return await ensure_project_queue(client, pool, project_id, quota)
+        except ObjectAlreadyExists:
+            queue = await client.read_work_queue_by_name(name, work_pool_name=pool)
+    if queue.concurrency_limit != limit:
+        await client.update_work_queue(queue.id, concurrency_limit=limit)
+    _queues[(pool, name)] = limit
+    return name

@@ -10,6 +10,7 @@ TAG_PLUGIN = "prefect-pipelines"
 TAG_PROJECT = "project:"
 TAG_PIPELINE = "pipeline:"
 TAG_RUN = "run:"
+TAG_EXECUTION = "pipeline-execution"
 IDEMPOTENCY_PREFIX = "pipeline-run:"
 
 _RUN_TAG = re.compile(r"run:(\d+)")
@@ -77,6 +78,21 @@ def block_slug(value: str) -> str:
     """A string made fit for a Prefect block document name (lowercase, digits, dashes)."""
     slug = _BLOCK_NAME_BAD.sub("-", value.lower()).strip("-")
     return slug or "x"
+
+
+def project_queue_name(project_id: str) -> str:
+    """The work queue of a project's pipelines (its limit is the executor quota)."""
+    cluster, _, project = project_id.partition(":")
+    return f"project--{cluster}--{project}"
+
+
+def secrets_block_name(project_id: str, pipeline_id: str) -> str:
+    """The block holding a pipeline's webhook token: `pipeline--<cluster>--<project>--<id>`.
+
+    Cluster and project ids never hold `--`, so the name maps back unambiguously.
+    """
+    cluster, _, project = project_id.partition(":")
+    return f"pipeline--{cluster}--{project}--{pipeline_id}"
 
 
 def credential_block_name(credential_id: str) -> str:

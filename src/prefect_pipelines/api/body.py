@@ -1,0 +1,88 @@
+"""Reading a pipeline definition from a request body: JSON or YAML, within limits."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+
+from prefect_pipelines.errors import ApiError, InvalidInputError
+from prefect_pipelines.settings import Settings
+from prefect_pipelines.translator import PipelineConfig, parse_pipeline
+from prefect_pipelines.translator.yaml_io import load_yaml
+
+YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
+JSON_TYPES = {"application/json", ""}
+
+
+class PayloadTooLargeError(ApiError):
+    """The body is over the size limit."""
+
+    status = 413
+    code = "RequestEntityTooLarge"
+
+
+class UnsupportedMediaTypeError(ApiError):
+    """A Content-Type other than JSON or YAML."""
+
+    status = 415
+    code = "UnsupportedMediaType"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"the body is over the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def read_document(request: Request, settings: Settings, *, allow_empty: bool = False
+                        ) -> Any:
+    """The decoded body (JSON or YAML by Content-Type)."""
+    media = _media_type(request)
+    if media not in YAML_TYPES | JSON_TYPES:
+        raise UnsupportedMediaTypeError(
+            f"Content-Type {media!r} is not accepted: send application/json or application/yaml"
+        )
+    raw = await read_body(request, settings.max_pipeline_bytes)
+    if not raw.strip():
+        if allow_empty:
+            return None
+        raise InvalidInputError("the body is empty", code="MissingRequired")
+    if media in YAML_TYPES:
+        return load_yaml(raw, max_bytes=settings.max_pipeline_bytes)
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInputError(f"the body is not valid JSON: {str(exc)[:200]}",
+                                code="InvalidBodyContent") from None
+
+
+async def read_definition(request: Request, settings: Settings, project_id: str
+                          ) -> PipelineConfig:
+    """A pipeline definition from the body (JSON or YAML), checked against the path."""
+    data = await read_document(request, settings)
+    if isinstance(data, dict) and "projectId" in data:
+        data = dict(data)
+        given = data.pop("projectId")
+        if given is not None and given != project_id:
+            raise InvalidInputError(
+                f"projectId {given!r} does not match the project in the path ({project_id})",
+                field_name="projectId",
+            )
+    config = parse_pipeline(data, min_cron_interval_seconds=settings.min_cron_interval)
+    if not config.name:
+        raise InvalidInputError("name is required", field_name="name", code="MissingRequired")
+    return config

@@ -1,0 +1,62 @@
+"""FastAPI dependencies: the Prefect client, the settings, the caller, strict query strings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from prefect.client.orchestration import PrefectClient
+
+from prefect_pipelines.errors import InvalidInputError, UnauthorizedError
+from prefect_pipelines.settings import Settings, get_settings
+from prefect_pipelines.services.pipelines import check_project_id
+from prefect_pipelines.services.tokens import user_for_token
+
+
+def prefect_client(request: Request) -> PrefectClient:
+    """The facade's Prefect client (one per process, opened at start-up)."""
+    return request.app.state.prefect_client
+
+
+async def current_user(request: Request) -> str:
+    """The user id of the bearer token.
+
+    Raises:
+        UnauthorizedError: no `Authorization: Bearer <token>`, or a token that is unknown
+            or revoked.
+    """
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise UnauthorizedError("send Authorization: Bearer <token> (prefect-pipelines token create)")
+    user = await user_for_token(prefect_client(request), token.strip())
+    if user is None:
+        raise UnauthorizedError("the token is not valid (unknown or revoked)")
+    return user
+
+
+def strict_query(*allowed: str):  # type: ignore[no-untyped-def]
+    """A dependency that refuses query parameters the route does not know."""
+    known = set(allowed)
+
+    def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - known)
+        if unknown:
+            raise InvalidInputError(
+                f"unknown query parameter {unknown[0]!r}"
+                + (f"; this route takes {', '.join(sorted(known))}" if known else ""),
+                field_name=unknown[0],
+            )
+
+    return Depends(check)
+
+
+def project(project_id: str) -> str:
+    """The project of the path, checked."""
+    return check_project_id(project_id)
+
+
+Client = Annotated[PrefectClient, Depends(prefect_client)]
+User = Annotated[str, Depends(current_user)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+Project = Annotated[str, Depends(project)]

@@ -1,0 +1,75 @@
+"""Rancher's Norman envelope: resources with links and actions, collections, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+
+from prefect_pipelines.errors import InvalidInputError
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def base_url(request: Request) -> str:
+    """The facade's URL as the caller reached it, without a trailing slash."""
+    return str(request.base_url).rstrip("/")
+
+
+def resource(self_url: str, type_: str, fields: dict[str, Any], *, actions: list[str] = (),  # type: ignore[assignment]
+             links: dict[str, str] | None = None, editable: bool = True) -> dict[str, Any]:
+    """A resource: its fields, `type`, `links` (self, update, remove, named) and `actions`."""
+    all_links = {"self": self_url}
+    if editable:
+        all_links.update(update=self_url, remove=self_url)
+    all_links.update(links or {})
+    return {
+        **fields,
+        "type": type_,
+        "links": all_links,
+        "actions": {name: f"{self_url}?action={name}" for name in actions},
+    }
+
+
+def collection(request: Request, resource_type: str, data: list[dict[str, Any]], *,
+               limit: int, offset: int, total: int | None) -> dict[str, Any]:
+    """A page of resources with Norman's pagination (`marker` is the offset of a page)."""
+    next_url = None
+    if total is not None and offset + len(data) < total or total is None and len(data) == limit:
+        params = dict(request.query_params)
+        params.update(limit=str(limit), marker=str(offset + limit))
+        next_url = f"{base_url(request)}{request.url.path}?{urlencode(params)}"
+    return {
+        "type": "collection",
+        "resourceType": resource_type,
+        "data": data,
+        "pagination": {"limit": limit, "total": total, "next": next_url,
+                       "partial": next_url is not None},
+        "links": {"self": str(request.url)},
+    }
+
+
+def page(limit: int | None, marker: str | None) -> tuple[int, int]:
+    """(limit, offset) from Norman's `limit` and `marker` query parameters."""
+    if limit is None:
+        limit = DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInputError(f"limit must be between 1 and {MAX_LIMIT}", field_name="limit")
+    offset = 0
+    if marker:
+        if not marker.isdigit() or len(marker) > 9:
+            raise InvalidInputError("marker must be the offset from a `next` link",
+                                    field_name="marker")
+        offset = int(marker)
+    return limit, offset
+
+
+def error_body(status: int, code: str, message: str, field_name: str | None = None
+               ) -> dict[str, Any]:
+    """Norman's error shape."""
+    body: dict[str, Any] = {"type": "error", "status": status, "code": code, "message": message}
+    if field_name:
+        body["fieldName"] = field_name
+    return body

@@ -1,0 +1,1 @@
+"""Route modules of the /v3 facade, one per resource."""

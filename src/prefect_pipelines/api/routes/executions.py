@@ -1,0 +1,79 @@
+"""Routes of executions: /v3/projects/{projectId}/pipelineexecutions."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+
+from prefect_pipelines.api import norman
+from prefect_pipelines.api.deps import Client, Project, User, strict_query
+from prefect_pipelines.api.schemas import (
+    ERROR_RESPONSES,
+    PipelineExecution,
+    PipelineExecutionCollection,
+    State,
+)
+from prefect_pipelines.services import executions as service
+from prefect_pipelines.translator.executions import FINISHED
+
+router = APIRouter(prefix="/v3/projects/{project_id}/pipelineexecutions",
+                   tags=["pipelineexecutions"], responses=ERROR_RESPONSES)
+
+
+def execution_resource(request: Request, record: service.ExecutionRecord) -> dict[str, Any]:
+    """An execution in Norman's shape, with the actions its state allows."""
+    fields = record.fields()
+    base = norman.base_url(request)
+    url = f"{base}/v3/projects/{record.project_id}/pipelineexecutions/{fields['id']}"
+    actions = ["rerun"] if fields["state"] in FINISHED else ["stop"]
+    return norman.resource(
+        url, "pipelineExecution", fields, actions=actions, editable=False,
+        links={"pipeline": f"{base}/v3/projects/{record.project_id}/pipelines/{record.pipeline_id}",
+               "logs": f"{base}/v3/projects/{record.project_id}/pipelineexecutionlogs"
+                       f"?pipelineExecutionId={fields['id']}"},
+    )
+
+
+@router.get("", response_model=PipelineExecutionCollection,
+            dependencies=[strict_query("pipelineId", "state", "limit", "marker")])
+async def list_executions(
+    request: Request, project_id: Project, client: Client, user: User,
+    pipelineId: str | None = Query(default=None, description="Only this pipeline's executions."),  # noqa: N803
+    state: State | None = Query(default=None),
+    limit: int | None = Query(default=None, description="Page size (1-200, default 50)."),
+    marker: str | None = Query(default=None, description="Where the page starts (from `next`)."),
+) -> dict[str, Any]:
+    """List executions, newest first."""
+    size, offset = norman.page(limit, marker)
+    records, total = await service.list_executions(
+        client, project_id=project_id, pipeline_id=pipelineId, state=state, limit=size,
+        offset=offset,
+    )
+    data = [execution_resource(request, record) for record in records]
+    return norman.collection(request, "pipelineExecution", data, limit=size, offset=offset,
+                             total=total)
+
+
+@router.get("/{execution_id}", response_model=PipelineExecution, dependencies=[strict_query()])
+async def read_execution(request: Request, project_id: Project, execution_id: str,
+                         client: Client, user: User) -> dict[str, Any]:
+    """Read an execution `<pipelineId>-<run>` with its stages and steps."""
+    record = await service.read_execution(client, project_id=project_id, execution_id=execution_id)
+    return execution_resource(request, record)
+
+
+@router.post("/{execution_id}", response_model=PipelineExecution,
+             dependencies=[strict_query("action")])
+async def execution_action(
+    request: Request, project_id: Project, execution_id: str, client: Client, user: User,
+    action: Literal["stop", "rerun"] = Query(description="The action."),
+) -> dict[str, Any]:
+    """`stop` a waiting or running execution; `rerun` a finished one (returns the new one)."""
+    if action == "stop":
+        record = await service.stop_execution(client, project_id=project_id,
+                                              execution_id=execution_id)
+    else:
+        record = await service.rerun_execution(client, project_id=project_id,
+                                               execution_id=execution_id, user_id=user)
+    return execution_resource(request, record)

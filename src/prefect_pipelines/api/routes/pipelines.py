@@ -1,0 +1,182 @@
+"""Routes of pipelines: /v3/projects/{projectId}/pipelines."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import PlainTextResponse
+
+from prefect_pipelines.api import norman
+from prefect_pipelines.api.body import read_definition, read_document
+from prefect_pipelines.api.deps import AppSettings, Client, Project, User, strict_query
+from prefect_pipelines.api.routes.executions import execution_resource
+from prefect_pipelines.api.schemas import (
+    ERROR_RESPONSES,
+    PipelineCollection,
+    PipelineExecution,
+    RunInput,
+)
+from prefect_pipelines.api.schemas import Pipeline as PipelineModel
+from prefect_pipelines.errors import InvalidInputError
+from prefect_pipelines.services import pipelines as service
+from prefect_pipelines.services.executions import ExecutionRecord
+from prefect_pipelines.translator.yaml_io import dump_yaml
+
+router = APIRouter(prefix="/v3/projects/{project_id}/pipelines", tags=["pipelines"],
+                   responses=ERROR_RESPONSES)
+
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/PipelineIn"}},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+_YAML = {"content": {"application/yaml": {"schema": {"type": "string"}}}}
+
+
+def _self_url(request: Request, project_id: str, pipeline_id: str) -> str:
+    return f"{norman.base_url(request)}/v3/projects/{project_id}/pipelines/{pipeline_id}"
+
+
+def pipeline_resource(request: Request, record: service.PipelineRecord) -> dict[str, Any]:
+    """A pipeline in Norman's shape, with the actions its state allows."""
+    url = _self_url(request, record.project_id, record.pipeline_id)
+    actions = ["run", "deactivate" if record.active else "activate"]
+    return norman.resource(
+        url, "pipeline", {"id": record.pipeline_id, **record.fields()}, actions=actions,
+        links={"view": f"{url}/view", "export": f"{url}/export",
+               "executions": f"{norman.base_url(request)}/v3/projects/{record.project_id}"
+                             f"/pipelineexecutions?pipelineId={record.pipeline_id}"},
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=PipelineModel,
+             openapi_extra=_BODY, dependencies=[strict_query()])
+async def create_pipeline(request: Request, project_id: Project, client: Client, user: User,
+                          settings: AppSettings) -> dict[str, Any]:
+    """Create a pipeline (JSON, or the YAML that `export` gives)."""
+    config = await read_definition(request, settings, project_id)
+    record = await service.create_pipeline(client, project_id=project_id, config=config,
+                                           creator_id=user, settings=settings)
+    return pipeline_resource(request, record)
+
+
+@router.get("", response_model=PipelineCollection,
+            dependencies=[strict_query("name", "state", "limit", "marker")])
+async def list_pipelines(
+    request: Request, project_id: Project, client: Client, user: User,
+    name: str | None = Query(default=None, description="Only the pipeline of this name."),
+    state: Literal["active", "inactive"] | None = Query(default=None),
+    limit: int | None = Query(default=None, description="Page size (1-200, default 50)."),
+    marker: str | None = Query(default=None, description="Where the page starts (from `next`)."),
+) -> dict[str, Any]:
+    """List the project's pipelines."""
+    size, offset = norman.page(limit, marker)
+    records, total = await service.list_pipelines(client, project_id=project_id, name=name,
+                                                  state=state, limit=size, offset=offset)
+    data = [pipeline_resource(request, record) for record in records]
+    return norman.collection(request, "pipeline", data, limit=size, offset=offset, total=total)
+
+
+@router.get("/{pipeline_id}", response_model=PipelineModel, dependencies=[strict_query()])
+async def read_pipeline(request: Request, project_id: Project, pipeline_id: str, client: Client,
+                        user: User) -> dict[str, Any]:
+    """Read a pipeline."""
+    record = await service.read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
+    return pipeline_resource(request, record)
+
+
+@router.put("/{pipeline_id}", response_model=PipelineModel, openapi_extra=_BODY,
+            dependencies=[strict_query()])
+async def update_pipeline(request: Request, project_id: Project, pipeline_id: str,
+                          client: Client, user: User, settings: AppSettings) -> dict[str, Any]:
+    """Replace a pipeline's definition and triggers."""
+    config = await read_definition(request, settings, project_id)
+    record = await service.update_pipeline(client, project_id=project_id, pipeline_id=pipeline_id,
+                                           config=config, settings=settings)
+    return pipeline_resource(request, record)
+
+
+@router.delete("/{pipeline_id}", status_code=status.HTTP_204_NO_CONTENT,
+               response_class=Response, dependencies=[strict_query()])
+async def delete_pipeline(project_id: Project, pipeline_id: str, client: Client, user: User
+                          ) -> Response:
+    """Delete a pipeline (its executions go with it)."""
+    await service.delete_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{pipeline_id}", response_model=PipelineModel | PipelineExecution,
+             dependencies=[strict_query("action")],
+             openapi_extra={"requestBody": {"required": False, "content": {
+                 "application/json": {"schema": {"$ref": "#/components/schemas/RunInput"}}}}})
+async def pipeline_action(
+    request: Request, project_id: Project, pipeline_id: str, client: Client, user: User,
+    settings: AppSettings,
+    action: Literal["run", "activate", "deactivate"] = Query(description="The action."),
+) -> dict[str, Any]:
+    """Run an action: `run` ({branch?}; returns the new execution), `activate`, `deactivate`."""
+    if action == "run":
+        body = await read_document(request, settings, allow_empty=True)
+        run_input = _run_input(body)
+        deployment = await service.read_deployment(client, project_id, pipeline_id)
+        flow_run = await service.start_execution(
+            client, deployment=deployment, pipeline_id=pipeline_id, branch=run_input.branch,
+            trigger={"triggeredBy": "user", "userId": user},
+        )
+        return execution_resource(request, ExecutionRecord(flow_run, [], project_id, pipeline_id))
+    record = await service.set_active(client, project_id=project_id, pipeline_id=pipeline_id,
+                                      active=(action == "activate"))
+    return pipeline_resource(request, record)
+
+
+def _run_input(body: Any) -> RunInput:
+    if body is None:
+        return RunInput()
+    if not isinstance(body, dict):
+        raise InvalidInputError("the run input must be an object like {\"branch\": \"main\"}")
+    unknown = sorted(set(body) - {"branch"})
+    if unknown:
+        raise InvalidInputError(f"{unknown[0]} is not a known field", field_name=unknown[0])
+    branch = body.get("branch")
+    if branch is not None and not isinstance(branch, str):
+        raise InvalidInputError("branch must be a string", field_name="branch")
+    return RunInput(branch=branch or None)
+
+
+def _definition_yaml(record: service.PipelineRecord) -> str:
+    fields = record.fields()
+    document: dict[str, Any] = {"name": record.pipeline_id, "stages": fields["stages"],
+                                "timeout": fields["timeout"]}
+    for key in ("triggerCronExpression", "triggerCronTimezone"):
+        if fields[key]:
+            document[key] = fields[key]
+    if fields["triggerWebhook"]:
+        document["triggerWebhook"] = True
+    return dump_yaml(document)
+
+
+@router.get("/{pipeline_id}/view", response_class=PlainTextResponse,
+            responses={200: _YAML}, dependencies=[strict_query()])
+async def view_pipeline(project_id: Project, pipeline_id: str, client: Client, user: User
+                        ) -> PlainTextResponse:
+    """The definition as YAML text."""
+    record = await service.read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
+    return PlainTextResponse(_definition_yaml(record), media_type="application/yaml")
+
+
+@router.get("/{pipeline_id}/export", response_class=PlainTextResponse,
+            responses={200: _YAML}, dependencies=[strict_query()])
+async def export_pipeline(project_id: Project, pipeline_id: str, client: Client, user: User
+                          ) -> PlainTextResponse:
+    """The definition as a YAML attachment, ready to POST to a pipelines collection."""
+    record = await service.read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
+    return PlainTextResponse(
+        _definition_yaml(record), media_type="application/yaml",
+        headers={"Content-Disposition": f'attachment; filename="{pipeline_id}.yaml"'},
+    )
+

@@ -1,0 +1,157 @@
+"""Request and response models of the /v3 API (Rancher's Norman shapes)."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from prefect_pipelines.translator.spec import Stage
+
+State = Literal["waiting", "queueing", "running", "success", "failed", "skipped", "aborted"]
+T = TypeVar("T")
+
+
+class ApiModel(BaseModel):
+    """Response models: camelCase names as written, extra fields allowed in output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resource(ApiModel):
+    """Fields every resource has."""
+
+    id: str
+    type: str
+    links: dict[str, str] = Field(description="self, update, remove and named links.")
+    actions: dict[str, str] = Field(description="Action name -> URL to POST to.")
+
+
+class Pagination(ApiModel):
+    """Where a collection page sits."""
+
+    limit: int
+    total: int | None = None
+    next: str | None = None
+    partial: bool = False
+
+
+class Collection(ApiModel, Generic[T]):
+    """A page of resources."""
+
+    type: Literal["collection"] = "collection"
+    resourceType: str
+    data: list[T]
+    pagination: Pagination
+    links: dict[str, str]
+
+
+class ErrorBody(ApiModel):
+    """Every error: one shape."""
+
+    type: Literal["error"] = "error"
+    status: int
+    code: str
+    message: str
+    fieldName: str | None = None
+
+
+class PipelineIn(BaseModel):
+    """The body of POST/PUT on pipelines: the definition and its triggers."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    projectId: str | None = Field(default=None, description="Must match the project in the path.")
+    name: str = Field(description="The pipeline's id, unique in the project.")
+    stages: list[Stage] = Field(description="Stages of steps (see the pipeline file format).")
+    timeout: float | int = Field(default=60, description="Minutes before a run fails.")
+    triggerCronExpression: str | None = Field(default=None, description="5-field cron.")
+    triggerCronTimezone: str | None = Field(default=None, description="IANA timezone.")
+    triggerWebhook: bool = Field(default=False, description="Run on pushes and pull requests.")
+
+
+class Pipeline(Resource):
+    """A pipeline: a Prefect deployment of run-pipeline."""
+
+    projectId: str
+    name: str
+    stages: list[dict[str, Any]]
+    timeout: float | int
+    triggerCronExpression: str | None
+    triggerCronTimezone: str | None
+    triggerWebhook: bool
+    creatorId: str
+    created: str | None
+    state: Literal["active", "inactive"]
+    nextRun: int
+    lastExecutionId: str | None
+    lastRunState: State | None
+    lastStarted: str | None
+    nextStart: str | None
+
+
+class RunInput(BaseModel):
+    """Input of the `run` action."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    branch: str | None = Field(default=None, description="The branch to build.")
+
+
+class StepStatus(ApiModel):
+    state: State
+    started: str | None
+    ended: str | None
+
+
+class StageStatus(ApiModel):
+    state: State
+    started: str | None
+    ended: str | None
+    steps: list[StepStatus]
+
+
+class PipelineExecution(Resource):
+    """An execution: a flow run of the pipeline's deployment."""
+
+    projectId: str
+    pipelineId: str
+    run: int
+    triggeredBy: Literal["user", "cron", "webhook"]
+    triggerUserId: str
+    pipeline: dict[str, Any]
+    commit: str
+    state: State
+    started: str | None
+    ended: str | None
+    stages: list[StageStatus]
+
+
+class PipelineExecutionLog(Resource):
+    """A step's output."""
+
+    projectId: str
+    pipelineExecutionId: str
+    stage: int
+    step: int
+    message: str
+
+
+class ApiRoot(ApiModel):
+    type: str
+    id: str
+    links: dict[str, str]
+
+
+PipelineCollection = Collection[Pipeline]
+PipelineExecutionCollection = Collection[PipelineExecution]
+PipelineExecutionLogCollection = Collection[PipelineExecutionLog]
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "Bad request", 401: "No valid token", 403: "Not allowed", 404: "Not found",
+        409: "Conflict or action not available", 413: "Too large", 415: "Unsupported media type",
+        422: "Invalid input", 502: "Upstream failure", 503: "Busy; retry",
+    }.items()
+}

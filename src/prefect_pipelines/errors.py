@@ -1,0 +1,95 @@
+"""Errors the services raise and the API turns into Rancher's error shape.
+
+    ApiError                           status, Norman code, message, fieldName
+    ├── NotFoundError                  404  NotFound
+    ├── ConflictError                  409  Conflict (a name already taken)
+    ├── InvalidInputError              422  InvalidFormat / MissingRequired / InvalidBodyContent
+    ├── ActionNotAvailableError        409  ActionNotAvailable (stop a finished run, ...)
+    ├── UnauthorizedError              401  Unauthorized
+    ├── PermissionDeniedError          403  PermissionDenied
+    ├── UpstreamError                  502  a service behind the facade failed (GitHub, ...)
+    └── ServiceUnavailableError        503  ServiceUnavailable, with Retry-After
+
+Pipeline definition errors (`translator.errors.PipelineSpecError`) become 422
+InvalidFormat naming the field. The internal cause of an error is logged, never sent.
+"""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """An error with its place in the API: status, Norman code, message, field."""
+
+    status = 500
+    code = "ServerError"
+
+    def __init__(self, message: str, *, field_name: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field_name = field_name
+
+
+class NotFoundError(ApiError):
+    """The resource does not exist (or is not the caller's to see)."""
+
+    status = 404
+    code = "NotFound"
+
+
+class ConflictError(ApiError):
+    """The name is taken."""
+
+    status = 409
+    code = "NotUnique"
+
+
+class InvalidInputError(ApiError):
+    """The request is malformed: a field is missing, of the wrong type or out of range."""
+
+    status = 422
+    code = "InvalidFormat"
+
+    def __init__(self, message: str, *, field_name: str | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message, field_name=field_name)
+        if code:
+            self.code = code
+
+
+class ActionNotAvailableError(ApiError):
+    """The action exists but not in the resource's current state."""
+
+    status = 409
+    code = "ActionNotAvailable"
+
+
+class UnauthorizedError(ApiError):
+    """No valid token."""
+
+    status = 401
+    code = "Unauthorized"
+
+
+class PermissionDeniedError(ApiError):
+    """The caller may not do this."""
+
+    status = 403
+    code = "PermissionDenied"
+
+
+class UpstreamError(ApiError):
+    """A service behind the facade (GitHub, a registry) failed or refused."""
+
+    status = 502
+    code = "UpstreamError"
+
+
+class ServiceUnavailableError(ApiError):
+    """The store is busy or unreachable; the request may be retried."""
+
+    status = 503
+    code = "ServiceUnavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,237 @@
+"""Executions: flow runs of pipeline deployments, with their steps' task runs."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterName,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+    FlowRunFilterWorkQueueName,
+    TaskRunFilter,
+    TaskRunFilterFlowRunId,
+    WorkPoolFilter,
+    WorkPoolFilterName,
+)
+from prefect.exceptions import ObjectNotFound
+from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.states import Cancelled, Cancelling
+
+from prefect_pipelines.errors import ActionNotAvailableError, InvalidInputError, NotFoundError
+from prefect_pipelines.services.pipelines import read_deployment, start_execution
+from prefect_pipelines.translator.executions import (
+    FINISHED,
+    LABEL_BRANCH,
+    PREFECT_TYPES,
+    QUEUEING,
+    STATES,
+    WAITING,
+    execution_fields,
+    flow_run_state,
+    parse_execution_id,
+)
+from prefect_pipelines.translator.mapping import (
+    TAG_EXECUTION,
+    TAG_PIPELINE,
+    TAG_PROJECT,
+    execution_name,
+)
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import PrefectClient
+
+_PAGE = 200
+
+
+@dataclass
+class ExecutionRecord:
+    """One execution: its flow run and its steps' task runs."""
+
+    flow_run: FlowRun
+    task_runs: list[TaskRun]
+    project_id: str
+    pipeline_id: str
+    queue_full: bool = False
+
+    @property
+    def state(self) -> str:
+        return flow_run_state(self.flow_run, self.queue_full)
+
+    def fields(self) -> dict[str, Any]:
+        """The /v3 fields of the execution."""
+        return execution_fields(self.flow_run, self.task_runs, project_id=self.project_id,
+                                pipeline_id=self.pipeline_id, queue_full=self.queue_full)
+
+
+def pipeline_of(flow_run: FlowRun) -> str:
+    """The pipeline id of an execution's flow run (from its tags)."""
+    for tag in flow_run.tags:
+        if tag.startswith(TAG_PIPELINE):
+            return tag[len(TAG_PIPELINE):]
+    return flow_run.name.rpartition("-")[0]
+
+
+async def task_runs_of(client: PrefectClient, flow_run_ids: list[UUID]) -> dict[UUID, list[TaskRun]]:
+    """The task runs of several flow runs, in as few requests as the page limit allows."""
+    out: dict[UUID, list[TaskRun]] = {flow_run_id: [] for flow_run_id in flow_run_ids}
+    if not flow_run_ids:
+        return out
+    task_filter = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=flow_run_ids))
+    offset = 0
+    while True:
+        page = await client.read_task_runs(task_run_filter=task_filter, limit=_PAGE, offset=offset)
+        for task_run in page:
+            if task_run.flow_run_id in out:
+                out[task_run.flow_run_id].append(task_run)
+        if len(page) < _PAGE:
+            return out
+        offset += _PAGE
+
+
+async def project_queue_full(client: PrefectClient, flow_runs: list[FlowRun]) -> bool:
+    """Whether the executor quota of these runs' project is taken (only asked when one waits).
+
+    The quota is the limit of the project's work queue, read from Prefect (an admin may
+    change it there); the runs holding it are the queue's pending and running ones.
+    """
+    waiting = [run for run in flow_runs if run.state_type == StateType.SCHEDULED]
+    if not waiting or not waiting[0].work_pool_name or not waiting[0].work_queue_name:
+        return False
+    try:
+        queue = await client.read_work_queue_by_name(waiting[0].work_queue_name,
+                                                     work_pool_name=waiting[0].work_pool_name)
+    except ObjectNotFound:
+        return False
+    if queue.concurrency_limit is None:
+        return False
+    busy = await client.count_flow_runs(flow_run_filter=FlowRunFilter(
+        work_queue_name=FlowRunFilterWorkQueueName(any_=[queue.name]),
+        state=FlowRunFilterState(type=FlowRunFilterStateType(
+            any_=[StateType.PENDING, StateType.RUNNING, StateType.CANCELLING])),
+    ), work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[waiting[0].work_pool_name])))
+    return busy >= queue.concurrency_limit
+
+
+async def find_flow_run(client: PrefectClient, *, project_id: str, execution_id: str) -> FlowRun:
+    """The flow run of an execution id `<pipelineId>-<run>`.
+
+    Raises:
+        NotFoundError: no such execution.
+    """
+    parsed = parse_execution_id(execution_id)
+    if parsed is None:
+        raise NotFoundError(f"execution {execution_id!r} not found")
+    pipeline_id, run = parsed
+    try:
+        deployment = await read_deployment(client, project_id, pipeline_id)
+    except NotFoundError:
+        raise NotFoundError(f"execution {execution_id!r} not found") from None
+    runs = await client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id]),
+            name=FlowRunFilterName(any_=[execution_name(pipeline_id, run)]),
+            tags=FlowRunFilterTags(all_=[f"run:{run}", TAG_EXECUTION]),
+        ),
+        sort=FlowRunSort.ID_DESC,
+        limit=5,
+    )
+    if not runs:
+        raise NotFoundError(f"execution {execution_id!r} not found")
+    return runs[-1]
+
+
+async def read_execution(client: PrefectClient, *, project_id: str, execution_id: str
+                         ) -> ExecutionRecord:
+    """One execution with its steps."""
+    flow_run = await find_flow_run(client, project_id=project_id, execution_id=execution_id)
+    task_runs, full = await asyncio.gather(task_runs_of(client, [flow_run.id]),
+                                           project_queue_full(client, [flow_run]))
+    return ExecutionRecord(flow_run, task_runs[flow_run.id], project_id, pipeline_of(flow_run), full)
+
+
+async def list_executions(client: PrefectClient, *, project_id: str, pipeline_id: str | None,
+                          state: str | None, limit: int, offset: int
+                          ) -> tuple[list[ExecutionRecord], int]:
+    """Executions of a project (or one pipeline), newest first; and how many match."""
+    flow_run_filter = FlowRunFilter(tags=FlowRunFilterTags(all_=[f"{TAG_PROJECT}{project_id}", TAG_EXECUTION]))
+    if pipeline_id is not None:
+        deployment = await read_deployment(client, project_id, pipeline_id)
+        flow_run_filter.deployment_id = FlowRunFilterDeploymentId(any_=[deployment.id])
+    if state is not None:
+        if state not in STATES:
+            raise InvalidInputError(f"state must be one of {', '.join(STATES)}", field_name="state")
+        flow_run_filter.state = _state_filter(state)
+        if not PREFECT_TYPES.get(state):
+            return [], 0
+    runs, total = await asyncio.gather(
+        client.read_flow_runs(flow_run_filter=flow_run_filter,
+                              sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit, offset=offset),
+        client.count_flow_runs(flow_run_filter=flow_run_filter),
+    )
+    task_runs, full = await asyncio.gather(task_runs_of(client, [run.id for run in runs]),
+                                           project_queue_full(client, runs))
+    records = [ExecutionRecord(run, task_runs[run.id], project_id, pipeline_of(run), full)
+               for run in runs]
+    if state in (WAITING, QUEUEING):  # one Prefect state type holds both: split by name
+        records = [record for record in records if record.state == state]
+    return records, total
+
+
+def _state_filter(state: str) -> FlowRunFilterState:
+    return FlowRunFilterState(type=FlowRunFilterStateType(any_=PREFECT_TYPES.get(state, [])))
+
+
+async def stop_execution(client: PrefectClient, *, project_id: str, execution_id: str
+                         ) -> ExecutionRecord:
+    """Stop a waiting or running execution: Prefect cancels it and its containers stop.
+
+    Raises:
+        ActionNotAvailableError: the execution has already finished.
+    """
+    record = await read_execution(client, project_id=project_id, execution_id=execution_id)
+    if record.state in FINISHED:
+        raise ActionNotAvailableError(
+            f"execution {execution_id} has finished ({record.state}); only a waiting or "
+            "running execution can be stopped"
+        )
+    flow_run = record.flow_run
+    if flow_run.state_type in (StateType.SCHEDULED, StateType.PAUSED) or (
+        flow_run.state_type == StateType.PENDING and flow_run.start_time is None
+    ):
+        await client.set_flow_run_state(flow_run.id, Cancelled(message="stopped by the user"),
+                                        force=True)
+    elif flow_run.state_type != StateType.CANCELLING:
+        await client.set_flow_run_state(flow_run.id, Cancelling(message="stopped by the user"))
+    return await read_execution(client, project_id=project_id, execution_id=execution_id)
+
+
+async def rerun_execution(client: PrefectClient, *, project_id: str, execution_id: str,
+                          user_id: str) -> ExecutionRecord:
+    """Run a finished execution's definition and branch again, as the next run number.
+
+    Raises:
+        ActionNotAvailableError: the execution has not finished.
+    """
+    record = await read_execution(client, project_id=project_id, execution_id=execution_id)
+    if record.state not in FINISHED:
+        raise ActionNotAvailableError(
+            f"execution {execution_id} is {record.state}; only a finished execution can be rerun"
+        )
+    parameters = record.flow_run.parameters or {}
+    deployment = await read_deployment(client, project_id, record.pipeline_id)
+    branch = (record.flow_run.labels or {}).get(LABEL_BRANCH) or parameters.get("branch")
+    flow_run = await start_execution(
+        client, deployment=deployment, pipeline_id=record.pipeline_id,
+        branch=str(branch) if branch else None,
+        trigger={"triggeredBy": "user", "userId": user_id},
+        definition=parameters.get("pipeline") or {},
+    )
+    return ExecutionRecord(flow_run, [], project_id, record.pipeline_id)

@@ -1,0 +1,408 @@
+"""Pipelines: each is a Prefect deployment of `run-pipeline`, with a secrets block beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from prefect.client.schemas.actions import DeploymentScheduleCreate
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.exceptions import ObjectNotFound
+from prefect.utilities.callables import parameter_schema
+
+from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
+from prefect_pipelines.flows import ENTRYPOINT, FLOW_NAME
+from prefect_pipelines.services.numbering import RunNumbers, highest_run, release_all
+from prefect_pipelines.services.pools import ensure_project_queue, ensure_work_pool
+from prefect_pipelines.settings import Settings
+from prefect_pipelines.translator import BranchCondition, PipelineConfig, PipelineSpecError
+from prefect_pipelines.translator.executions import flow_run_state, iso
+from prefect_pipelines.translator.mapping import (
+    TAG_EXECUTION,
+    TAG_PIPELINE,
+    TAG_PROJECT,
+    deployment_name,
+    deployment_tags,
+    execution_name,
+    idempotency_key,
+    run_tag,
+    secrets_block_name,
+)
+from prefect_pipelines.translator.schedule import next_fire_time
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import PrefectClient
+
+TAG_CREATOR = "creator:"
+_PROJECT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*:[a-z0-9]+(?:-[a-z0-9]+)*")
+run_numbers = RunNumbers()
+
+
+def check_project_id(project_id: str) -> str:
+    """A project id is `<clusterId>:<projectId>`, each lowercase letters, digits, dashes."""
+    if not _PROJECT.fullmatch(project_id):
+        raise InvalidInputError(
+            f"{project_id!r} is not a project id: expected <clusterId>:<projectId>, "
+            "each of lowercase letters, digits and single dashes",
+            field_name="projectId",
+        )
+    return project_id
+
+
+@dataclass
+class PipelineRecord:
+    """A pipeline as the store holds it: its deployment and what is derived from it."""
+
+    deployment: DeploymentResponse
+    project_id: str
+    pipeline_id: str
+    definition: dict[str, Any]
+    next_run: int
+    last_run: FlowRun | None
+
+    @property
+    def active(self) -> bool:
+        return not self.deployment.paused
+
+    @property
+    def creator_id(self) -> str:
+        for tag in self.deployment.tags:
+            if tag.startswith(TAG_CREATOR):
+                return tag[len(TAG_CREATOR):]
+        return ""
+
+    def fields(self) -> dict[str, Any]:
+        """The /v3 fields of the pipeline (secrets are never among them)."""
+        cron, timezone = self.cron()
+        last = self.last_run
+        next_start = None
+        if cron and self.active:
+            next_start = iso(next_fire_time(cron, timezone))
+        return {
+            "projectId": self.project_id,
+            "name": self.pipeline_id,
+            "stages": self.definition.get("stages", []),
+            "timeout": self.definition.get("timeout", 60),
+            "triggerCronExpression": cron,
+            "triggerCronTimezone": timezone if cron else self.definition.get("triggerCronTimezone"),
+            "triggerWebhook": bool(self.definition.get("triggerWebhook", False)),
+            "creatorId": self.creator_id,
+            "created": iso(self.deployment.created),
+            "state": "active" if self.active else "inactive",
+            "nextRun": self.next_run,
+            "lastExecutionId": last.name if last else None,
+            "lastRunState": flow_run_state(last) if last else None,
+            "lastStarted": iso(last.start_time or last.expected_start_time) if last else None,
+            "nextStart": next_start,
+        }
+
+    def cron(self) -> tuple[str | None, str | None]:
+        """The cron expression and timezone of the deployment's (first) cron schedule."""
+        for schedule in self.deployment.schedules or []:
+            inner = schedule.schedule
+            if isinstance(inner, CronSchedule):
+                return inner.cron, inner.timezone or "UTC"
+        return None, None
+
+
+async def _flow_id(client: PrefectClient) -> UUID:
+    return await client.create_flow_from_name(FLOW_NAME)
+
+
+def _schedules(config: PipelineConfig) -> list[DeploymentScheduleCreate]:
+    if not config.trigger_cron_expression:
+        return []
+    return [DeploymentScheduleCreate(
+        schedule=CronSchedule(cron=config.trigger_cron_expression,
+                              timezone=config.trigger_cron_timezone or "UTC"),
+        active=True,
+    )]
+
+
+def _parameter_schema() -> dict[str, Any]:
+    from prefect_pipelines.flows import run_pipeline
+
+    return parameter_schema(run_pipeline).model_dump()
+
+
+async def _apply(client: PrefectClient, *, project_id: str, config: PipelineConfig,
+                 creator_id: str, paused: bool, settings: Settings) -> UUID:
+    """Create or replace the deployment of a pipeline (Prefect upserts on flow + name)."""
+    assert config.name is not None
+    definition = config.to_dict()
+    queue = await ensure_project_queue(client, settings.work_pool, project_id,
+                                       settings.executor_quota)
+    kwargs: dict[str, Any] = dict(
+        flow_id=await _flow_id(client),
+        name=deployment_name(project_id, config.name),
+        entrypoint=ENTRYPOINT,
+        work_pool_name=settings.work_pool,
+        work_queue_name=queue,
+        parameters={"pipeline": definition, "pipeline_id": config.name, "project_id": project_id},
+        parameter_openapi_schema=_parameter_schema(),
+        schedules=_schedules(config),
+        paused=paused,
+        tags=[*deployment_tags(project_id, config.name), f"{TAG_CREATOR}{creator_id}"],
+        description=f"prefect-pipelines pipeline {config.name!r} of project {project_id}",
+    )
+    try:
+        return await client.create_deployment(**kwargs)
+    except ObjectNotFound:  # the work pool was deleted: make it again
+        await ensure_work_pool(client, settings.work_pool)
+        return await client.create_deployment(**kwargs)
+
+
+async def _secrets_block_exists(client: PrefectClient, project_id: str, pipeline_id: str) -> bool:
+    from prefect_pipelines.blocks import PipelineSecrets
+
+    try:
+        await client.read_block_document_by_name(
+            secrets_block_name(project_id, pipeline_id), PipelineSecrets.get_block_type_slug()
+        )
+        return True
+    except ObjectNotFound:
+        return False
+
+
+async def create_pipeline(client: PrefectClient, *, project_id: str, config: PipelineConfig,
+                          creator_id: str, settings: Settings) -> PipelineRecord:
+    """Create a pipeline: its secrets block (which also reserves the name), then its deployment.
+
+    Raises:
+        ConflictError: the project has a pipeline of that name.
+    """
+    from prefect_pipelines.blocks import PipelineSecrets
+
+    assert config.name is not None
+    block_name = secrets_block_name(project_id, config.name)
+    block = PipelineSecrets(project_id=project_id, pipeline_id=config.name,
+                            token=secrets.token_urlsafe(32))
+    try:
+        await block.asave(block_name, client=client)
+    except ValueError as exc:
+        if "already" not in str(exc).lower():
+            raise
+        raise ConflictError(f"project {project_id} already has a pipeline named {config.name!r}",
+                            field_name="name") from None
+    try:
+        await _apply(client, project_id=project_id, config=config, creator_id=creator_id,
+                     paused=False, settings=settings)
+    except BaseException:
+        await _delete_secrets(client, project_id, config.name)
+        raise
+    return await read_pipeline(client, project_id=project_id, pipeline_id=config.name)
+
+
+async def read_deployment(client: PrefectClient, project_id: str, pipeline_id: str
+                          ) -> DeploymentResponse:
+    """The deployment of a pipeline.
+
+    Raises:
+        NotFoundError: there is no such pipeline.
+    """
+    try:
+        return await client.read_deployment_by_name(
+            f"{FLOW_NAME}/{deployment_name(project_id, pipeline_id)}"
+        )
+    except ObjectNotFound:
+        raise NotFoundError(f"pipeline {pipeline_id!r} not found in project {project_id}") from None
+
+
+async def _record(client: PrefectClient, deployment: DeploymentResponse, project_id: str,
+                  pipeline_id: str) -> PipelineRecord:
+    highest, last = await asyncio.gather(
+        highest_run(client, deployment.id), last_execution(client, deployment.id)
+    )
+    definition = dict((deployment.parameters or {}).get("pipeline") or {})
+    return PipelineRecord(deployment=deployment, project_id=project_id, pipeline_id=pipeline_id,
+                          definition=definition, next_run=highest + 1, last_run=last)
+
+
+async def read_pipeline(client: PrefectClient, *, project_id: str, pipeline_id: str
+                        ) -> PipelineRecord:
+    """One pipeline with its status fields."""
+    deployment = await read_deployment(client, project_id, pipeline_id)
+    return await _record(client, deployment, project_id, pipeline_id)
+
+
+async def last_execution(client: PrefectClient, deployment_id: UUID) -> FlowRun | None:
+    """The newest execution of a pipeline."""
+    runs = await client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]),
+            tags=FlowRunFilterTags(all_=[TAG_EXECUTION]),
+        ),
+        sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        limit=1,
+    )
+    return runs[0] if runs else None
+
+
+async def list_pipelines(client: PrefectClient, *, project_id: str, name: str | None = None,
+                         state: str | None = None, limit: int, offset: int
+                         ) -> tuple[list[PipelineRecord], int]:
+    """The pipelines of a project, by name, filtered; and how many match in all."""
+    # The client's filter models lack `paused`, which the server supports: send JSON.
+    deployments_filter: dict[str, Any] = {"tags": {"all_": [f"{TAG_PROJECT}{project_id}"]}}
+    if name:
+        deployments_filter["name"] = {"any_": [deployment_name(project_id, name)]}
+    if state is not None:
+        deployments_filter["paused"] = {"eq_": state == "inactive"}
+    body = {"flows": {"name": {"any_": [FLOW_NAME]}}, "deployments": deployments_filter}
+    listed, counted = await asyncio.gather(
+        client._client.post("/deployments/filter",
+                            json={**body, "sort": "NAME_ASC", "limit": limit, "offset": offset}),
+        client._client.post("/deployments/count", json=body),
+    )
+    listed.raise_for_status()
+    counted.raise_for_status()
+    deployments = [DeploymentResponse.model_validate(item) for item in listed.json()]
+    records = await asyncio.gather(*(
+        _record(client, deployment, project_id, _pipeline_id(deployment))
+        for deployment in deployments
+    ))
+    return list(records), int(counted.json())
+
+
+def _pipeline_id(deployment: DeploymentResponse) -> str:
+    for tag in deployment.tags:
+        if tag.startswith(TAG_PIPELINE):
+            return tag[len(TAG_PIPELINE):]
+    return deployment.name.rpartition(":")[2]
+
+
+async def update_pipeline(client: PrefectClient, *, project_id: str, pipeline_id: str,
+                          config: PipelineConfig, settings: Settings) -> PipelineRecord:
+    """Replace a pipeline's definition and triggers (its state and numbering stay)."""
+    if config.name != pipeline_id:
+        raise InvalidInputError(
+            f"name {config.name!r} differs from the pipeline's id {pipeline_id!r}: "
+            "a pipeline cannot be renamed", field_name="name",
+        )
+    current = await read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
+    await _apply(client, project_id=project_id, config=config, creator_id=current.creator_id,
+                 paused=not current.active, settings=settings)
+    return await read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
+
+
+async def delete_pipeline(client: PrefectClient, *, project_id: str, pipeline_id: str) -> None:
+    """Delete a pipeline: its deployment, its secrets block and its run numbers."""
+    deployment = await read_deployment(client, project_id, pipeline_id)
+    try:
+        await client.delete_deployment(deployment.id)
+    except ObjectNotFound:
+        pass
+    await _delete_secrets(client, project_id, pipeline_id)
+    await release_all(client, deployment.id)
+
+
+async def _delete_secrets(client: PrefectClient, project_id: str, pipeline_id: str) -> None:
+    from prefect_pipelines.blocks import PipelineSecrets
+
+    try:
+        document = await client.read_block_document_by_name(
+            secrets_block_name(project_id, pipeline_id), PipelineSecrets.get_block_type_slug()
+        )
+        await client.delete_block_document(document.id)
+    except ObjectNotFound:
+        pass
+
+
+async def set_active(client: PrefectClient, *, project_id: str, pipeline_id: str,
+                     active: bool) -> PipelineRecord:
+    """Activate (resume) or deactivate (pause) a pipeline's deployment."""
+    deployment = await read_deployment(client, project_id, pipeline_id)
+    if active:
+        await client.resume_deployment(deployment.id)
+    else:
+        await client.pause_deployment(deployment.id)
+    return await read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
+
+
+def resolve_branch(definition: dict[str, Any], branch: str | None) -> str:
+    """The branch a run of this definition builds (422 naming `branch` when it cannot)."""
+    source = None
+    stages = definition.get("stages") or []
+    if stages and stages[0].get("steps"):
+        source = stages[0]["steps"][0].get("sourceCodeConfig")
+    try:
+        if source is None:
+            if branch:
+                from prefect_pipelines.translator import validate_branch_name
+
+                return validate_branch_name(branch)
+            return ""
+        return BranchCondition(source.get("branch"), source.get("branchCondition", "only")).resolve(branch)
+    except PipelineSpecError as exc:
+        raise InvalidInputError(exc.message, field_name="branch") from None
+
+
+async def start_execution(client: PrefectClient, *, deployment: DeploymentResponse,
+                          pipeline_id: str, branch: str | None, trigger: dict[str, Any],
+                          definition: dict[str, Any] | None = None) -> FlowRun:
+    """Start an execution: take the next run number, then create the flow run with it.
+
+    Args:
+        definition: run this definition instead of the pipeline's current one (a rerun).
+
+    Across facades, workers and Prefect's own triggers, the run-number claims keep the
+    numbers unique.
+    """
+    current = (deployment.parameters or {}).get("pipeline") or {}
+    resolved = resolve_branch(definition if definition is not None else current, branch)
+    parameters: dict[str, Any] = {"branch": resolved or None, "trigger": trigger}
+    if definition is not None:
+        parameters["pipeline"] = definition
+    # One run creation at a time per process: on SQLite, concurrent writes through
+    # Prefect's API collide and back off for seconds; in turn they take ~0.1 s each.
+    async with write_gate():
+        number = await run_numbers.take(client, deployment.id)
+        try:
+            return await client.create_flow_run_from_deployment(
+                deployment.id,
+                parameters=parameters,
+                name=execution_name(pipeline_id, number),
+                tags=[run_tag(number), TAG_EXECUTION],
+                idempotency_key=idempotency_key(deployment.id, number),
+            )
+        except BaseException:
+            await run_numbers.give_back(client, deployment.id, number)
+            raise
+
+
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def write_gate() -> asyncio.Lock:
+    """The lock that serializes run creation in this process (one per event loop)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _gates:
+        _gates[loop] = asyncio.Lock()
+    return _gates[loop]
+
+
+async def webhook_token(client: PrefectClient, project_id: str, pipeline_id: str) -> str:
+    """The pipeline's webhook secret (for the webhook receiver only)."""
+    from prefect_pipelines.blocks import PipelineSecrets
+
+    try:
+        block = await PipelineSecrets.aload(secrets_block_name(project_id, pipeline_id),
+                                            client=client)
+    except (ValueError, ObjectNotFound):
+        raise NotFoundError(f"pipeline {pipeline_id!r} not found") from None
+    return block.token.get_secret_value()

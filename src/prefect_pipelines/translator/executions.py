@@ -1,0 +1,171 @@
+"""Flow run and task runs -> a /v3 pipelineexecution (pure: no I/O).
+
+States on the API are lowercase: waiting, queueing, running, success, failed, skipped,
+aborted. A step that has no task run is `waiting` while the execution may still reach
+it and `skipped` once the execution is over: it is never absent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
+
+from prefect_pipelines.translator.mapping import tagged_run_number
+
+WAITING, QUEUEING, RUNNING = "waiting", "queueing", "running"
+SUCCESS, FAILED, SKIPPED, ABORTED = "success", "failed", "skipped", "aborted"
+STATES = (WAITING, QUEUEING, RUNNING, SUCCESS, FAILED, SKIPPED, ABORTED)
+FINISHED = (SUCCESS, FAILED, SKIPPED, ABORTED)
+
+# Labels the flow puts on its own flow run once it knows them.
+LABEL_COMMIT = "pipelines.commit"
+LABEL_BRANCH = "pipelines.branch"
+
+_TASK_NAME = re.compile(r"stage-(\d+)-step-(\d+)")
+
+_FLOW_STATES = {
+    StateType.SCHEDULED: WAITING,
+    StateType.PENDING: WAITING,
+    StateType.PAUSED: WAITING,
+    StateType.RUNNING: RUNNING,
+    StateType.CANCELLING: RUNNING,
+    StateType.COMPLETED: SUCCESS,
+    StateType.FAILED: FAILED,
+    StateType.CRASHED: FAILED,
+    StateType.CANCELLED: ABORTED,
+}
+_TASK_STATES = {**_FLOW_STATES, StateType.CANCELLING: ABORTED}
+
+# The Prefect state types behind each API state, for filters.
+PREFECT_TYPES: dict[str, list[StateType]] = {}
+for _type, _state in _FLOW_STATES.items():
+    PREFECT_TYPES.setdefault(_state, []).append(_type)
+PREFECT_TYPES.setdefault(SKIPPED, [])
+PREFECT_TYPES[QUEUEING] = [StateType.SCHEDULED]
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """`2012-09-27T18:39:00Z`, or None."""
+    if value is None:
+        return None
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def flow_run_state(flow_run: FlowRun, queue_full: bool = False) -> str:
+    """The API state of an execution.
+
+    Args:
+        queue_full: whether its project's executor quota is taken; a scheduled run then
+            waits for a slot (`queueing`) rather than for a worker (`waiting`).
+    """
+    if flow_run.state_type is None:
+        return WAITING
+    if flow_run.state_type == StateType.SCHEDULED and queue_full:
+        return QUEUEING
+    return _FLOW_STATES.get(flow_run.state_type, WAITING)
+
+
+def step_positions(task_runs: list[TaskRun]) -> dict[tuple[int, int], TaskRun]:
+    """The step task runs of an execution by (stage, step)."""
+    out: dict[tuple[int, int], TaskRun] = {}
+    for task_run in task_runs:
+        match = _TASK_NAME.fullmatch(task_run.name)
+        if match:
+            out[(int(match.group(1)), int(match.group(2)))] = task_run
+    return out
+
+
+def _stage_state(steps: list[dict[str, Any]], finished: bool) -> str:
+    states = [step["state"] for step in steps]
+    if FAILED in states:
+        return FAILED
+    if RUNNING in states:
+        return RUNNING
+    if all(state == SUCCESS for state in states):
+        return SUCCESS
+    if all(state == SKIPPED for state in states):
+        return SKIPPED
+    if ABORTED in states and all(state in FINISHED for state in states):
+        return ABORTED
+    if all(state in (SUCCESS, SKIPPED) for state in states) and finished:
+        return SUCCESS
+    return WAITING if not finished else SKIPPED
+
+
+def stages_view(definition: dict[str, Any], task_runs: list[TaskRun], execution_state: str
+                ) -> list[dict[str, Any]]:
+    """`stages[]` of an execution, every step present, from its definition and task runs."""
+    finished = execution_state in FINISHED
+    by_position = step_positions(task_runs)
+    stages = []
+    for i, stage in enumerate(definition.get("stages") or []):
+        steps = []
+        for j, _ in enumerate(stage.get("steps") or []):
+            task_run = by_position.get((i, j))
+            if task_run is None or task_run.state_type is None:
+                state = SKIPPED if finished else WAITING
+                steps.append({"state": state, "started": None, "ended": None})
+                continue
+            state = _TASK_STATES.get(task_run.state_type, WAITING)
+            if finished and state in (WAITING, RUNNING):
+                state = ABORTED if execution_state == ABORTED else FAILED
+            steps.append({
+                "state": state,
+                "started": iso(task_run.start_time),
+                "ended": iso(task_run.end_time) if state in FINISHED else None,
+            })
+        starts = [step["started"] for step in steps if step["started"]]
+        stage_state = _stage_state(steps, finished)
+        ends = [step["ended"] for step in steps if step["ended"]]
+        stages.append({
+            "state": stage_state,
+            "started": min(starts) if starts else None,
+            "ended": max(ends) if ends and stage_state in FINISHED else None,
+            "steps": steps,
+        })
+    return stages
+
+
+def execution_fields(flow_run: FlowRun, task_runs: list[TaskRun], *, project_id: str,
+                     pipeline_id: str, queue_full: bool = False) -> dict[str, Any]:
+    """The fields of a pipelineexecution (without links and actions)."""
+    parameters = flow_run.parameters or {}
+    definition = parameters.get("pipeline") or {}
+    trigger = parameters.get("trigger") or {}
+    state = flow_run_state(flow_run, queue_full)
+    run = tagged_run_number(flow_run.tags) or 0
+    labels = flow_run.labels or {}
+    triggered_by = trigger.get("triggeredBy") or ("cron" if flow_run.auto_scheduled else "user")
+    return {
+        "id": f"{pipeline_id}-{run}",
+        "projectId": project_id,
+        "pipelineId": pipeline_id,
+        "run": run,
+        "triggeredBy": triggered_by,
+        "triggerUserId": trigger.get("userId") or "",
+        "pipeline": definition,
+        "commit": str(labels.get(LABEL_COMMIT) or trigger.get("commit") or ""),
+        "state": state,
+        "started": iso(flow_run.start_time),
+        "ended": iso(flow_run.end_time) if state in FINISHED else None,
+        "stages": stages_view(definition, task_runs, state),
+    }
+
+
+def parse_log_id(log_id: str) -> tuple[str, int, int, int] | None:
+    """`<pipelineId>-<run>-<stage>-<step>` -> (pipeline id, run, stage, step)."""
+    match = re.fullmatch(r"(.+)-(\d+)-(\d+)-(\d+)", log_id)
+    if not match:
+        return None
+    return match.group(1), int(match.group(2)), int(match.group(3)), int(match.group(4))
+
+
+def parse_execution_id(execution_id: str) -> tuple[str, int] | None:
+    """`<pipelineId>-<run>` -> (pipeline id, run)."""
+    match = re.fullmatch(r"(.+)-(\d+)", execution_id)
+    if not match:
+        return None
+    return match.group(1), int(match.group(2))

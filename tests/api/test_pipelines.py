@@ -1,0 +1,263 @@
+"""/v3 pipelines: CRUD, cron triggers, actions, links, and the concurrent run numbering."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+import yaml
+from prefect.client.orchestration import get_client
+
+from prefect_pipelines.translator.mapping import deployment_name
+from tests.support.api import (
+    assert_error,
+    create,
+    definition,
+    new_project,
+    run,
+    script_step,
+    wait_state,
+)
+from tests.support.procs import wait_for
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+SIMPLE = [script_step("echo hello")]
+
+
+def prefect_deployment(project: str, pipeline: str):  # type: ignore[no-untyped-def]
+    async def read():  # type: ignore[no-untyped-def]
+        async with get_client() as client:
+            return await client.read_deployment_by_name(f"run-pipeline/{deployment_name(project, pipeline)}")
+
+    return asyncio.run(read())
+
+
+class TestCrud:
+    def test_create_read_list_update_delete(self, api: httpx.Client) -> None:
+        project = new_project()
+        body = definition("build", SIMPLE, [script_step("echo two")], timeout=30)
+        created = create(api, project, body)
+        assert created["id"] == "build" and created["type"] == "pipeline"
+        assert created["projectId"] == project and created["creatorId"] == "alice"
+        assert created["state"] == "active" and created["nextRun"] == 1
+        assert created["lastExecutionId"] is None and created["nextStart"] is None
+        assert created["stages"] == body["stages"] and created["timeout"] == 30
+        assert "token" not in created and "webhookId" not in created
+        self_url = created["links"]["self"]
+        assert self_url.endswith(f"/v3/projects/{project}/pipelines/build")
+        assert {"update", "remove", "view", "export"} <= set(created["links"])
+        assert created["actions"] == {"run": f"{self_url}?action=run",
+                                      "deactivate": f"{self_url}?action=deactivate"}
+        # It is a Prefect deployment of run-pipeline, named and tagged by project.
+        deployment = prefect_deployment(project, "build")
+        assert f"project:{project}" in deployment.tags and "pipeline:build" in deployment.tags
+
+        assert api.get(f"/v3/projects/{project}/pipelines/build").json()["stages"] == body["stages"]
+        listed = api.get(f"/v3/projects/{project}/pipelines").json()
+        assert listed["type"] == "collection" and listed["resourceType"] == "pipeline"
+        assert [p["id"] for p in listed["data"]] == ["build"]
+
+        body["stages"] = [{"name": "only", "steps": [script_step("echo changed")]}]
+        updated = api.put(f"/v3/projects/{project}/pipelines/build", json=body)
+        assert updated.status_code == 200, updated.text
+        assert updated.json()["stages"][0]["name"] == "only"
+
+        assert api.delete(f"/v3/projects/{project}/pipelines/build").status_code == 204
+        assert_error(api.get(f"/v3/projects/{project}/pipelines/build"), 404, code="NotFound")
+        assert api.get(f"/v3/projects/{project}/pipelines").json()["data"] == []
+
+    def test_names_are_unique_per_project(self, api: httpx.Client) -> None:
+        project = new_project()
+        create(api, project, definition("dup", SIMPLE))
+        assert_error(api.post(f"/v3/projects/{project}/pipelines", json=definition("dup", SIMPLE)),
+                     409, field="name")
+        create(api, new_project(), definition("dup", SIMPLE))  # another project: fine
+
+    def test_filters_and_pagination(self, api: httpx.Client) -> None:
+        project = new_project()
+        for name in ("a1", "a2", "a3"):
+            create(api, project, definition(name, SIMPLE))
+        api.post(f"/v3/projects/{project}/pipelines/a2", params={"action": "deactivate"})
+        assert [p["id"] for p in api.get(f"/v3/projects/{project}/pipelines",
+                                         params={"name": "a3"}).json()["data"]] == ["a3"]
+        assert [p["id"] for p in api.get(f"/v3/projects/{project}/pipelines",
+                                         params={"state": "inactive"}).json()["data"]] == ["a2"]
+        assert [p["id"] for p in api.get(f"/v3/projects/{project}/pipelines",
+                                         params={"state": "active"}).json()["data"]] == ["a1", "a3"]
+        first = api.get(f"/v3/projects/{project}/pipelines", params={"limit": 2}).json()
+        assert [p["id"] for p in first["data"]] == ["a1", "a2"]
+        assert first["pagination"]["total"] == 3 and first["pagination"]["partial"]
+        second = api.get(first["pagination"]["next"]).json()
+        assert [p["id"] for p in second["data"]] == ["a3"] and second["pagination"]["next"] is None
+
+    def test_rename_through_put_is_refused(self, api: httpx.Client) -> None:
+        project = new_project()
+        create(api, project, definition("keep", SIMPLE))
+        assert_error(api.put(f"/v3/projects/{project}/pipelines/keep", json=definition("other", SIMPLE)),
+                     422, field="name")
+
+    def test_project_in_body_must_match_the_path(self, api: httpx.Client) -> None:
+        project = new_project()
+        body = {**definition("p", SIMPLE), "projectId": "c-x:p-other"}
+        assert_error(api.post(f"/v3/projects/{project}/pipelines", json=body), 422, field="projectId")
+        body["projectId"] = project
+        create(api, project, body)
+
+
+class TestCron:
+    def test_next_start_is_the_next_fire_in_the_timezone(self, api: httpx.Client) -> None:
+        project = new_project()
+        created = create(api, project, definition("nightly", SIMPLE, triggerCronExpression="30 8 * * *",
+                                                  triggerCronTimezone="America/New_York"))
+        assert created["triggerCronExpression"] == "30 8 * * *"
+        assert created["triggerCronTimezone"] == "America/New_York"
+        zone = ZoneInfo("America/New_York")
+        now = dt.datetime.now(zone)
+        fire = dt.datetime.combine(now.date(), dt.time(8, 30), zone)
+        if fire <= now:
+            fire = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(8, 30), zone)
+        expected = fire.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert created["nextStart"] == expected
+        # The deployment carries the schedule, and Prefect's scheduler fires at that time.
+        deployment = prefect_deployment(project, "nightly")
+        schedule = deployment.schedules[0].schedule
+        assert (schedule.cron, schedule.timezone) == ("30 8 * * *", "America/New_York")
+        first = wait_for(lambda: _first_scheduled_run(deployment.id), timeout=60, interval=1,
+                         what="Prefect's scheduler to schedule a run")
+        assert first == expected
+
+    def test_deactivate_and_activate_change_next_start(self, api: httpx.Client) -> None:
+        project = new_project()
+        created = create(api, project, definition("cr", SIMPLE, triggerCronExpression="0 */6 * * *",
+                                                  triggerCronTimezone="Asia/Kolkata"))
+        assert created["nextStart"] is not None
+        url = f"/v3/projects/{project}/pipelines/cr"
+        paused = api.post(url, params={"action": "deactivate"}).json()
+        assert paused["state"] == "inactive" and paused["nextStart"] is None
+        assert "activate" in paused["actions"] and "deactivate" not in paused["actions"]
+        assert prefect_deployment(project, "cr").paused is True
+        resumed = api.post(url, params={"action": "activate"}).json()
+        assert resumed["state"] == "active" and resumed["nextStart"] == created["nextStart"]
+
+    def test_removing_the_expression_removes_the_schedule(self, api: httpx.Client) -> None:
+        project = new_project()
+        body = definition("cr2", SIMPLE, triggerCronExpression="15 3 * * 1", triggerCronTimezone="Europe/Berlin")
+        create(api, project, body)
+        body.pop("triggerCronExpression")
+        body.pop("triggerCronTimezone")
+        updated = api.put(f"/v3/projects/{project}/pipelines/cr2", json=body).json()
+        assert updated["triggerCronExpression"] is None and updated["nextStart"] is None
+        assert prefect_deployment(project, "cr2").schedules == []
+
+    @pytest.mark.parametrize(("extra", "field"), [
+        ({"triggerCronExpression": "0 3 * * *", "triggerCronTimezone": "Moon/Base"}, "triggerCronTimezone"),
+        ({"triggerCronExpression": "0 3 * *"}, "triggerCronExpression"),
+        ({"triggerCronExpression": "* * * * *"}, "triggerCronExpression"),
+        ({"triggerCronExpression": "*/3 * * * *"}, "triggerCronExpression"),
+    ])
+    def test_bad_cron_is_422_naming_the_field(self, api: httpx.Client, extra: dict, field: str) -> None:  # type: ignore[type-arg]
+        project = new_project()
+        assert_error(api.post(f"/v3/projects/{project}/pipelines", json=definition("c", SIMPLE, **extra)),
+                     422, field=field)
+        assert api.get(f"/v3/projects/{project}/pipelines").json()["data"] == []  # nothing half-saved
+
+
+def _first_scheduled_run(deployment_id) -> str | None:  # type: ignore[no-untyped-def]
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    async def read():  # type: ignore[no-untyped-def]
+        async with get_client() as client:
+            return await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id])),
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=1)
+
+    runs = asyncio.run(read())
+    if not runs:
+        return None
+    return runs[0].expected_start_time.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class TestActionsAndLinks:
+    def test_run_returns_the_new_execution(self, api: httpx.Client) -> None:
+        project = new_project()
+        create(api, project, definition("r", [script_step("echo run-me")]))
+        execution = run(api, project, "r")
+        assert execution["type"] == "pipelineExecution" and execution["id"] == "r-1"
+        assert execution["run"] == 1 and execution["triggeredBy"] == "user"
+        assert execution["triggerUserId"] == "alice" and execution["pipelineId"] == "r"
+        assert execution["state"] in ("waiting", "running", "success")
+        finished = wait_state(api, project, "r-1")
+        assert finished["state"] == "success"
+        pipeline = api.get(f"/v3/projects/{project}/pipelines/r").json()
+        assert pipeline["nextRun"] == 2 and pipeline["lastExecutionId"] == "r-1"
+        assert pipeline["lastRunState"] == "success" and pipeline["lastStarted"]
+
+    def test_an_inactive_pipeline_still_runs_by_hand(self, api: httpx.Client) -> None:
+        project = new_project()
+        create(api, project, definition("off", SIMPLE))
+        api.post(f"/v3/projects/{project}/pipelines/off", params={"action": "deactivate"})
+        run(api, project, "off")
+        assert wait_state(api, project, "off-1")["state"] == "success"
+
+    def test_view_and_export_then_import(self, api: httpx.Client) -> None:
+        project = new_project()
+        body = definition("exp", [script_step("echo a", env=["K=V"])], [script_step("echo b")],
+                          timeout=15, triggerCronExpression="0 2 * * *", triggerCronTimezone="Europe/Paris")
+        original = create(api, project, body)
+        view = api.get(f"/v3/projects/{project}/pipelines/exp/view")
+        assert view.status_code == 200 and view.headers["content-type"].startswith("application/yaml")
+        assert yaml.safe_load(view.text) == {k: v for k, v in body.items()}
+        export = api.get(f"/v3/projects/{project}/pipelines/exp/export")
+        assert export.headers["content-disposition"] == 'attachment; filename="exp.yaml"'
+        assert export.text == view.text
+        assert api.delete(f"/v3/projects/{project}/pipelines/exp").status_code == 204
+        again = api.post(f"/v3/projects/{project}/pipelines", content=export.text,
+                         headers={"Content-Type": "application/yaml"})
+        assert again.status_code == 201, again.text
+        fields = ("stages", "timeout", "triggerCronExpression", "triggerCronTimezone", "nextStart", "name")
+        assert {k: again.json()[k] for k in fields} == {k: original[k] for k in fields}
+
+    def test_twenty_concurrent_runs_get_numbers_one_to_twenty(self, api: httpx.Client) -> None:
+        project = new_project()
+        create(api, project, definition("busy", [script_step("true")]))
+        url = f"/v3/projects/{project}/pipelines/busy"
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            responses = list(pool.map(lambda _: api.post(url, params={"action": "run"}), range(20)))
+        assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
+        numbers = sorted(r.json()["run"] for r in responses)
+        assert numbers == list(range(1, 21))
+        assert sorted(r.json()["id"] for r in responses) == sorted(f"busy-{n}" for n in range(1, 21))
+        assert api.get(url).json()["nextRun"] == 21
+        for n in range(1, 21):  # let them finish before the next test
+            wait_state(api, project, f"busy-{n}", timeout=180)
+
+
+def test_prefect_yaml_deploys_a_pipeline_the_api_shows(api: httpx.Client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    shutil.copy(root / "prefect.yaml", tmp_path / "prefect.yaml")
+    result = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                            env={**os.environ})
+    assert result.returncode == 0, result.stdout + result.stderr
+    spec = yaml.safe_load((root / "prefect.yaml").read_text())["deployments"][0]
+    project = spec["parameters"]["project_id"]
+    pipeline_id = spec["parameters"]["pipeline_id"]
+    shown = api.get(f"/v3/projects/{project}/pipelines/{pipeline_id}")
+    assert shown.status_code == 200, shown.text
+    body = shown.json()
+    assert body["triggerCronExpression"] == spec["schedules"][0]["cron"]
+    assert body["triggerCronTimezone"] == spec["schedules"][0]["timezone"]
+    assert body["nextStart"] is not None
+    assert body["stages"] == spec["parameters"]["pipeline"]["stages"]

@@ -1,0 +1,89 @@
+"""The process executor: scripts on the host, for machines with no docker engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from prefect_pipelines.flows.executors.docker import DockerExecutor
+from prefect_pipelines.flows.executors.process import ProcessExecutor
+from prefect_pipelines.flows.output import SecretMasker
+from prefect_pipelines.flows.runtime import select_executor
+from prefect_pipelines.settings import Settings, get_settings
+from tests.support.runs import run_definition, step_log
+
+
+@pytest.fixture
+def process_executor(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("PREFECT_PIPELINES_EXECUTOR", "process")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.delenv("PREFECT_PIPELINES_EXECUTOR")
+    get_settings.cache_clear()
+
+
+@pytest.mark.usefixtures("prefect_api", "process_executor")
+class TestProcessExecutor:
+    def test_script_runs_on_the_host_in_the_workspace(self, app_repo) -> None:  # type: ignore[no-untyped-def]
+        definition = {"stages": [{"name": "ci", "steps": [
+            {"sourceCodeConfig": {"url": app_repo["url"], "branch": "main"}},
+            {"runScriptConfig": {"image": "golang:1.8", "shellScript":
+                                 'cat hello.txt; echo "foo=$FOO commit=$CICD_GIT_COMMIT"; test -z "$PREFECT_API_URL"',
+                                 "env": ["FOO=bar"]}},
+        ]}]}
+        state, flow_run_id = run_definition(definition)
+        assert state.is_completed(), state.message
+        output = step_log(flow_run_id, 0, 1)
+        assert "the image 'golang:1.8' is not used" in output
+        assert "hello from main" in output
+        assert f"foo=bar commit={app_repo['main']}" in output
+
+    def test_entrypoint_and_command(self) -> None:
+        definition = {"stages": [{"name": "ci", "steps": [{"runScriptConfig": {
+            "image": "x", "isShell": False, "entrypoint": "printf", "command": ["%s-%s", "a b", "c"]}}]}]}
+        state, flow_run_id = run_definition(definition)
+        assert state.is_completed(), state.message
+        assert "a b-c" in step_log(flow_run_id, 0, 0)
+
+    def test_failure_and_timeout(self) -> None:
+        state, _ = run_definition({"stages": [{"name": "ci", "steps": [
+            {"runScriptConfig": {"image": "x", "shellScript": "exit 7"}}]}]})
+        assert state.is_failed() and "exited with code 7" in state.message
+        state, _ = run_definition({"stages": [{"name": "ci", "steps": [
+            {"runScriptConfig": {"image": "x", "shellScript": "sleep 60"}, "timeout": 0.03}]}]})
+        assert state.is_failed() and "timed out" in state.message
+
+    def test_publish_is_refused_clearly(self) -> None:
+        state, flow_run_id = run_definition({"stages": [{"name": "ship", "steps": [
+            {"publishImageConfig": {"tag": "x:1"}}]}]})
+        assert state.is_failed()
+        assert "publishImageConfig needs the docker executor" in state.message
+        assert "publishImageConfig needs the docker executor" in step_log(flow_run_id, 0, 0)
+
+
+def test_docker_is_chosen_whenever_an_engine_answers(docker_client) -> None:  # type: ignore[no-untyped-def]
+    executor = select_executor(Settings(executor="auto"), lambda registry: None)
+    assert isinstance(executor, DockerExecutor)
+    executor.close()
+
+
+def test_process_is_chosen_when_no_engine_answers() -> None:
+    settings = Settings(executor="auto", docker_host="unix:///nonexistent/docker.sock")
+    assert isinstance(select_executor(settings, lambda registry: None), ProcessExecutor)
+
+
+def test_docker_asked_for_and_absent_is_an_error() -> None:
+    from prefect_pipelines.flows.executors.base import ExecutorError
+
+    with pytest.raises(ExecutorError, match="the docker engine does not answer"):
+        select_executor(Settings(executor="docker", docker_host="unix:///nonexistent/docker.sock"),
+                        lambda registry: None)
+
+
+def test_masker() -> None:
+    masker = SecretMasker(["s3cret-value", "ab"])
+    assert masker("x s3cret-value y ab") == "x ******** y ab"  # too short to mask safely
+    masker.add("multi\nline-secret")
+    assert masker("got line-secret and multi") == "got ******** and ********"
+    assert not SecretMasker()

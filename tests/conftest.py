@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 STATE = Path(tempfile.mkdtemp(prefix="pp-tests-"))
+STATE.chmod(0o755)  # the postgres user must reach its cluster below
 
 # Settings for everything the tests start, before prefect is imported anywhere.
 os.environ.pop("PREFECT_API_URL", None)
@@ -37,12 +38,20 @@ _prefect: dict[str, object] = {}
 
 
 def _start_prefect_server() -> None:
+    """A Prefect server on PostgreSQL, as a team runs it (SQLite is the `server` default,
+    tested on its own): Prefect 3.8 on SQLite stalls for its 60 s busy timeout under the
+    write load a test suite makes (see README, "SQLite and load")."""
     if "proc" in _prefect:
         return
     from prefect_pipelines.embedded import prefect_server_argv
+    from tests.support.postgres import Postgres
 
+    postgres = Postgres(STATE / "postgres")
+    _prefect["postgres"] = postgres
+    database_url = postgres.create_database("prefect")
     port = free_port()
-    env = {**os.environ, "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"}
+    env = {**os.environ, "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+           "PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url}
     _prefect["proc"] = Proc(prefect_server_argv("127.0.0.1", port), log=STATE / "prefect.log", env=env)
     _prefect["url"] = f"http://127.0.0.1:{port}/api"
 
@@ -70,7 +79,6 @@ def prefect_api() -> Iterator[str]:
     os.environ["PREFECT_API_URL"] = url
     with temporary_settings({PREFECT_API_URL: url}):
         yield url
-    proc.stop()
 
 
 @pytest.fixture(scope="session")
@@ -170,5 +178,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     proc = _prefect.get("proc")
     if isinstance(proc, Proc):
         proc.stop()
+    postgres = _prefect.get("postgres")
+    if postgres is not None:
+        postgres.stop()
     if exitstatus == 0:
         shutil.rmtree(STATE, ignore_errors=True)

@@ -65,7 +65,23 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._wake = asyncio.Event()
+        self._polling = asyncio.Lock()
         self._pid_prefix = f"{socket.gethostname()}:{os.getpid()}"
+
+    def _ensure_worker_channel(self) -> None:
+        """Use Prefect's REST heartbeats, not the worker-channel websocket.
+
+        On a SQLite server, Prefect 3.8 persists worker-channel heartbeats in a write
+        transaction that also publishes to the in-memory message broker; under load the
+        publish waits on consumers that wait on that transaction's lock, and the whole
+        server stalls for the 60 s SQLite busy timeout. The REST heartbeat has no such
+        path. (Seen here under a burst of runs; `mark_work_queues_ready` and the heartbeat
+        then fail after 60 s.)
+        """
+        super()._ensure_worker_channel()
+        transport = getattr(self._worker_channel, "_transport", None)
+        if transport is not None and getattr(transport, "url", None) is not None:
+            transport.url = None
 
     async def run(
         self,
@@ -156,9 +172,15 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
         elif name == _CANCELLING:
             _cancel_local(resource_id.removeprefix("prefect.flow-run."), "the run was cancelled")
 
+    async def get_and_submit_flow_runs(self) -> list[FlowRun]:
+        """Poll for runs, never twice at once (the timer and an event may coincide)."""
+        async with self._polling:
+            return await super().get_and_submit_flow_runs()
+
     async def _poll_on_wake(self) -> None:
         while True:
             await self._wake.wait()
+            await asyncio.sleep(0.02)  # one poll for a burst of events
             self._wake.clear()
             try:
                 await self.get_and_submit_flow_runs()

@@ -75,14 +75,19 @@ class Executor(Protocol):
         ...
 
 
+# Prepended to shell scripts: stderr joins stdout, so the log keeps the order the script
+# wrote its lines in (two pipes, read separately by the engine, would not).
+MERGE_STDERR = "exec 2>&1\n"
+
+
 def script_argv(config: RunScriptConfig) -> tuple[list[str] | None, list[str] | None]:
     """(entrypoint, command) of a runScriptConfig step.
 
     With isShell the script runs as `sh -c <script>`; the script is one argument, so
-    nothing from outside is ever spliced into it.
+    nothing from outside is ever spliced into it (values reach it as environment only).
     """
     if config.is_shell:
-        return ["sh", "-c", config.shell_script or ""], None
+        return ["sh", "-c", MERGE_STDERR + (config.shell_script or "")], None
     return _argv(config.entrypoint), _argv(config.command)
 
 

@@ -1,0 +1,134 @@
+"""Tokens, and bad input: every error in Norman's shape, a 4xx that says what is wrong."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from tests.support.api import assert_error, create, definition, new_project, script_step
+
+SIMPLE = [script_step("true")]
+CLI = [sys.executable, "-m", "prefect_pipelines.cli"]
+
+
+class TestTokens:
+    def test_no_or_bad_token_is_401(self, facade) -> None:  # type: ignore[no-untyped-def]
+        project = new_project()
+        url = f"{facade.url}/v3/projects/{project}/pipelines"
+        for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"},
+                        {"Authorization": "Bearer ppt_" + "x" * 43}):
+            assert_error(httpx.get(url, headers=headers), 401, code="Unauthorized")
+
+    def test_cli_token_create_and_revoke(self, facade) -> None:  # type: ignore[no-untyped-def]
+        made = subprocess.run([*CLI, "token", "create", "--user", "carol"], capture_output=True,
+                              text=True, timeout=60)
+        assert made.returncode == 0, made.stderr
+        token = made.stdout.strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        project = new_project()
+        with httpx.Client(base_url=facade.url, headers=headers) as carol:
+            created = carol.post(f"/v3/projects/{project}/pipelines", json=definition("mine", SIMPLE))
+            assert created.status_code == 201 and created.json()["creatorId"] == "carol"
+            listed = subprocess.run([*CLI, "token", "list", "--user", "carol"], capture_output=True,
+                                    text=True, timeout=60)
+            assert "carol" in listed.stdout and token not in listed.stdout
+            revoked = subprocess.run([*CLI, "token", "revoke", token], capture_output=True,
+                                     text=True, timeout=60)
+            assert revoked.returncode == 0, revoked.stderr
+            assert_error(carol.get(f"/v3/projects/{project}/pipelines"), 401)
+        again = subprocess.run([*CLI, "token", "revoke", token], capture_output=True, text=True,
+                               timeout=60)
+        assert again.returncode == 2 and "no such token" in again.stderr
+
+    def test_only_a_hash_is_stored(self, facade, tokens) -> None:  # type: ignore[no-untyped-def]
+        import asyncio
+
+        from prefect.client.orchestration import get_client
+
+        async def stored() -> list:  # type: ignore[type-arg]
+            async with get_client() as client:
+                return await client.read_block_documents_by_type("pipelines-api-token", include_secrets=True)
+
+        documents = asyncio.run(stored())
+        text = repr([document.data for document in documents])
+        assert documents and all(token not in text for token in tokens.values())
+
+
+BAD_BODIES = [
+    # (id, body, status, field)
+    ("unknown field", {**definition("p", SIMPLE), "colour": "red"}, 422, "colour"),
+    ("wrong type", {**definition("p", SIMPLE), "timeout": "soon"}, 422, "timeout"),
+    ("two configs in a step", definition("p", [{**script_step("x"), "publishImageConfig": {}}]), 422, "stages[0].steps[0]"),
+    ("no name", {"stages": [{"name": "a", "steps": SIMPLE}]}, 422, "name"),
+    ("bad name", definition("Not OK", SIMPLE), 422, "name"),
+    ("no stages", {"name": "p"}, 422, "stages"),
+    ("not an object", ["stages"], 422, None),
+    ("null", None, 422, None),
+    ("deep step error", definition("p", [{"runScriptConfig": {"image": "busybox", "isShell": False}}]), 422, "stages[0].steps[0].runScriptConfig"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [case[1:] for case in BAD_BODIES],
+                         ids=[case[0] for case in BAD_BODIES])
+def test_bad_pipeline_bodies(api: httpx.Client, body: object, status: int, field: str | None) -> None:
+    project = new_project()
+    response = api.post(f"/v3/projects/{project}/pipelines", json=body)
+    assert_error(response, status, field=field)
+    assert api.get(f"/v3/projects/{project}/pipelines").json()["data"] == []
+
+
+class TestOtherBadInput:
+    def test_bodies_that_are_not_json_or_yaml(self, api: httpx.Client) -> None:
+        url = f"/v3/projects/{new_project()}/pipelines"
+        assert_error(api.post(url, content=b"{not json", headers={"Content-Type": "application/json"}),
+                     422, code="InvalidBodyContent")
+        assert_error(api.post(url, content=b"stages: [", headers={"Content-Type": "application/yaml"}), 422)
+        assert_error(api.post(url, content=b"<xml/>", headers={"Content-Type": "application/xml"}), 415)
+        assert_error(api.post(url, content=b"", headers={"Content-Type": "application/json"}), 422,
+                     code="MissingRequired")
+        assert_error(api.post(url, content=b"[" * 200_000 + b"]" * 200_000,
+                              headers={"Content-Type": "application/json"}), 422)
+        assert_error(api.post(url, content=b"a" * (2 << 20), headers={"Content-Type": "application/json"}), 413)
+
+    def test_bad_project_ids_and_paths(self, api: httpx.Client) -> None:
+        assert_error(api.get("/v3/projects/not-a-project/pipelines"), 422, field="projectId")
+        assert_error(api.get("/v3/projects/C-1:P-1/pipelines"), 422, field="projectId")
+        assert_error(api.get("/v3/nothing-here"), 404)
+        assert_error(api.patch(f"/v3/projects/{new_project()}/pipelines"), 405)
+
+    def test_unknown_query_parameters_and_bad_pages(self, api: httpx.Client) -> None:
+        url = f"/v3/projects/{new_project()}/pipelines"
+        assert_error(api.get(url, params={"colour": "red"}), 422, field="colour")
+        assert_error(api.get(url, params={"limit": 0}), 422, field="limit")
+        assert_error(api.get(url, params={"limit": "ten"}), 422, field="limit")
+        assert_error(api.get(url, params={"marker": "-1"}), 422, field="marker")
+        assert_error(api.get(url, params={"state": "sleeping"}), 422, field="state")
+
+    def test_actions_on_a_missing_pipeline_and_bad_run_input(self, api: httpx.Client) -> None:
+        project = new_project()
+        assert_error(api.post(f"/v3/projects/{project}/pipelines/ghost", params={"action": "run"}), 404)
+        assert_error(api.delete(f"/v3/projects/{project}/pipelines/ghost"), 404)
+        assert_error(api.put(f"/v3/projects/{project}/pipelines/ghost", json=definition("ghost", SIMPLE)), 404)
+        clone = {"sourceCodeConfig": {"url": "https://example.com/a.git", "branch": "main|dev"}}
+        create(api, project, definition("needs-branch", [clone]))
+        url = f"/v3/projects/{project}/pipelines/needs-branch"
+        assert_error(api.post(url, params={"action": "run"}), 422, field="branch")
+        assert_error(api.post(url, params={"action": "run"}, json={"branch": "feature"}), 422, field="branch")
+        assert_error(api.post(url, params={"action": "run"}, json={"branch": 5}), 422, field="branch")
+        assert_error(api.post(url, params={"action": "run"}, json={"branch": "main", "x": 1}), 422, field="x")
+        assert_error(api.post(url, params={"action": "run"}, json={"branch": "-rf"}), 422, field="branch")
+        assert_error(api.post(url), 422, field="action")
+        assert api.get(f"/v3/projects/{project}/pipelineexecutions").json()["data"] == []
+
+    def test_openapi_describes_every_route(self, facade) -> None:  # type: ignore[no-untyped-def]
+        schema = httpx.get(f"{facade.url}/openapi.json").json()
+        paths = schema["paths"]
+        for path in ("/v3/projects/{project_id}/pipelines", "/v3/projects/{project_id}/pipelines/{pipeline_id}",
+                     "/v3/projects/{project_id}/pipelineexecutions/{execution_id}",
+                     "/v3/projects/{project_id}/pipelineexecutionlogs/{log_id}"):
+            assert path in paths
+        assert "PipelineIn" in schema["components"]["schemas"]
+        assert httpx.get(f"{facade.url}/docs").status_code == 200

@@ -56,6 +56,13 @@ def _start_prefect_server() -> None:
     _prefect["url"] = f"http://127.0.0.1:{port}/api"
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """Tests marked `last` run after all others."""
+    last = [item for item in items if item.get_closest_marker("last")]
+    items[:] = [item for item in items if not item.get_closest_marker("last")] + last
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the Prefect server early (it takes ~12 s) if any collected test needs it."""
     if any("prefect_api" in getattr(item, "fixturenames", ()) for item in session.items):
@@ -172,6 +179,17 @@ def api(facade, tokens):  # type: ignore[no-untyped-def]
     with httpx.Client(base_url=facade.url, timeout=60,
                       headers={"Authorization": f"Bearer {tokens['alice']}"}) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def fake_github():  # type: ignore[no-untyped-def]
+    """A fake GitHub Enterprise on loopback (API, OAuth, and git over HTTP)."""
+    from tests.fakes.github import FakeGitHub
+
+    fake = FakeGitHub(STATE / "github-git")
+    fake.start()
+    yield fake
+    fake.stop()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -7,7 +7,7 @@
     ├── ActionNotAvailableError        409  ActionNotAvailable (stop a finished run, ...)
     ├── UnauthorizedError              401  Unauthorized
     ├── PermissionDeniedError          403  PermissionDenied
-    ├── UpstreamError                  502  a service behind the facade failed (GitHub, ...)
+    ├── UpstreamError                  424  GitHub (or another service we call) failed or refused
     └── ServiceUnavailableError        503  ServiceUnavailable, with Retry-After
 
 Pipeline definition errors (`translator.errors.PipelineSpecError`) become 422
@@ -78,9 +78,12 @@ class PermissionDeniedError(ApiError):
 
 
 class UpstreamError(ApiError):
-    """A service behind the facade (GitHub, a registry) failed or refused."""
+    """A service the facade calls for the request (GitHub) failed or refused.
 
-    status = 502
+    424 Failed Dependency: the request was fine, what it depends on did not answer it.
+    """
+
+    status = 424
     code = "UpstreamError"
 
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     # The /v3 API
     api_host: str = Field(default="127.0.0.1", description="Address the /v3 facade listens on.")
     api_port: int = Field(default=8080, description="Port the /v3 facade listens on.")
+    public_url: str = Field(
+        default="",
+        description="The facade's URL as GitHub and browsers reach it (webhooks, commit "
+        "status links); default http://API_HOST:API_PORT.",
+    )
     log_limit_bytes: int = Field(
         default=1 << 20, ge=1024, description="Largest step log the API returns (latest part)."
     )
@@ -91,6 +96,12 @@ class Settings(BaseSettings):
     # The embedded Prefect server started by `prefect-pipelines server`
     prefect_host: str = Field(default="127.0.0.1", description="Embedded Prefect server address.")
     prefect_port: int = Field(default=4200, description="Embedded Prefect server port.")
+
+    @model_validator(mode="after")
+    def _default_public_url(self) -> Settings:
+        if not self.public_url:
+            self.public_url = f"http://{self.api_host}:{self.api_port}"
+        return self
 
     def git_schemes(self) -> set[str]:
         """`allowed_git_schemes` as a set."""

@@ -190,7 +190,9 @@ class TestCredentials:
         from prefect_pipelines.translator.mapping import credential_block_name
 
         token = f"gho_{uuid.uuid4().hex}"
-        git_server.create_repo("private-app", {"main": {"secret.txt": "private content\n"}},
+        # The repository happens to hold the token itself: the step prints it, masked.
+        git_server.create_repo("private-app", {"main": {"secret.txt": "private content\n",
+                                                        "token.txt": f"token:{token}\n"}},
                                private_token=token)
         SourceCodeCredential(credential_id="u-test-github-octo", user_id="u-test",
                              access_token=token).save(credential_block_name("u-test-github-octo"),
@@ -198,7 +200,7 @@ class TestCredentials:
         url = git_server.repo_url("private-app")
         definition = stages([
             {"sourceCodeConfig": {"url": url, "branch": "main", "sourceCodeCredentialId": "u-test-github-octo"}},
-            script('cat secret.txt; echo "token:' + token + '"'),
+            script("cat secret.txt token.txt"),
         ])
         state, flow_run_id = run_definition(definition)
         assert state.is_completed(), state.message

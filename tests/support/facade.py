@@ -10,6 +10,7 @@ import uvicorn
 
 from prefect_pipelines.api.app import create_app
 from tests.support.procs import free_port, wait_for
+from tests.support.secret_scan import ResponseRecorder, scan
 
 
 class Facade:
@@ -19,8 +20,8 @@ class Facade:
         self.app = create_app()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on")
+        config = uvicorn.Config(ResponseRecorder(self.app), host="127.0.0.1", port=self.port,
+                                log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         context = contextvars.copy_context()
         self.thread = threading.Thread(target=context.run, args=(self.server.run,), daemon=True)
@@ -36,7 +37,9 @@ class Facade:
             async with get_client() as client:
                 return await create_token(client, user)
 
-        return asyncio.run(make())
+        token = asyncio.run(make())
+        scan.add(token, f"the API token of {user}")
+        return token
 
     def stop(self) -> None:
         self.server.should_exit = True

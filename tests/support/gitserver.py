@@ -35,6 +35,91 @@ def _git(*args: str, cwd: Path | None = None) -> str:
                           text=True).stdout.strip()
 
 
+def make_repo(root: Path, name: str, branches: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Create the bare repo `<root>/<name>.git` with one commit per branch.
+
+    Returns:
+        branch -> commit hash.
+    """
+    work = root / f"{name}-work"
+    if work.exists():
+        shutil.rmtree(work)
+    work.parent.mkdir(parents=True, exist_ok=True)
+    first, *rest = branches
+    _git("init", "-q", "-b", first, str(work))
+    commits: dict[str, str] = {}
+    for branch in [first, *rest]:
+        if branch != first:
+            _git("checkout", "-q", "-b", branch, first, cwd=work)
+        for path, content in branches[branch].items():
+            target = work / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+        _git("add", "-A", cwd=work)
+        _git("commit", "-q", "--allow-empty", "-m", f"{branch} commit", cwd=work)
+        commits[branch] = _git("rev-parse", "HEAD", cwd=work)
+    bare = root / f"{name}.git"
+    if bare.exists():
+        shutil.rmtree(bare)
+    _git("clone", "-q", "--bare", str(work), str(bare))
+    _git("config", "http.receivepack", "true", cwd=bare)
+    return commits
+
+
+def push_commit(root: Path, name: str, ref: str, files: dict[str, str]) -> str:
+    """Commit files in the work copy of `name` and push them to `ref` of the bare repo."""
+    work = root / f"{name}-work"
+    for path, content in files.items():
+        (work / path).write_text(content)
+    _git("add", "-A", cwd=work)
+    _git("commit", "-q", "--allow-empty", "-m", f"commit for {ref}", cwd=work)
+    _git("push", "-q", "-f", str(root / f"{name}.git"), f"HEAD:{ref}", cwd=work)
+    return _git("rev-parse", "HEAD", cwd=work)
+
+
+def http_backend(root: Path, environ: dict, body: bytes) -> tuple[str, list[tuple[str, str]], bytes]:  # type: ignore[type-arg]
+    """Answer one smart-HTTP request with `git http-backend` (CGI)."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "GIT_PROJECT_ROOT": str(root),
+        "GIT_HTTP_EXPORT_ALL": "1",
+        "PATH_INFO": environ.get("PATH_INFO", ""),
+        "REQUEST_METHOD": environ.get("REQUEST_METHOD", "GET"),
+        "QUERY_STRING": environ.get("QUERY_STRING", ""),
+        "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""),
+        "CONTENT_LENGTH": str(len(body)),
+        "REMOTE_USER": "ci",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    if environ.get("HTTP_GIT_PROTOCOL"):
+        env["GIT_PROTOCOL"] = environ["HTTP_GIT_PROTOCOL"]
+    if environ.get("HTTP_CONTENT_ENCODING"):
+        env["HTTP_CONTENT_ENCODING"] = environ["HTTP_CONTENT_ENCODING"]
+    proc = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True)
+    head, _, payload = proc.stdout.partition(b"\r\n\r\n")
+    status = "200 OK"
+    headers = []
+    for line in head.decode("latin-1").split("\r\n"):
+        if not line:
+            continue
+        key, _, value = line.partition(":")
+        if key.lower() == "status":
+            status = value.strip()
+        else:
+            headers.append((key.strip(), value.strip()))
+    return status, headers, payload
+
+
+def basic_password(header: str) -> str | None:
+    """The password of an HTTP basic Authorization header."""
+    if not header.startswith("Basic "):
+        return None
+    try:
+        return base64.b64decode(header[6:]).decode().partition(":")[2]
+    except ValueError:
+        return None
+
+
 class GitServer:
     """Serves bare repositories over smart HTTP."""
 
@@ -58,46 +143,14 @@ class GitServer:
 
     def create_repo(self, name: str, branches: dict[str, dict[str, str]],
                     private_token: str | None = None) -> dict[str, str]:
-        """Create `<name>.git` with one commit per branch (files given per branch).
+        """Create `<name>.git` (branch -> files); return branch -> commit."""
+        from tests.support.secret_scan import scan
 
-        Returns:
-            branch -> commit hash.
-        """
-        work = self.root / f"{name}-work"
-        if work.exists():
-            shutil.rmtree(work)
-        first, *rest = branches
-        _git("init", "-q", "-b", first, str(work))
-        commits: dict[str, str] = {}
-        for branch in [first, *rest]:
-            if branch != first:
-                _git("checkout", "-q", "-b", branch, first, cwd=work)
-            for path, content in branches[branch].items():
-                target = work / path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(content)
-            _git("add", "-A", cwd=work)
-            _git("commit", "-q", "--allow-empty", "-m", f"{branch} commit", cwd=work)
-            commits[branch] = _git("rev-parse", "HEAD", cwd=work)
-        bare = self.root / f"{name}.git"
-        if bare.exists():
-            shutil.rmtree(bare)
-        _git("clone", "-q", "--bare", str(work), str(bare))
-        _git("config", "http.receivepack", "true", cwd=bare)
+        commits = make_repo(self.root, name, branches)
         if private_token:
             self.tokens[name] = private_token
+            scan.add(private_token, f"the clone token of {name}")
         return commits
-
-    def add_commit(self, name: str, branch: str, files: dict[str, str]) -> str:
-        """Commit files on a branch and push it to the bare repo; return the commit."""
-        work = self.root / f"{name}-work"
-        _git("checkout", "-q", branch, cwd=work)
-        for path, content in files.items():
-            (work / path).write_text(content)
-        _git("add", "-A", cwd=work)
-        _git("commit", "-q", "-m", "another commit", cwd=work)
-        _git("push", "-q", str(self.root / f"{name}.git"), branch, cwd=work)
-        return _git("rev-parse", "HEAD", cwd=work)
 
     def repo_url(self, name: str) -> str:
         return f"{self.url}/{name}.git"
@@ -117,41 +170,10 @@ class GitServer:
             return [b""]
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "GIT_PROJECT_ROOT": str(self.root),
-            "GIT_HTTP_EXPORT_ALL": "1",
-            "PATH_INFO": path,
-            "REQUEST_METHOD": environ.get("REQUEST_METHOD", "GET"),
-            "QUERY_STRING": environ.get("QUERY_STRING", ""),
-            "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""),
-            "CONTENT_LENGTH": str(len(body)),
-            "REMOTE_USER": "ci",
-            "REMOTE_ADDR": "127.0.0.1",
-        }
-        if environ.get("HTTP_GIT_PROTOCOL"):
-            env["GIT_PROTOCOL"] = environ["HTTP_GIT_PROTOCOL"]
-        proc = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True)
-        head, _, payload = proc.stdout.partition(b"\r\n\r\n")
-        status = "200 OK"
-        headers = []
-        for line in head.decode("latin-1").split("\r\n"):
-            if not line:
-                continue
-            key, _, value = line.partition(":")
-            if key.lower() == "status":
-                status = value.strip()
-            else:
-                headers.append((key.strip(), value.strip()))
+        status, headers, payload = http_backend(self.root, environ, body)
         start_response(status, headers)
         return [payload]
 
     @staticmethod
     def _authorized(header: str, token: str) -> bool:
-        if not header.startswith("Basic "):
-            return False
-        try:
-            _, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        except ValueError:
-            return False
-        return password == token
+        return basic_password(header) == token

@@ -18,8 +18,11 @@ class Registry:
         binary = shutil.which("docker-registry")
         if binary is None:
             raise RuntimeError("docker-registry is not installed: apt-get install docker-registry")
+        from tests.support.secret_scan import scan
+
         self.username = username
         self.password = password
+        scan.add(password, "the registry password")
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         root.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prefect_pipelines import __version__
 from prefect_pipelines.api import norman
-from prefect_pipelines.api.routes import executions, logs, pipelines
-from prefect_pipelines.api.schemas import ApiRoot, PipelineIn, RunInput
+from prefect_pipelines.api.routes import clusters, executions, hooks, logs, pipelines, sourcecode
+from prefect_pipelines.api.schemas import (
+    ApiRoot,
+    AuthAppInput,
+    AuthUserInput,
+    ClusterPipelineIn,
+    PipelineIn,
+    RunInput,
+)
 from prefect_pipelines.errors import ApiError, ServiceUnavailableError
 from prefect_pipelines.translator import PipelineSpecError
 from prefect_pipelines.translator.validation import format_path
@@ -119,6 +126,10 @@ def create_app() -> FastAPI:
     app.include_router(pipelines.router)
     app.include_router(executions.router)
     app.include_router(logs.router)
+    app.include_router(clusters.router)
+    app.include_router(sourcecode.credentials)
+    app.include_router(sourcecode.repositories)
+    app.include_router(hooks.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -129,14 +140,16 @@ def create_app() -> FastAPI:
         """The API root."""
         base = norman.base_url(request)
         return {"type": "apiRoot", "id": "v3",
-                "links": {"self": f"{base}/v3", "projects": f"{base}/v3/projects"}}
+                "links": {"self": f"{base}/v3",
+                          "sourceCodeCredentials": f"{base}/v3/sourcecodecredentials",
+                          "sourceCodeRepositories": f"{base}/v3/sourcecoderepositories"}}
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (PipelineIn, RunInput):
+            for model in (PipelineIn, RunInput, ClusterPipelineIn, AuthAppInput, AuthUserInput):
                 definition = model.model_json_schema(ref_template="#/components/schemas/{model}",
                                                      by_alias=True)
                 components.update(definition.pop("$defs", {}))

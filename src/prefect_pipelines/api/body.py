@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
+import pydantic
 from fastapi import Request
 
 from prefect_pipelines.errors import ApiError, InvalidInputError
 from prefect_pipelines.settings import Settings
 from prefect_pipelines.translator import PipelineConfig, parse_pipeline
+from prefect_pipelines.translator.validation import format_path
 from prefect_pipelines.translator.yaml_io import load_yaml
+
+ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
 JSON_TYPES = {"application/json", ""}
@@ -86,3 +90,23 @@ async def read_definition(request: Request, settings: Settings, project_id: str
     if not config.name:
         raise InvalidInputError("name is required", field_name="name", code="MissingRequired")
     return config
+
+
+def parse_model(model: type[ModelT], data: Any) -> ModelT:
+    """Validate a decoded body against a request model; a 422 names the first bad field."""
+    if not isinstance(data, dict):
+        raise InvalidInputError("the body must be a JSON object", code="InvalidBodyContent")
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = format_path(first.get("loc", ())) or None
+        kind = first.get("type", "")
+        if kind == "extra_forbidden":
+            message = f"{field} is not a known field"
+        elif kind == "missing":
+            message = f"{field} is required"
+        else:
+            message = f"{field}: {first.get('msg', 'invalid')}" if field else first.get("msg", "invalid")
+        raise InvalidInputError(message, field_name=field,
+                                code="MissingRequired" if kind == "missing" else None) from None

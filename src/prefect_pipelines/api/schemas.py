@@ -152,6 +152,99 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, description in {
         400: "Bad request", 401: "No valid token", 403: "Not allowed", 404: "Not found",
         409: "Conflict or action not available", 413: "Too large", 415: "Unsupported media type",
-        422: "Invalid input", 502: "Upstream failure", 503: "Busy; retry",
+        422: "Invalid input", 424: "GitHub failed or refused", 503: "Busy; retry",
     }.items()
 }
+
+
+class GitHubConfig(ApiModel):
+    """A cluster's GitHub OAuth app as responses show it (never the secret)."""
+
+    host: str
+    tls: bool
+    clientId: str
+
+
+class GitHubConfigIn(BaseModel):
+    """githubConfig in a request; clientSecret is write-only."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    host: str = Field(default="github.com", description="github.com or a GitHub Enterprise host.")
+    tls: bool = Field(default=True, description="false: reach the Enterprise host over http.")
+    clientId: str
+    clientSecret: str | None = Field(default=None, description="Write-only.")
+    redirectUrl: str | None = None
+
+
+class ClusterPipelineIn(BaseModel):
+    """Body of POST/PUT on clusterpipelines."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    clusterId: str | None = None
+    deploy: bool | None = None
+    githubConfig: GitHubConfigIn | None = None
+
+
+class AuthAppInput(BaseModel):
+    """Input of `authapp`: the OAuth app and a code GitHub gave for it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    githubConfig: GitHubConfigIn
+    code: str
+
+
+class AuthUserInput(BaseModel):
+    """Input of `authuser`: a code GitHub gave the caller for the cluster's app."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    code: str
+
+
+class ClusterPipeline(Resource):
+    clusterId: str
+    deploy: bool
+    githubConfig: GitHubConfig | None
+
+
+class SourceCodeCredential(Resource):
+    clusterId: str
+    kind: Literal["github"]
+    userId: str
+    creatorId: str
+    name: str
+    loginName: str
+
+
+class RepositoryPermissions(ApiModel):
+    pull: bool
+    push: bool
+    admin: bool
+
+
+class SourceCodeRepository(Resource):
+    clusterId: str
+    kind: Literal["github"]
+    userId: str
+    creatorId: str
+    sourceCodeCredentialId: str
+    url: str
+    permissions: RepositoryPermissions
+    language: str
+    defaultBranch: str
+
+
+class HookAnswer(ApiModel):
+    """What the webhook receiver says about a delivery."""
+
+    type: Literal["hookResult"] = "hookResult"
+    message: str
+    executionId: str | None = None
+
+
+ClusterPipelineCollection = Collection[ClusterPipeline]
+SourceCodeCredentialCollection = Collection[SourceCodeCredential]
+SourceCodeRepositoryCollection = Collection[SourceCodeRepository]

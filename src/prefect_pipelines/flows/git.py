@@ -57,11 +57,15 @@ def clone(
     ctx: StepContext,
     *,
     commit: str = "",
+    ref: str = "",
     token: str | None = None,
     depth: int = 50,
     allowed_schemes: set[str],
 ) -> CloneResult:
     """Clone `branch` of `url` into the (empty) workspace and check out `commit` or its head.
+
+    A tag or pull-request `ref` (`refs/tags/v1`, `refs/pull/7/head`) is fetched instead
+    of the branch; the checkout is still named after `branch`.
 
     Returns:
         The result, with the full commit hash on success.
@@ -77,12 +81,13 @@ def clone(
     env = git_env(token, allowed_schemes)
     ws = ctx.workspace
     depth_args = [f"--depth={depth}"] if depth > 0 else []
+    source_ref = ref if ref and not ref.startswith("refs/heads/") else f"refs/heads/{branch}"
     remote = f"refs/remotes/origin/{branch}"
     steps: list[tuple[str, list[str]]] = [
         ("init", ["git", "init", "-q", "--", str(ws)]),
         ("remote", ["git", "-C", str(ws), "remote", "add", "origin", "--", url]),
         ("fetch", ["git", "-C", str(ws), "fetch", "--no-tags", *depth_args,
-                   "origin", f"+refs/heads/{branch}:{remote}"]),
+                   "origin", f"+{source_ref}:{remote}"]),
     ]
     ctx.output.info(f"cloning {url} ({branch})")
     for what, argv in steps:

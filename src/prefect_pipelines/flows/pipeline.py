@@ -36,6 +36,7 @@ from prefect_pipelines.flows.executors.base import (
 from prefect_pipelines.flows.git import clone, existing_checkout, is_empty_dir
 from prefect_pipelines.flows.output import SecretMasker, StepOutput, console, flush_api_logs
 from prefect_pipelines.flows.runtime import (
+    CommitStatus,
     credentials_lookup,
     ensure_run_number,
     label_flow_run,
@@ -58,6 +59,7 @@ from prefect_pipelines.translator import (
 FLOW_NAME = "run-pipeline"
 _START_WAIT_SECONDS = 30
 _COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
+_REF = re.compile(r"refs/(?:heads|tags)/[^\s~^:?*\[\\]+|refs/pull/\d+/(?:head|merge)")
 _log = logging.getLogger(__name__)
 
 
@@ -276,6 +278,7 @@ class _StepJob:
                 run.plan.branch,
                 ctx,
                 commit=run.plan.trigger.commit,
+                ref=run.plan.trigger.ref,
                 token=token,
                 depth=run.settings.clone_depth,
                 allowed_schemes=run.settings.git_schemes(),
@@ -308,12 +311,15 @@ def _trigger_from(params: dict[str, Any] | None, flow_run: FlowRun) -> Trigger:
     commit = str(params.get("commit") or "")
     if commit and not _COMMIT.fullmatch(commit):
         raise PipelineSpecError(f"{commit!r} is not a commit hash", "trigger.commit")
+    ref = str(params.get("ref") or "")
+    if ref and (not _REF.fullmatch(ref) or ".." in ref):
+        raise PipelineSpecError(f"{ref!r} is not a git ref", "trigger.ref")
     return Trigger(
         triggered_by=triggered_by,
         user_id=str(params.get("userId") or ""),
         event=str(params.get("event") or ""),
         commit=commit,
-        ref=str(params.get("ref") or ""),
+        ref=ref,
         message=str(params.get("message") or ""),
         author=str(params.get("author") or ""),
         html_link=str(params.get("htmlLink") or ""),
@@ -447,6 +453,8 @@ def run_pipeline(
         except ExecutorError as exc:
             logger.error("%s", exc)
             return Failed(message=str(exc))
+    status = CommitStatus(plan, settings.public_url)
+    status.report("pending", f"execution {identity.execution_id} started")
     workspace, remove_workspace = _make_workspace(flow_run, settings)
     control = RunControl()
     active_runs.add(flow_run.id, control)
@@ -496,9 +504,12 @@ def run_pipeline(
         flush_api_logs()
     if control.cancelled:
         console.status("cancelled")
+        status.report("error", f"execution {identity.execution_id} was aborted")
         return Cancelled(message=control.cancel_message or "the run was cancelled")
     if failure:
         console.status(f"failed: {failure}")
+        status.report("failure", failure)
         return Failed(message=failure)
     console.status("succeeded")
+    status.report("success", f"execution {identity.execution_id} succeeded")
     return Completed(message=f"execution {identity.execution_id} succeeded")

@@ -20,6 +20,7 @@ from prefect_pipelines.flows.output import SecretMasker
 from prefect_pipelines.services.client import pipelines_client
 from prefect_pipelines.services.numbering import claim_run_number
 from prefect_pipelines.settings import Settings
+from prefect_pipelines.translator import RunPlan
 from prefect_pipelines.translator.mapping import (
     TAG_EXECUTION,
     TAG_RUN,
@@ -71,6 +72,54 @@ def label_flow_run(flow_run_id: UUID, labels: dict[str, str]) -> None:
             client.update_flow_run_labels(flow_run_id, labels)
     except Exception as exc:  # noqa: BLE001 - a missing label must not fail the run
         _log.warning("could not label flow run %s: %s", flow_run_id, exc)
+
+
+class CommitStatus:
+    """Reports an execution's state to GitHub as a commit status (webhook runs only).
+
+    Failures to report are logged and never fail the run.
+    """
+
+    def __init__(self, plan: RunPlan, public_url: str) -> None:
+        from prefect_pipelines.translator.mapping import credential_block_name
+
+        self.plan = plan
+        self.enabled = False
+        source = plan.config.source
+        if plan.trigger.triggered_by != "webhook" or not plan.trigger.commit or source is None:
+            return
+        if not source.source_code_credential_id:
+            return
+        try:
+            from prefect_pipelines.blocks import SourceCodeCredential
+            from prefect_pipelines.services.github import repo_full_name
+
+            credential = SourceCodeCredential.load(credential_block_name(source.source_code_credential_id))
+        except (ValueError, ObjectNotFound) as exc:
+            _log.warning("no commit status: credential %s: %s", source.source_code_credential_id, exc)
+            return
+        self.api_url = credential.api_url
+        self.token = credential.access_token.get_secret_value()
+        self.full_name = repo_full_name(source.url, credential.api_url)
+        identity = plan.identity
+        self.target_url = (f"{public_url.rstrip('/')}/v3/projects/{identity.project_id}"
+                           f"/pipelineexecutions/{identity.execution_id}")
+        self.context = f"prefect-pipelines/{identity.pipeline_id}"
+        self.enabled = self.full_name is not None
+
+    def report(self, state: str, description: str) -> None:
+        """Set the commit's status: pending, success, failure or error."""
+        if not self.enabled:
+            return
+        from prefect_pipelines.services.github import set_commit_status
+
+        try:
+            set_commit_status(api_url=self.api_url, token=self.token, full_name=self.full_name,
+                              sha=self.plan.trigger.commit, state=state,
+                              target_url=self.target_url, description=description,
+                              context=self.context)
+        except Exception as exc:  # noqa: BLE001 - GitHub being down must not fail a build
+            _log.warning("could not set the commit status %s: %s", state, type(exc).__name__)
 
 
 def load_source_token(credential_id: str | None) -> str | None:

@@ -36,7 +36,8 @@ def claim_name(deployment_id: UUID | str, number: int) -> str:
     return f"{claim_prefix(deployment_id)}{number:09d}"
 
 
-async def _ids(client: PrefectClient) -> tuple[UUID, UUID]:
+async def claim_block_ids(client: PrefectClient) -> tuple[UUID, UUID]:
+    """(block type id, block schema id) of claims, registered once per API."""
     key = str(client.api_url)
     if key not in _registered:
         await RunNumberClaim.aregister_type_and_schema(client=client)
@@ -79,7 +80,7 @@ async def claim_run_number(
         The number, unique for this pipeline, one above the highest taken when no
         other trigger raced for it.
     """
-    type_id, schema_id = await _ids(client)
+    type_id, schema_id = await claim_block_ids(client)
     number = start if start is not None else await highest_run(client, deployment_id) + 1
     for _ in range(_MAX_ATTEMPTS):
         try:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
 TAG_CREATOR = "creator:"
+TAG_CLUSTER = "cluster:"
 _PROJECT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*:[a-z0-9]+(?:-[a-z0-9]+)*")
 run_numbers = RunNumbers()
 
@@ -141,27 +142,31 @@ def _parameter_schema() -> dict[str, Any]:
 async def _apply(client: PrefectClient, *, project_id: str, config: PipelineConfig,
                  creator_id: str, paused: bool, settings: Settings) -> UUID:
     """Create or replace the deployment of a pipeline (Prefect upserts on flow + name)."""
+    from prefect_pipelines.services.clusters import deployed_pool
+
     assert config.name is not None
     definition = config.to_dict()
-    queue = await ensure_project_queue(client, settings.work_pool, project_id,
-                                       settings.executor_quota)
+    cluster_id = project_id.split(":", 1)[0]
+    pool = await deployed_pool(client, cluster_id) or settings.work_pool
+    queue = await ensure_project_queue(client, pool, project_id, settings.executor_quota)
     kwargs: dict[str, Any] = dict(
         flow_id=await _flow_id(client),
         name=deployment_name(project_id, config.name),
         entrypoint=ENTRYPOINT,
-        work_pool_name=settings.work_pool,
+        work_pool_name=pool,
         work_queue_name=queue,
         parameters={"pipeline": definition, "pipeline_id": config.name, "project_id": project_id},
         parameter_openapi_schema=_parameter_schema(),
         schedules=_schedules(config),
         paused=paused,
-        tags=[*deployment_tags(project_id, config.name), f"{TAG_CREATOR}{creator_id}"],
+        tags=[*deployment_tags(project_id, config.name), f"{TAG_CREATOR}{creator_id}",
+              f"{TAG_CLUSTER}{cluster_id}"],
         description=f"prefect-pipelines pipeline {config.name!r} of project {project_id}",
     )
     try:
         return await client.create_deployment(**kwargs)
     except ObjectNotFound:  # the work pool was deleted: make it again
-        await ensure_work_pool(client, settings.work_pool)
+        await ensure_work_pool(client, pool)
         return await client.create_deployment(**kwargs)
 
 
@@ -179,14 +184,18 @@ async def _secrets_block_exists(client: PrefectClient, project_id: str, pipeline
 
 async def create_pipeline(client: PrefectClient, *, project_id: str, config: PipelineConfig,
                           creator_id: str, settings: Settings) -> PipelineRecord:
-    """Create a pipeline: its secrets block (which also reserves the name), then its deployment.
+    """Create a pipeline: its secrets block (which also reserves the name), its webhook
+    when asked for, then its deployment. A failure on the way removes what was made.
 
     Raises:
         ConflictError: the project has a pipeline of that name.
+        PermissionDeniedError: the definition names someone else's credential.
     """
     from prefect_pipelines.blocks import PipelineSecrets
+    from prefect_pipelines.services import webhooks
 
     assert config.name is not None
+    await _check_credential(client, config, creator_id)
     block_name = secrets_block_name(project_id, config.name)
     block = PipelineSecrets(project_id=project_id, pipeline_id=config.name,
                             token=secrets.token_urlsafe(32))
@@ -198,12 +207,24 @@ async def create_pipeline(client: PrefectClient, *, project_id: str, config: Pip
         raise ConflictError(f"project {project_id} already has a pipeline named {config.name!r}",
                             field_name="name") from None
     try:
+        if config.trigger_webhook:
+            await webhooks.sync_hook(client, project_id=project_id, pipeline_id=config.name,
+                                     config=config, user_id=None, settings=settings)
         await _apply(client, project_id=project_id, config=config, creator_id=creator_id,
                      paused=False, settings=settings)
     except BaseException:
         await _delete_secrets(client, project_id, config.name)
         raise
     return await read_pipeline(client, project_id=project_id, pipeline_id=config.name)
+
+
+async def _check_credential(client: PrefectClient, config: PipelineConfig, user_id: str) -> None:
+    """A pipeline may name only its author's own source code credential."""
+    from prefect_pipelines.services.sourcecode import check_owner
+
+    source = config.source
+    if source is not None and source.source_code_credential_id:
+        await check_owner(client, user_id=user_id, identifier=source.source_code_credential_id)
 
 
 async def read_deployment(client: PrefectClient, project_id: str, pipeline_id: str
@@ -285,22 +306,35 @@ def _pipeline_id(deployment: DeploymentResponse) -> str:
 
 
 async def update_pipeline(client: PrefectClient, *, project_id: str, pipeline_id: str,
-                          config: PipelineConfig, settings: Settings) -> PipelineRecord:
+                          config: PipelineConfig, user_id: str, settings: Settings
+                          ) -> PipelineRecord:
     """Replace a pipeline's definition and triggers (its state and numbering stay)."""
+    from prefect_pipelines.services import webhooks
+
     if config.name != pipeline_id:
         raise InvalidInputError(
             f"name {config.name!r} differs from the pipeline's id {pipeline_id!r}: "
             "a pipeline cannot be renamed", field_name="name",
         )
     current = await read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
+    await _check_credential(client, config, user_id)
+    await webhooks.sync_hook(client, project_id=project_id, pipeline_id=pipeline_id,
+                             config=config, user_id=None, settings=settings)
     await _apply(client, project_id=project_id, config=config, creator_id=current.creator_id,
                  paused=not current.active, settings=settings)
     return await read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
 
 
 async def delete_pipeline(client: PrefectClient, *, project_id: str, pipeline_id: str) -> None:
-    """Delete a pipeline: its deployment, its secrets block and its run numbers."""
+    """Delete a pipeline: its webhook, its deployment, its secrets block and run numbers."""
+    from prefect_pipelines.services import webhooks
+
     deployment = await read_deployment(client, project_id, pipeline_id)
+    try:
+        block = await webhooks.load_secrets(client, project_id, pipeline_id)
+        await webhooks.remove_hook(client, block)
+    except NotFoundError:
+        pass
     try:
         await client.delete_deployment(deployment.id)
     except ObjectNotFound:
@@ -396,13 +430,25 @@ def write_gate() -> asyncio.Lock:
     return _gates[loop]
 
 
-async def webhook_token(client: PrefectClient, project_id: str, pipeline_id: str) -> str:
-    """The pipeline's webhook secret (for the webhook receiver only)."""
-    from prefect_pipelines.blocks import PipelineSecrets
+async def repoint_cluster(client: PrefectClient, cluster_id: str, pool: str,
+                          settings: Settings) -> int:
+    """Send every pipeline of a cluster to `pool` (when its work pool comes or goes)."""
+    from prefect.client.schemas.actions import DeploymentUpdate
 
-    try:
-        block = await PipelineSecrets.aload(secrets_block_name(project_id, pipeline_id),
-                                            client=client)
-    except (ValueError, ObjectNotFound):
-        raise NotFoundError(f"pipeline {pipeline_id!r} not found") from None
-    return block.token.get_secret_value()
+    response = await client._client.post("/deployments/filter", json={
+        "flows": {"name": {"any_": [FLOW_NAME]}},
+        "deployments": {"tags": {"all_": [f"{TAG_CLUSTER}{cluster_id}"]}},
+        "limit": 200,
+    })
+    response.raise_for_status()
+    moved = 0
+    for item in response.json():
+        deployment = DeploymentResponse.model_validate(item)
+        project_id = (deployment.parameters or {}).get("project_id") or ""
+        if not project_id:
+            continue
+        queue = await ensure_project_queue(client, pool, project_id, settings.executor_quota)
+        await client.update_deployment(deployment.id, DeploymentUpdate(
+            work_pool_name=pool, work_queue_name=queue))
+        moved += 1
+    return moved

@@ -97,7 +97,7 @@ async def update_pipeline(request: Request, project_id: Project, pipeline_id: st
     """Replace a pipeline's definition and triggers."""
     config = await read_definition(request, settings, project_id)
     record = await service.update_pipeline(client, project_id=project_id, pipeline_id=pipeline_id,
-                                           config=config, settings=settings)
+                                           config=config, user_id=user, settings=settings)
     return pipeline_resource(request, record)
 
 

@@ -1,0 +1,144 @@
+"""Routes of cluster pipelines: /v3/clusters/{clusterId}/clusterpipelines."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request, status
+
+from prefect_pipelines.api import norman
+from prefect_pipelines.api.body import parse_model, read_document
+from prefect_pipelines.api.deps import AppSettings, Client, User, strict_query
+from prefect_pipelines.api.routes.sourcecode import credential_resource
+from prefect_pipelines.api.schemas import (
+    ERROR_RESPONSES,
+    AuthAppInput,
+    AuthUserInput,
+    ClusterPipeline,
+    ClusterPipelineCollection,
+    ClusterPipelineIn,
+    GitHubConfigIn,
+    SourceCodeCredential,
+)
+from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
+from prefect_pipelines.services import clusters as service
+
+router = APIRouter(prefix="/v3/clusters/{cluster_id}/clusterpipelines", tags=["clusterpipelines"],
+                   responses=ERROR_RESPONSES)
+
+_ACTION_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {
+    "oneOf": [{"$ref": "#/components/schemas/AuthAppInput"},
+              {"$ref": "#/components/schemas/AuthUserInput"}]}}}}}
+_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/ClusterPipelineIn"}}}}}
+
+
+def cluster_resource(request: Request, record: service.ClusterRecord) -> dict[str, Any]:
+    url = f"{norman.base_url(request)}/v3/clusters/{record.cluster_id}/clusterpipelines/{record.cluster_id}"
+    actions = ["authapp", "authuser", "destroy" if record.deploy else "deploy", "revokeapp"]
+    return norman.resource(url, "clusterPipeline", record.fields(), actions=actions)
+
+
+def _config(model: GitHubConfigIn | None, *, need_secret: bool) -> service.GitHubConfigInput | None:
+    if model is None:
+        return None
+    return service.GitHubConfigInput.parse(model.model_dump(exclude_none=True), need_secret=need_secret)
+
+
+def _check_path(cluster_id: str, body_cluster: str | None) -> str:
+    service.check_cluster_id(cluster_id)
+    if body_cluster is not None and body_cluster != cluster_id:
+        raise InvalidInputError(f"clusterId {body_cluster!r} does not match the path ({cluster_id})",
+                                field_name="clusterId")
+    return cluster_id
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ClusterPipeline,
+             openapi_extra=_BODY, dependencies=[strict_query()])
+async def create_cluster_pipeline(request: Request, cluster_id: str, client: Client, user: User,
+                                  settings: AppSettings) -> dict[str, Any]:
+    """Create a cluster's pipeline settings (GitHub OAuth app, deploy)."""
+    body = parse_model(ClusterPipelineIn, await read_document(request, settings))
+    _check_path(cluster_id, body.clusterId)
+    try:
+        await service.read_cluster(client, cluster_id)
+        raise ConflictError(f"cluster {cluster_id} already has its pipeline settings: use PUT",
+                            field_name="clusterId")
+    except NotFoundError:
+        pass
+    record = await service.save_cluster(client, cluster_id, deploy=body.deploy or False,
+                                        config=_config(body.githubConfig, need_secret=True),
+                                        settings=settings)
+    return cluster_resource(request, record)
+
+
+@router.get("", response_model=ClusterPipelineCollection, dependencies=[strict_query()])
+async def list_cluster_pipelines(request: Request, cluster_id: str, client: Client, user: User
+                                 ) -> dict[str, Any]:
+    """The cluster's pipeline settings (none until created)."""
+    service.check_cluster_id(cluster_id)
+    try:
+        data = [cluster_resource(request, await service.read_cluster(client, cluster_id))]
+    except NotFoundError:
+        data = []
+    return norman.collection(request, "clusterPipeline", data, limit=1, offset=0, total=len(data))
+
+
+@router.get("/{pipeline_id}", response_model=ClusterPipeline, dependencies=[strict_query()])
+async def read_cluster_pipeline(request: Request, cluster_id: str, pipeline_id: str,
+                                client: Client, user: User) -> dict[str, Any]:
+    """Read the cluster's pipeline settings (its id is the cluster id)."""
+    _same(cluster_id, pipeline_id)
+    return cluster_resource(request, await service.read_cluster(client, cluster_id))
+
+
+@router.put("/{pipeline_id}", response_model=ClusterPipeline, openapi_extra=_BODY,
+            dependencies=[strict_query()])
+async def update_cluster_pipeline(request: Request, cluster_id: str, pipeline_id: str,
+                                  client: Client, user: User, settings: AppSettings) -> dict[str, Any]:
+    """Update the cluster's settings (omit clientSecret to keep the stored one)."""
+    _same(cluster_id, pipeline_id)
+    body = parse_model(ClusterPipelineIn, await read_document(request, settings))
+    _check_path(cluster_id, body.clusterId)
+    await service.read_cluster(client, cluster_id)
+    record = await service.save_cluster(client, cluster_id, deploy=body.deploy,
+                                        config=_config(body.githubConfig, need_secret=False),
+                                        settings=settings)
+    return cluster_resource(request, record)
+
+
+def _same(cluster_id: str, pipeline_id: str) -> None:
+    service.check_cluster_id(cluster_id)
+    if pipeline_id != cluster_id:
+        raise NotFoundError(f"cluster pipeline {pipeline_id!r} not found in cluster {cluster_id}")
+
+
+@router.post("/{pipeline_id}", response_model=ClusterPipeline | SourceCodeCredential,
+             openapi_extra=_ACTION_BODY, dependencies=[strict_query("action")])
+async def cluster_pipeline_action(
+    request: Request, cluster_id: str, pipeline_id: str, client: Client, user: User,
+    settings: AppSettings,
+    action: Literal["authapp", "authuser", "deploy", "destroy", "revokeapp"] = Query(),
+) -> dict[str, Any]:
+    """`authapp` {githubConfig, code}; `authuser` {code} (returns the new credential);
+    `deploy` / `destroy` (the cluster's work pool); `revokeapp` (forget the app)."""
+    _same(cluster_id, pipeline_id)
+    if action == "authapp":
+        data = await read_document(request, settings)
+        if isinstance(data, dict) and "githubConfig" not in data:  # Rancher's flat authAppInput
+            data = {"code": data.get("code"), "githubConfig": {
+                k: v for k, v in data.items() if k != "code"}}
+        body = parse_model(AuthAppInput, data)
+        config = _config(body.githubConfig, need_secret=False)
+        assert config is not None
+        record, _ = await service.authapp(client, cluster_id, config=config, code=body.code,
+                                          user_id=user, settings=settings)
+        return cluster_resource(request, record)
+    if action == "authuser":
+        code = parse_model(AuthUserInput, await read_document(request, settings)).code
+        credential = await service.authuser(client, cluster_id, code=code, user_id=user)
+        return credential_resource(request, credential)
+    if action in ("deploy", "destroy"):
+        record = await service.deploy_cluster(client, cluster_id, action == "deploy", settings)
+        return cluster_resource(request, record)
+    return cluster_resource(request, await service.revoke_app(client, cluster_id, settings))

@@ -1,0 +1,185 @@
+"""GitHub and GitHub Enterprise through PyGithub: OAuth, users, repositories, hooks, statuses.
+
+PyGithub is synchronous; the async wrappers run it in a thread. Errors come back as the
+API's errors with the cause named (a bad code, wrong credentials, an unreachable host);
+no token or secret is ever part of a message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import anyio
+import github
+import requests
+from github import Auth, Github, GithubException
+
+from prefect_pipelines.errors import InvalidInputError, NotFoundError, UpstreamError
+
+T = TypeVar("T")
+GITHUB_COM = "github.com"
+_TIMEOUT = 15
+_OWNER_REPO = re.compile(r"/?([^/]+)/([^/]+?)(?:\.git)?/?$")
+
+
+def api_base_url(host: str, tls: bool = True) -> str:
+    """The REST API of a GitHub host: api.github.com, or `<scheme>://<host>/api/v3`."""
+    if host.lower() == GITHUB_COM:
+        return "https://api.github.com"
+    return f"{'https' if tls else 'http'}://{host}/api/v3"
+
+
+def web_host(api_url: str) -> str:
+    """The web host of an API URL (`api.github.com` -> `github.com`)."""
+    netloc = urlsplit(api_url).netloc
+    return GITHUB_COM if netloc == "api.github.com" else netloc
+
+
+def repo_full_name(url: str, api_url: str) -> str | None:
+    """`owner/repo` of a clone URL on the credential's host, None for other hosts."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    if not parts.scheme or host.lower() != web_host(api_url).lower():
+        return None
+    match = _OWNER_REPO.search(parts.path)
+    return f"{match.group(1)}/{match.group(2)}" if match else None
+
+
+def _client(api_url: str, token: str | None = None) -> Github:
+    auth = Auth.Token(token) if token else None
+    return Github(auth=auth, base_url=api_url, timeout=_TIMEOUT, retry=None, per_page=100)
+
+
+async def _call(fn: Callable[[], T], what: str, host: str) -> T:
+    """Run a PyGithub call in a thread; turn its failures into API errors."""
+    try:
+        return await anyio.to_thread.run_sync(fn)
+    except github.BadCredentialsException as exc:
+        raise InvalidInputError(f"GitHub refused the credentials while {what}: "
+                                f"{_github_message(exc)}") from None
+    except github.UnknownObjectException:
+        raise NotFoundError(f"GitHub found nothing while {what} (or the token may not see it)") from None
+    except GithubException as exc:
+        raise UpstreamError(f"GitHub answered {exc.status} while {what}: {_github_message(exc)}") from None
+    except requests.exceptions.RequestException as exc:
+        reason = type(exc).__name__
+        raise UpstreamError(f"cannot reach GitHub at {host} while {what} ({reason})") from None
+
+
+def _github_message(exc: GithubException) -> str:
+    data = exc.data if isinstance(exc.data, dict) else {}
+    return str(data.get("error_description") or data.get("message") or data.get("error")
+               or "no details")
+
+
+@dataclass
+class GitHubUser:
+    """A GitHub account as the credential resource shows it."""
+
+    login: str
+    name: str
+    avatar_url: str
+    html_url: str
+
+
+async def exchange_code(*, api_url: str, client_id: str, client_secret: str, code: str) -> str:
+    """Trade an OAuth code for an access token with an OAuth app.
+
+    Raises:
+        InvalidInputError: the code or the app's credentials were refused (naming which).
+        UpstreamError: the host cannot be reached.
+    """
+    host = web_host(api_url)
+
+    def call() -> str:
+        app = _client(api_url).get_oauth_application(client_id, client_secret)
+        return app.get_access_token(code).token
+
+    try:
+        return await _call(call, "exchanging the OAuth code", host)
+    except InvalidInputError:
+        raise InvalidInputError("GitHub refused the code: it is wrong, expired or already used",
+                                field_name="code") from None
+    except UpstreamError as exc:
+        if "incorrect" in exc.message or "client_id" in exc.message:
+            raise InvalidInputError(
+                "GitHub refused the OAuth app's clientId or clientSecret",
+                field_name="githubConfig.clientSecret",
+            ) from None
+        if exc.message.startswith("cannot reach"):
+            raise InvalidInputError(f"{exc.message}: check host and tls",
+                                    field_name="githubConfig.host") from None
+        raise
+
+
+async def read_user(*, api_url: str, token: str) -> GitHubUser:
+    """The account a token belongs to."""
+
+    def call() -> GitHubUser:
+        user = _client(api_url, token).get_user()
+        return GitHubUser(login=user.login, name=user.name or user.login,
+                          avatar_url=user.avatar_url or "", html_url=user.html_url or "")
+
+    return await _call(call, "reading the user", web_host(api_url))
+
+
+async def list_repositories(*, api_url: str, token: str) -> list[dict[str, Any]]:
+    """Every repository the token can see (all pages of /user/repos)."""
+
+    def call() -> list[dict[str, Any]]:
+        out = []
+        for repo in _client(api_url, token).get_user().get_repos():
+            permissions = repo.permissions
+            out.append({
+                "fullName": repo.full_name,
+                "url": repo.clone_url,
+                "htmlUrl": repo.html_url,
+                "permissions": {"pull": bool(permissions and permissions.pull),
+                                "push": bool(permissions and permissions.push),
+                                "admin": bool(permissions and permissions.admin)},
+                "language": repo.language or "",
+                "defaultBranch": repo.default_branch or "",
+            })
+        return out
+
+    return await _call(call, "listing repositories", web_host(api_url))
+
+
+async def create_hook(*, api_url: str, token: str, full_name: str, url: str, secret: str) -> int:
+    """Create a push + pull_request webhook on a repository; return its id."""
+
+    def call() -> int:
+        repo = _client(api_url, token).get_repo(full_name)
+        hook = repo.create_hook(
+            "web",
+            {"url": url, "content_type": "json", "secret": secret, "insecure_ssl": "0"},
+            events=["push", "pull_request"], active=True,
+        )
+        return hook.id
+
+    return await _call(call, f"creating a webhook on {full_name}", web_host(api_url))
+
+
+async def delete_hook(*, api_url: str, token: str, full_name: str, hook_id: int) -> None:
+    """Delete a webhook (one already gone is fine)."""
+
+    def call() -> None:
+        repo = _client(api_url, token).get_repo(full_name, lazy=True)
+        repo.get_hook(hook_id).delete()
+
+    try:
+        await _call(call, f"deleting webhook {hook_id} of {full_name}", web_host(api_url))
+    except NotFoundError:
+        pass
+
+
+def set_commit_status(*, api_url: str, token: str, full_name: str, sha: str, state: str,
+                      target_url: str, description: str, context: str) -> None:
+    """Set a commit status (synchronous: the flow calls it from its own thread)."""
+    repo = _client(api_url, token).get_repo(full_name, lazy=True)
+    repo.get_commit(sha).create_status(state=state, target_url=target_url or github.GithubObject.NotSet,
+                                       description=description[:140], context=context)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -34,22 +35,32 @@ _ENGINE_ERRORS = (
 CredentialsLookup = Callable[[str], dict[str, str] | None]
 
 
-def engine_answers(base_url: str | None = None, timeout: float = 3) -> bool:
+def engine_answers(base_url: str | None = None) -> bool:
     """True when a docker engine answers a ping."""
     try:
-        client = _client(base_url, timeout=timeout)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
+        return bool(shared_client(base_url).ping())
     except (docker.errors.DockerException, *_ENGINE_ERRORS):
         return False
 
 
 def _client(base_url: str | None, timeout: float = 60) -> docker.DockerClient:
     if base_url:
-        return docker.DockerClient(base_url=base_url, timeout=timeout, max_pool_size=32)
-    return docker.from_env(timeout=timeout, max_pool_size=32)
+        return docker.DockerClient(base_url=base_url, timeout=timeout, max_pool_size=64)
+    return docker.from_env(timeout=timeout, max_pool_size=64)
+
+
+_clients: dict[str | None, docker.DockerClient] = {}
+_clients_lock = threading.Lock()
+
+
+def shared_client(base_url: str | None) -> docker.DockerClient:
+    """One client per engine for the whole process (its connection pool is thread-safe);
+    a worker's runs share it instead of opening one each."""
+    with _clients_lock:
+        client = _clients.get(base_url)
+        if client is None:
+            client = _clients[base_url] = _client(base_url)
+        return client
 
 
 def _api_client(base_url: str | None, timeout: float = 600) -> docker.APIClient:
@@ -79,7 +90,7 @@ class DockerExecutor:
     ) -> None:
         self.base_url = base_url
         try:
-            self.client = _client(base_url)
+            self.client = shared_client(base_url)
             self.client.ping()
         except (docker.errors.DockerException, *_ENGINE_ERRORS) as exc:
             raise ExecutorError(f"the docker engine does not answer: {exc}") from None
@@ -262,8 +273,7 @@ class DockerExecutor:
         return removed
 
     def close(self) -> None:
-        """Close the engine connection."""
-        self.client.close()
+        """Nothing to close: the engine client is shared by the process."""
 
 
 def _container_name(ctx: StepContext) -> str:

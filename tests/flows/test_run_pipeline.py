@@ -270,3 +270,55 @@ class TestLogs:
         assert state.is_completed()
         lines = [line for line in step_log(flow_run_id, 0, 0).splitlines() if line.startswith("line-")]
         assert lines == [f"line-{i}" for i in range(20000)]
+
+
+class TestSecretEnv:
+    def test_env_from_secret_blocks_is_masked_in_the_log(self) -> None:
+        from prefect.blocks.system import Secret
+
+        from tests.support.secret_scan import scan
+
+        plain, nested = f"pw-{uuid.uuid4().hex}", f"api-{uuid.uuid4().hex}"
+        scan.add(plain, "a Secret block value")
+        scan.add(nested, "a Secret block JSON value")
+        name = f"db-{uuid.uuid4().hex[:8]}"
+        Secret(value=plain).save(name)
+        Secret(value={"token": nested, "user": "svc"}).save(f"{name}-json")
+        definition = stages([{"runScriptConfig": {
+            "image": "busybox", "shellScript": 'echo "pw=$DB_PASS token=$API_TOKEN user=$API_USER"',
+            "envFrom": [{"sourceName": name, "targetKey": "DB_PASS"},
+                        {"sourceName": f"{name}-json", "sourceKey": "token", "targetKey": "API_TOKEN"},
+                        {"sourceName": f"{name}-json", "sourceKey": "user", "targetKey": "API_USER"}],
+        }}])
+        state, flow_run_id = run_definition(definition)
+        assert state.is_completed(), state.message
+        output = step_log(flow_run_id, 0, 0)
+        assert f"pw={MASK} token={MASK} user={MASK}" in output  # every value of a Secret is secret
+        assert plain not in flow_log(flow_run_id) and nested not in flow_log(flow_run_id)
+
+    def test_missing_secret_or_key_fails_the_step_clearly(self) -> None:
+        from prefect.blocks.system import Secret
+
+        name = f"k-{uuid.uuid4().hex[:8]}"
+        Secret(value={"a": "b"}).save(name)
+        for env_from, message in (
+            ({"sourceName": f"none-{uuid.uuid4().hex[:6]}", "targetKey": "X"}, "does not exist"),
+            ({"sourceName": name, "sourceKey": "zzz", "targetKey": "X"}, "has no key 'zzz'"),
+        ):
+            definition = stages([{"runScriptConfig": {"image": "busybox", "shellScript": "true",
+                                                      "envFrom": [env_from]}}])
+            state, _ = run_definition(definition)
+            assert state.is_failed() and message in state.message
+
+    def test_pull_request_runs_get_no_secrets(self) -> None:
+        from prefect.blocks.system import Secret
+
+        name = f"pr-{uuid.uuid4().hex[:8]}"
+        Secret(value="never-for-prs").save(name)
+        definition = stages([{"runScriptConfig": {"image": "busybox", "shellScript": 'echo "v=[$S]"',
+                                                  "envFrom": [{"sourceName": name, "targetKey": "S"}]}}])
+        state, flow_run_id = run_definition(definition, trigger={"triggeredBy": "webhook",
+                                                                 "event": "pull_request"})
+        assert state.is_completed(), state.message
+        output = step_log(flow_run_id, 0, 0)
+        assert "v=[]" in output and "not given to pull_request runs" in output

@@ -6,16 +6,21 @@ up to `log_chunk_bytes` and sent at least every `log_flush_seconds`, so a runnin
 output still shows within a fraction of a second. Records of one step get strictly
 increasing timestamps (Prefect sorts logs by timestamp alone), so the lines read back in
 order.
+
+The records are posted to Prefect's API by a sender thread per step (not through
+Prefect's batching log worker, which holds logs for seconds and can only be flushed for
+the whole process): when a step ends, its output is stored.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import sys
 import threading
 import time
 from collections.abc import Iterable
-from typing import TextIO
+from typing import Any, TextIO
 from uuid import UUID
 
 from prefect_pipelines.flows.control import start_thread
@@ -25,6 +30,7 @@ OUTPUT_LOGGER_NAME = "prefect_pipelines.output"
 # Each output record is sent under the name `<logger>@<offset>`: the number of bytes of
 # output before it. The API learns a log's total size from its newest record alone.
 OFFSET_SEPARATOR = "@"
+_log = logging.getLogger(__name__)
 
 
 def record_offset(name: str) -> int | None:
@@ -91,24 +97,58 @@ class ConsoleEcho:
 console = ConsoleEcho()
 
 
-def flush_api_logs(timeout: float = 10) -> None:
-    """Block until every log record queued in this process has reached Prefect."""
-    from prefect.logging.handlers import APILogWorker
-
-    APILogWorker.drain_all(timeout=timeout)
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
 
 
-def _api_logger() -> logging.Logger:
-    logger = logging.getLogger(OUTPUT_LOGGER_NAME)
-    if not logger.handlers:
-        from prefect.logging.handlers import APILogHandler
+def _log_client() -> Any:
+    """A sync Prefect client for this process and API URL, shared by every step output."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
 
-        handler = APILogHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-    return logger
+    key = str(PREFECT_API_URL.value())
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = get_client(sync_client=True)
+            client.__enter__()
+        return client
+
+
+class _Sender:
+    """Posts a step's records to Prefect from a thread of its own, in order.
+
+    The queue is bounded: a step that prints faster than Prefect stores waits (its
+    container's output waits in the engine's pipe), so memory stays flat however much it
+    prints. `close()` returns once everything queued is stored.
+    """
+
+    def __init__(self, label: str, depth: int = 4) -> None:
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=depth)
+        self._thread = start_thread(self._run, f"log-sender-{label}")
+        self.failed = 0
+
+    def put(self, record: dict[str, Any]) -> None:
+        self._queue.put(record)
+
+    def close(self, timeout: float = 60) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        client = None
+        while (record := self._queue.get()) is not None:
+            for attempt in range(5):
+                try:
+                    client = client or _log_client()
+                    client.request("POST", "/logs/", json=[record])
+                    break
+                except Exception as exc:  # noqa: BLE001 - output must never fail a step
+                    if attempt == 4:
+                        self.failed += 1
+                        _log.warning("step output could not be stored: %s", type(exc).__name__)
+                    else:
+                        time.sleep(0.1 * 2 ** attempt)
 
 
 def _terminal_line(raw: bytes) -> str:
@@ -156,7 +196,7 @@ class StepOutput:
         self._sent_bytes = 0
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._logger = _api_logger() if flow_run_id else None
+        self._sender = _Sender(label) if flow_run_id else None
         self._flusher = start_thread(self._flush_periodically, f"output-{label}")
 
     def write_bytes(self, data: bytes) -> None:
@@ -174,7 +214,7 @@ class StepOutput:
         with self._lock:
             self.lines_written += 1
             self.bytes_written += size
-            if self._logger is None:
+            if self._sender is None:
                 return
             if self._pending_bytes + size > self.chunk_bytes and self._pending:
                 self._send_locked()
@@ -191,13 +231,18 @@ class StepOutput:
             self._send_locked()
 
     def close(self) -> None:
-        """Emit a trailing partial line, send everything, stop the flusher."""
+        """Emit a trailing partial line, store everything, stop the threads.
+
+        When it returns the step's whole output is in Prefect.
+        """
         if self._partial:
             partial, self._partial = self._partial, b""
             self.write_line(_terminal_line(partial))
         self._closed.set()
         self._flusher.join(timeout=5)
         self.flush()
+        if self._sender is not None:
+            self._sender.close()
 
     def __enter__(self) -> StepOutput:
         return self
@@ -210,7 +255,7 @@ class StepOutput:
             self.flush()
 
     def _send_locked(self) -> None:
-        if not self._pending or self._logger is None:
+        if not self._pending or self._sender is None:
             return
         message = "\n".join(self._pending)
         self._pending.clear()
@@ -220,17 +265,17 @@ class StepOutput:
         # Strictly increasing, millisecond-distinct timestamps keep records in order.
         created = max(time.time(), self._last_created + 0.001)
         self._last_created = created
-        record = self._logger.makeRecord(
-            self._logger.name,
-            logging.INFO,
-            __file__,
-            0,
-            message,
-            None,
-            None,
-            extra={"flow_run_id": self.flow_run_id, "task_run_id": self.task_run_id},
-        )
-        record.created = created
-        record.msecs = (created - int(created)) * 1000
-        record.name = f"{OUTPUT_LOGGER_NAME}{OFFSET_SEPARATOR}{offset}"
-        self._logger.handle(record)
+        self._sender.put({
+            "name": f"{OUTPUT_LOGGER_NAME}{OFFSET_SEPARATOR}{offset}",
+            "level": logging.INFO,
+            "message": message,
+            "timestamp": _iso(created),
+            "flow_run_id": str(self.flow_run_id),
+            "task_run_id": str(self.task_run_id) if self.task_run_id else None,
+        })
+
+
+def _iso(created: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(created, dt.timezone.utc).isoformat()

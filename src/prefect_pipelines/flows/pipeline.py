@@ -34,13 +34,14 @@ from prefect_pipelines.flows.executors.base import (
     stop_message,
 )
 from prefect_pipelines.flows.git import clone, existing_checkout, is_empty_dir
-from prefect_pipelines.flows.output import SecretMasker, StepOutput, console, flush_api_logs
+from prefect_pipelines.flows.output import SecretMasker, StepOutput, console
 from prefect_pipelines.flows.runtime import (
     CommitStatus,
     credentials_lookup,
     ensure_run_number,
     label_flow_run,
     load_source_token,
+    secret_env,
     select_executor,
 )
 from prefect_pipelines.settings import Settings, get_settings
@@ -256,7 +257,13 @@ class _StepJob:
             if self.run.executor is None:  # pragma: no cover - guarded by the flow
                 raise ExecutorError("no executor is available")
             if spec.run_script_config is not None:
-                return self.run.executor.run_script(spec.run_script_config, ctx)
+                config = spec.run_script_config
+                if config.env_from:
+                    if self.run.plan.trigger.event == "pull_request":
+                        ctx.output.info("secrets (envFrom) are not given to pull_request runs")
+                    else:
+                        ctx.env.update(secret_env(config, self.run.masker))
+                return self.run.executor.run_script(config, ctx)
             assert spec.publish_image_config is not None
             return self.run.executor.publish_image(spec.publish_image_config, ctx)
         except (ExecutorError, PipelineSpecError) as exc:
@@ -500,8 +507,6 @@ def run_pipeline(
             executor.close()
         if remove_workspace:
             shutil.rmtree(workspace, ignore_errors=True)
-        # The step logs reach Prefect before the run's final state does.
-        flush_api_logs()
     if control.cancelled:
         console.status("cancelled")
         status.report("error", f"execution {identity.execution_id} was aborted")

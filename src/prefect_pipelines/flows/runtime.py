@@ -20,7 +20,7 @@ from prefect_pipelines.flows.output import SecretMasker
 from prefect_pipelines.services.client import pipelines_client
 from prefect_pipelines.services.numbering import claim_run_number
 from prefect_pipelines.settings import Settings
-from prefect_pipelines.translator import RunPlan
+from prefect_pipelines.translator import RunPlan, RunScriptConfig
 from prefect_pipelines.translator.mapping import (
     TAG_EXECUTION,
     TAG_RUN,
@@ -120,6 +120,33 @@ class CommitStatus:
                               context=self.context)
         except Exception as exc:  # noqa: BLE001 - GitHub being down must not fail a build
             _log.warning("could not set the commit status %s: %s", state, type(exc).__name__)
+
+
+def secret_env(config: RunScriptConfig, masker: SecretMasker) -> dict[str, str]:
+    """The `envFrom` variables of a step, read from Prefect Secret blocks; every value is
+    masked in logs from then on.
+
+    Raises:
+        ExecutorError: a secret does not exist, or lacks the key asked for.
+    """
+    import json
+
+    from prefect.blocks.system import Secret
+
+    env: dict[str, str] = {}
+    for item in config.env_from:
+        try:
+            value = Secret.load(item.source_name).get()
+        except (ValueError, ObjectNotFound):
+            raise ExecutorError(f"secret {item.source_name!r} does not exist") from None
+        if item.source_key is not None:
+            if not isinstance(value, dict) or item.source_key not in value:
+                raise ExecutorError(f"secret {item.source_name!r} has no key {item.source_key!r}")
+            value = value[item.source_key]
+        text = value if isinstance(value, str) else json.dumps(value)
+        masker.add(text)
+        env[item.target_key] = text
+    return env
 
 
 def load_source_token(credential_id: str | None) -> str | None:

@@ -163,6 +163,25 @@ class SourceCodeConfig(SpecModel):
         return self
 
 
+class EnvFromSecret(SpecModel):
+    """An environment variable whose value comes from a Prefect Secret block."""
+
+    source_name: NonBlank = Field(description="The name of the Prefect Secret block.")
+    source_key: str | None = Field(
+        default=None, description="For a secret holding a JSON object: the key to take."
+    )
+    target_key: str = Field(description="The environment variable to set.")
+
+    @field_validator("target_key")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        if not _ENV_NAME.fullmatch(value):
+            raise EnvEntryError(f"{value!r} is not an environment variable name")
+        if value.startswith(RESERVED_ENV_PREFIX):
+            raise EnvEntryError(f"{value} is reserved: CICD_* variables are set by the pipeline")
+        return value
+
+
 class RunScriptConfig(SpecModel):
     """Run a script, or an entrypoint and command, in a container of `image`."""
 
@@ -176,6 +195,11 @@ class RunScriptConfig(SpecModel):
         default=None, description="The command (arguments), when not isShell."
     )
     env: list[str] = Field(default_factory=list, description="Environment, each NAME=value.")
+    env_from: list[EnvFromSecret] = Field(
+        default_factory=list,
+        description="Environment from Prefect Secret blocks (masked in logs; not given to "
+        "pull_request runs).",
+    )
 
     @field_validator("env")
     @classmethod
@@ -193,6 +217,16 @@ class RunScriptConfig(SpecModel):
                 raise EnvEntryError(f"{name} is set twice").at(f"[{index}]")
             seen.add(name)
         return entries
+
+    @model_validator(mode="after")
+    def _env_from_unique(self) -> RunScriptConfig:
+        names = set(self.env_map())
+        for index, item in enumerate(self.env_from):
+            if item.target_key in names:
+                raise EnvEntryError(f"{item.target_key} is set twice").at(
+                    f"envFrom[{index}].targetKey")
+            names.add(item.target_key)
+        return self
 
     @model_validator(mode="after")
     def _shell_fields(self) -> RunScriptConfig:

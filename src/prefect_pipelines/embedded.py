@@ -21,9 +21,11 @@ HEALTH_TIMEOUT_SECONDS = 120
 
 
 def prefect_server_argv(host: str, port: int) -> list[str]:
-    """The command that starts a Prefect server (SQLite unless configured otherwise)."""
-    return [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port",
-            str(port), "--analytics-off"]
+    """The command that starts a Prefect server (SQLite unless configured otherwise):
+    `prefect server start`, with SQLAlchemy's aiosqlite stall corrected (see
+    `prefect_pipelines.prefect_server`)."""
+    return [sys.executable, "-m", "prefect_pipelines.prefect_server", "--host", host,
+            "--port", str(port), "--analytics-off"]
 
 
 def wait_healthy(api_url: str, timeout: float = HEALTH_TIMEOUT_SECONDS,

@@ -1,0 +1,135 @@
+"""`python -m bench [--quick] [--only FIGURE ...]`: every figure, side by side with its
+baselines, as a table of medians and ratios (also written to bench/results/)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import figures
+from bench.env import BenchEnv
+from bench.figures import median, p99
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FIGURES = ("trigger", "steps", "logs", "reads", "burst")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer runs and samples")
+    parser.add_argument("--only", nargs="+", choices=FIGURES, help="run only these figures")
+    parser.add_argument("--no-buildbot", action="store_true", help="skip the Buildbot baseline")
+    args = parser.parse_args()
+    chosen = args.only or list(FIGURES)
+    runs = 5 if args.quick else 20
+    results: dict[str, Any] = {"quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                               "machine": f"{platform.machine()}, {_cpus()} cores"}
+    with BenchEnv() as env:
+        buildbot = _buildbot(env, args) if {"trigger", "steps"} & set(chosen) else None
+        try:
+            if "trigger" in chosen:
+                results["trigger"] = figures.trigger_latency(env, runs, buildbot)
+            if "steps" in chosen:
+                results["steps"] = figures.step_overhead(env, 2 if args.quick else 5, buildbot)
+        finally:
+            if buildbot is not None:
+                buildbot.__exit__(None, None, None)
+        if "logs" in chosen:
+            results["logs"] = figures.big_logs(env, 1 if args.quick else 3)
+        if "reads" in chosen:
+            results["reads"] = figures.api_reads(env, 500 if args.quick else 5000,
+                                                 50 if args.quick else 300)
+        if "burst" in chosen:
+            results["burst"] = figures.burst(env, 20 if args.quick else 50)
+    table = render(results)
+    print(table)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (RESULTS / f"{stamp}.json").write_text(json.dumps(results, indent=2, default=str))
+    (RESULTS / f"{stamp}.md").write_text(table + "\n")
+    return 0
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def _buildbot(env: BenchEnv, args: argparse.Namespace) -> Any:
+    if args.no_buildbot:
+        return None
+    from bench.buildbot_baseline import BuildbotBaseline
+
+    baseline = BuildbotBaseline(env.state / "buildbot")
+    return baseline.__enter__()
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.2f} s"
+
+
+def render(results: dict[str, Any]) -> str:
+    """The table: figure, what, ours, baselines, ratio, target."""
+    rows = [
+        "| Figure | Measure | prefect-pipelines | Baselines | Ratio | Target |",
+        "|---|---|---|---|---|---|",
+    ]
+    if "trigger" in results:
+        t = results["trigger"]
+        ours = median(t["ours"])
+        stock = median(t["stock_process_worker"])
+        line = f"stock process worker {_s(stock)}"
+        ratio = f"{stock / ours:.1f}x faster than stock"
+        if "buildbot" in t:
+            bb = median(t["buildbot"])
+            line += f"; Buildbot 4.3 {_s(bb)}"
+            ratio += f", {bb / ours:.1f}x than Buildbot"
+        rows.append(f"| 1. Trigger latency | `run` response -> container running, median of {len(t['ours'])} | "
+                    f"{_s(ours)} | {line} | {ratio} | <= 1.0 s, ahead of both |")
+    if "steps" in results:
+        s = results["steps"]
+        ours, bare = median(s["ours"]), median(s["bare_docker_20"])
+        line = f"20 x `docker run --rm busybox true` {_s(bare)}"
+        if "buildbot" in s:
+            line += f"; Buildbot 20 steps {_s(median(s['buildbot']))} ({median(s['buildbot']) / bare:.2f}x bare)"
+        rows.append(f"| 2. Step overhead | 20 stages of `true`, `run` response -> finished, median of {len(s['ours'])} | "
+                    f"{_s(ours)} | {line} | {ours / bare:.2f}x bare | <= 1.3x |")
+    if "logs" in results:
+        g = results["logs"]
+        wall, bare = median(g["step_wall"]), median(g["bare_container"])
+        rows.append(f"| 3. Logs | 200,000 lines (~10 MB): step wall time | {_s(wall)} | "
+                    f"container alone, output to /dev/null {_s(bare)} | {wall / bare:.2f}x | <= 1.5x |")
+        rows.append(f"| 3. Logs | container end -> last line in /v3 log | {_s(median(g['last_line_visible_after']))} | | | <= 3 s |")
+        peak = g["peak_rss_mb"]
+        rows.append(f"| 3. Logs | peak memory (RSS) | worker {peak['worker']:.0f} MB, facade {peak['facade']:.0f} MB | | | < 300 MB each |")
+        rows.append(f"| 3. Logs | GET the log (latest 1 MiB), median | {_ms(median(g['log_read_latency']))} | | | < 200 ms |")
+    if "reads" in results:
+        r = results["reads"]
+        for key, label in (("get_one", "GET one execution"), ("list_page", "GET first page (50) of a pipeline's executions")):
+            ours, prefect = r[key], r[f"{key}_prefect"]
+            rows.append(f"| 4. API reads ({r['executions']} executions x 10 steps) | {label}: median / p99 | "
+                        f"{_ms(median(ours))} / {_ms(p99(ours))} | Prefect API for the same flow run(s) "
+                        f"{_ms(median(prefect))} / {_ms(p99(prefect))} | {median(ours) / median(prefect):.1f}x | "
+                        "< 30 ms / < 100 ms |")
+    if "burst" in results:
+        b = results["burst"]
+        rows.append(f"| 5. Burst | {b['calls']} `run` calls at once, 5 pipelines | {b['succeeded']}/{b['calls']} succeeded, "
+                    f"{b['stored']} stored, gap-free {b['gap_free']}, started twice {b['containers_started_twice']}, "
+                    f"most running at once {b['max_running']} (quota {b['quota']}) | makespan {_s(b['makespan'])} vs "
+                    f"{b['calls']} x one run ({_s(b['one_run'])}) / quota = {_s(b['ideal_makespan'])} | "
+                    f"{b['makespan'] / b['ideal_makespan']:.2f}x | all finish, none lost or twice, quota holds |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

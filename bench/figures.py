@@ -1,0 +1,331 @@
+"""The five figures. Each takes the running environment and returns its numbers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import subprocess
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from bench.env import BenchEnv, ContainerEvents, MemorySampler
+from tests.support.procs import wait_for
+
+PREFECT = [__import__("sys").executable, "-m", "prefect"]
+BUSYBOX_TRUE = {"runScriptConfig": {"image": "busybox", "shellScript": "true"}}
+BIG_LOG_LINES = 200_000
+BIG_LOG_SCRIPT = ("awk 'BEGIN{for(i=1;i<=%d;i++) printf \"%%06d the quick brown fox jumps over "
+                  "the lazy dog\\n\", i}'" % BIG_LOG_LINES)
+LAST_LINE = f"{BIG_LOG_LINES:06d} the quick brown fox jumps over the lazy dog"
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+def _docker_run(args: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(["docker", "run", "--rm", "--network", "none", *args], check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+# -- 1. trigger latency -------------------------------------------------------------------
+
+def trigger_latency(env: BenchEnv, runs: int, buildbot: Any | None) -> dict[str, Any]:
+    """Seconds from the `run` response to the step's container running (engine start event)."""
+    project, pipeline = f"c-bench:p-trig{uuid.uuid4().hex[:4]}", "one-step"
+    env.create_pipeline(project, pipeline, [{"name": "run", "steps": [BUSYBOX_TRUE]}])
+    by_execution = ContainerEvents(env.docker, "io.prefect-pipelines.execution-id")
+    ours = []
+    for index in range(runs + 2):  # two warm-up runs
+        execution, answered = env.run(project, pipeline)
+        started = wait_for(lambda: by_execution.starts.get(execution["id"]), timeout=120,
+                           interval=0.01, what="the container")
+        env.wait_finished(project, execution["id"])
+        if index >= 2:
+            ours.append(started - answered)
+        time.sleep(0.5)
+    by_execution.close()
+    stock = _stock_worker_latency(env, runs)
+    result: dict[str, Any] = {"ours": ours, "stock_process_worker": stock}
+    if buildbot is not None:
+        result["buildbot"] = buildbot.trigger_latency(runs)
+    return result
+
+
+def _stock_worker_latency(env: BenchEnv, runs: int) -> list[float]:
+    """The same one-step pipeline as a plain deployment on a stock process worker."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from prefect_pipelines.flows import ENTRYPOINT
+
+    pool = "bench-process"
+
+    async def setup(client: Any) -> Any:
+        try:
+            await client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+        except Exception:  # noqa: BLE001 - already there
+            pass
+        flow_id = await client.create_flow_from_name("run-pipeline")
+        return await client.create_deployment(
+            flow_id=flow_id, name="bench:stock", entrypoint=ENTRYPOINT, work_pool_name=pool,
+            parameters={"pipeline_id": "stock", "project_id": "c-bench:p-stock", "pipeline": {
+                "stages": [{"name": "run", "steps": [BUSYBOX_TRUE]}]}})
+
+    deployment_id = env.prefect(setup)
+    # Prefect's own worker with its default settings (10 s polling, a process per run).
+    worker = env.start_process("stock-worker", [*PREFECT, "worker", "start", "--pool", pool,
+                                                "--type", "process"])
+    wait_for(lambda: "started" in worker.log_text(), timeout=90, what="the stock worker")
+    latencies = []
+    for index in range(runs + 1):
+        async def trigger(client: Any) -> tuple[str, float]:
+            flow_run = await client.create_flow_run_from_deployment(deployment_id)
+            return str(flow_run.id), time.time()
+
+        flow_run_id, answered = env.prefect(trigger)
+        started = wait_for(lambda: env.events.starts.get(flow_run_id), timeout=180,
+                           interval=0.02, what="the stock worker's container")
+        _wait_flow_run(env, flow_run_id)
+        if index >= 1:
+            latencies.append(started - answered)
+    worker.stop(timeout=30)
+    return latencies
+
+
+def _wait_flow_run(env: BenchEnv, flow_run_id: str, timeout: float = 300) -> Any:
+    async def read(client: Any) -> Any:
+        return await client.read_flow_run(uuid.UUID(flow_run_id))
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        flow_run = env.prefect(read)
+        if flow_run.state and flow_run.state.is_final():
+            return flow_run
+        time.sleep(0.1)
+    raise TimeoutError(flow_run_id)
+
+
+# -- 2. step overhead ---------------------------------------------------------------------
+
+def step_overhead(env: BenchEnv, runs: int, buildbot: Any | None) -> dict[str, Any]:
+    """A 20-stage pipeline of `true`, trigger to finished, against 20 sequential docker runs."""
+    project, pipeline = f"c-bench:p-steps{uuid.uuid4().hex[:4]}", "twenty"
+    env.create_pipeline(project, pipeline,
+                        [{"name": f"s{i}", "steps": [BUSYBOX_TRUE]} for i in range(20)])
+    totals, prefect_durations, bare = [], [], []
+    for index in range(runs + 1):  # one warm-up run
+        execution, answered = env.run(project, pipeline)
+        done = env.wait_finished(project, execution["id"])
+        finished = time.time()
+        if done["state"] != "success":
+            raise RuntimeError(f"{execution['id']} {done['state']}")
+        if index >= 1:
+            totals.append(finished - answered)
+            prefect_durations.append(_seconds(done["ended"]) - _seconds(done["started"]))
+            bare.append(sum(_docker_run(["busybox", "true"]) for _ in range(20)))
+    result: dict[str, Any] = {"ours": totals, "ours_started_to_ended": prefect_durations,
+                              "bare_docker_20": bare}
+    if buildbot is not None:
+        result["buildbot"] = [buildbot.step_overhead(20)[0] for _ in range(runs)]
+    return result
+
+
+def _seconds(iso: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+# -- 3. big logs --------------------------------------------------------------------------
+
+def big_logs(env: BenchEnv, runs: int) -> dict[str, Any]:
+    """200,000 numbered lines (about 10 MB) from one step."""
+    project, pipeline = f"c-bench:p-logs{uuid.uuid4().hex[:4]}", "big-log"
+    env.create_pipeline(project, pipeline, [{"name": "print", "steps": [
+        {"runScriptConfig": {"image": "busybox", "shellScript": BIG_LOG_SCRIPT}}]}])
+    by_execution = ContainerEvents(env.docker, "io.prefect-pipelines.execution-id")
+    step_walls, visible_after, read_latencies, bare = [], [], [], []
+    pids = {"worker": env.worker.pid, "facade": env.facade.pid}
+    with MemorySampler(pids) as memory:
+        for _ in range(runs):
+            execution, _ = env.run(project, pipeline)
+            execution_id = execution["id"]
+            url = f"/v3/projects/{project}/pipelineexecutionlogs/{execution_id}-0-0"
+            died = wait_for(lambda: by_execution.dies.get(execution_id), timeout=600,
+                            interval=0.01, what="the step's container to end")
+            while LAST_LINE not in env.api.get(url).json()["message"][-200:]:
+                time.sleep(0.02)
+            visible_after.append(time.time() - died)
+            done = env.wait_finished(project, execution_id)
+            steps = done["stages"][0]["steps"][0]
+            step_walls.append(_seconds(steps["ended"]) - _seconds(steps["started"]))
+            for _ in range(5):
+                started = time.perf_counter()
+                response = env.api.get(url)
+                read_latencies.append(time.perf_counter() - started)
+                assert response.status_code == 200
+            bare.append(_docker_run(["busybox", "sh", "-c", BIG_LOG_SCRIPT + " > /dev/null"]))
+    by_execution.close()
+    trimmed_head = env.api.get(url).json()["message"].split("\n", 1)[0]
+    return {"step_wall": step_walls, "bare_container": bare, "last_line_visible_after": visible_after,
+            "peak_rss_mb": memory.peak, "log_read_latency": read_latencies,
+            "log_head": trimmed_head}
+
+
+# -- 4. API reads -------------------------------------------------------------------------
+
+def api_reads(env: BenchEnv, executions: int, samples: int) -> dict[str, Any]:
+    """GET one execution and the first page of a pipeline's executions, with 10-step
+    executions stored, beside the Prefect call that fetches the same flow runs."""
+    project, pipeline = f"c-bench:p-reads{uuid.uuid4().hex[:4]}", "ten-steps"
+    env.create_pipeline(project, pipeline, [{"name": "s", "steps": [BUSYBOX_TRUE] * 10}])
+    seed_started = time.perf_counter()
+    flow_run_ids = env.prefect(lambda client: _seed(client, project, pipeline, executions))
+    seed_seconds = time.perf_counter() - seed_started
+    one, one_prefect, page, page_prefect = [], [], [], []
+    direct = httpx.Client(base_url=env.api_url, timeout=60)
+    deployment_id = env.prefect(lambda client: _deployment_id(client, project, pipeline))
+    for _ in range(samples):
+        run = random.randint(1, executions)
+        started = time.perf_counter()
+        response = env.api.get(f"/v3/projects/{project}/pipelineexecutions/{pipeline}-{run}")
+        one.append(time.perf_counter() - started)
+        assert response.status_code == 200 and len(response.json()["stages"][0]["steps"]) == 10
+        started = time.perf_counter()
+        direct.get(f"/flow_runs/{flow_run_ids[run - 1]}").raise_for_status()
+        one_prefect.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        listed = env.api.get(f"/v3/projects/{project}/pipelineexecutions", params={"pipelineId": pipeline})
+        page.append(time.perf_counter() - started)
+        assert listed.status_code == 200 and len(listed.json()["data"]) == 50
+        started = time.perf_counter()
+        direct.post("/flow_runs/filter", json={
+            "flow_runs": {"deployment_id": {"any_": [str(deployment_id)]}},
+            "sort": "EXPECTED_START_TIME_DESC", "limit": 50}).raise_for_status()
+        page_prefect.append(time.perf_counter() - started)
+    direct.close()
+    return {"executions": executions, "seed_seconds": seed_seconds, "get_one": one,
+            "get_one_prefect": one_prefect, "list_page": page, "list_page_prefect": page_prefect}
+
+
+async def _deployment_id(client: Any, project: str, pipeline: str) -> Any:
+    return (await client.read_deployment_by_name(f"run-pipeline/{project}:{pipeline}")).id
+
+
+async def _seed(client: Any, project: str, pipeline: str, count: int) -> list[str]:
+    """Store finished executions the way runs leave them: a Completed flow run of the
+    pipeline's deployment with its tags and parameters, and ten Completed task runs."""
+    import datetime as dt
+
+    from prefect.states import Completed
+
+    deployment = await client.read_deployment_by_name(f"run-pipeline/{project}:{pipeline}")
+    gate = asyncio.Semaphore(12)
+    ids: list[str] = [""] * count
+    now = dt.datetime.now(dt.timezone.utc)
+
+    async def one(number: int) -> None:
+        async with gate:
+            flow_run = await client.create_flow_run_from_deployment(
+                deployment.id, name=f"{pipeline}-{number}", state=Completed(),
+                tags=[f"run:{number}", "pipeline-execution"],
+                idempotency_key=f"pipeline-run:{deployment.id}:{number}")
+            ids[number - 1] = str(flow_run.id)
+            for step in range(10):
+                response = await client._client.post("/task_runs/", json={
+                    "name": f"stage-0-step-{step}", "flow_run_id": str(flow_run.id),
+                    "task_key": "step", "dynamic_key": str(step), "tags": ["stage:0", f"step:{step}"],
+                    "state": {"type": "COMPLETED", "name": "Completed",
+                              "timestamp": (now - dt.timedelta(seconds=number)).isoformat()}})
+                response.raise_for_status()
+
+    await asyncio.gather(*(one(number) for number in range(1, count + 1)))
+    return ids
+
+
+# -- 5. burst -----------------------------------------------------------------------------
+
+def burst(env: BenchEnv, calls: int = 50, pipelines: int = 5) -> dict[str, Any]:
+    """`calls` run actions at once across `pipelines` pipelines of one project."""
+    project = f"c-bench:p-burst{uuid.uuid4().hex[:4]}"
+    names = [f"burst-{i}" for i in range(pipelines)]
+    stages = [{"name": "work", "steps": [{"runScriptConfig": {"image": "busybox", "shellScript": "sleep 1"}}]}]
+    for name in names:
+        env.create_pipeline(project, name, stages)
+    one_execution, answered = env.run(project, names[0])
+    env.wait_finished(project, one_execution["id"])
+    one_run = time.time() - answered
+    by_execution = ContainerEvents(env.docker, "io.prefect-pipelines.execution-id")
+    running_max = _RunningSampler(env, project)
+    started = time.perf_counter()
+    with running_max, ThreadPoolExecutor(max_workers=calls) as pool:
+        responses = list(pool.map(lambda i: env.api.post(
+            f"/v3/projects/{project}/pipelines/{names[i % pipelines]}", params={"action": "run"}),
+            range(calls)))
+    executions = [r.json() for r in responses if r.status_code == 200]
+    finished = [env.wait_finished(project, e["id"], timeout=1200) for e in executions]
+    makespan = time.perf_counter() - started
+    running_max.stop()
+    by_execution.close()
+    stored = env.api.get(f"/v3/projects/{project}/pipelineexecutions", params={"limit": 200}).json()["data"]
+    numbers: dict[str, list[int]] = {}
+    for execution in stored:
+        numbers.setdefault(execution["pipelineId"], []).append(execution["run"])
+    quota = 2
+    return {
+        "calls": calls, "accepted": len(executions),
+        "succeeded": sum(1 for f in finished if f["state"] == "success"),
+        "stored": len(stored),
+        "gap_free": all(sorted(runs) == list(range(1, len(runs) + 1)) for runs in numbers.values()),
+        "containers_started_twice": sum(1 for count in by_execution.start_counts.values() if count > 1),
+        "max_running": running_max.peak, "quota": quota, "makespan": makespan,
+        "one_run": one_run, "ideal_makespan": calls * one_run / quota,
+    }
+
+
+class _RunningSampler:
+    """The most executions of a project seen running at once (sampled every 100 ms)."""
+
+    def __init__(self, env: BenchEnv, project: str) -> None:
+        self.env, self.project, self.peak = env, project, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _RunningSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        client = httpx.Client(base_url=self.env.api_url, timeout=30)
+        while not self._stop.wait(0.1):
+            try:
+                count = client.post("/flow_runs/count", json={"flow_runs": {
+                    "tags": {"all_": [f"project:{self.project}"]},
+                    "state": {"type": {"any_": ["RUNNING"]}}}}).json()
+                self.peak = max(self.peak, int(count))
+            except (httpx.HTTPError, ValueError):
+                pass
+        client.close()
+
+
+__all__ = ["api_reads", "big_logs", "burst", "median", "p99", "step_overhead", "trigger_latency"]

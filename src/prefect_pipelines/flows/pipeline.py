@@ -37,12 +37,14 @@ from prefect_pipelines.flows.git import clone, existing_checkout, is_empty_dir
 from prefect_pipelines.flows.output import SecretMasker, StepOutput, console
 from prefect_pipelines.flows.runtime import (
     CommitStatus,
+    StepTagLimits,
     credentials_lookup,
     ensure_run_number,
     label_flow_run,
     load_source_token,
     secret_env,
     select_executor,
+    step_tags,
 )
 from prefect_pipelines.settings import Settings, get_settings
 from prefect_pipelines.translator.executions import LABEL_BRANCH, LABEL_COMMIT
@@ -164,6 +166,7 @@ class _Run:
         self.masker = masker
         self.control = control
         self.commit = plan.trigger.commit
+        self.tag_limits = StepTagLimits(plan)
 
     def env(self) -> dict[str, str]:
         return self.plan.cicd_env(self.commit)
@@ -393,7 +396,8 @@ def _submit(run: _Run, steps: list[StepPlan], group: _Stage) -> list[tuple[StepP
     """
     futures = []
     for step in steps:
-        with tags(f"stage:{step.stage}", f"step:{step.index}"):
+        run.tag_limits.before_step(step.stage, step.index)
+        with tags(*step_tags(step.stage, step.index)):
             job = _StepJob(run, step, group)
             futures.append((step, run_step.submit(step.stage, step.index, quote(job))))
         job.started.wait(timeout=_START_WAIT_SECONDS)

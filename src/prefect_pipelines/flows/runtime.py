@@ -228,3 +228,49 @@ def select_executor(
     return DockerExecutor(
         settings.docker_host, network=settings.docker_network, credentials=credentials
     )
+
+
+class StepTagLimits:
+    """Spares each step's task run Prefect's tag-limit request when no limit names a step tag.
+
+    A task run with tags asks Prefect's concurrency API for slots of `tag:<tag>` limits as
+    it starts; Prefect remembers "no such limit" for only 5 s per set of tags, and every
+    step has its own set (`stage:i`, `step:j`), so each step of a run paid a request. One
+    look at the limits per run, then the same memo Prefect keeps (when this Prefect
+    version has it), removes that. A limit named after a step tag keeps the request.
+    """
+
+    def __init__(self, plan: RunPlan) -> None:
+        from prefect.concurrency import services
+
+        self._cache = getattr(services, "_no_limits_cache", None)
+        self._lock = getattr(services, "_cache_lock", None)
+        self.enabled = False
+        if self._cache is None or self._lock is None:
+            return
+        wanted = {f"tag:{tag}" for step in plan.steps() for tag in step_tags(step.stage, step.index)}
+        try:
+            with get_client(sync_client=True) as client:
+                existing: set[str] = set()
+                offset = 0
+                while True:
+                    page = client.read_global_concurrency_limits(limit=200, offset=offset)
+                    existing.update(limit.name for limit in page)
+                    if len(page) < 200:
+                        break
+                    offset += 200
+        except Exception as exc:  # noqa: BLE001 - then Prefect asks per step, as usual
+            _log.debug("could not read concurrency limits: %s", exc)
+            return
+        self.enabled = not (existing & wanted)
+
+    def before_step(self, stage: int, index: int) -> None:
+        """Note, right before a step's task starts, that its tags have no limits."""
+        if self.enabled:
+            with self._lock:
+                self._cache[frozenset(f"tag:{tag}" for tag in step_tags(stage, index))] = True
+
+
+def step_tags(stage: int, index: int) -> tuple[str, str]:
+    """The tags of a step's task run."""
+    return f"stage:{stage}", f"step:{index}"

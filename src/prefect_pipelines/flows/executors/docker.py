@@ -151,7 +151,9 @@ class DockerExecutor:
             ctx.token.finish()
             if watcher is not None:
                 watcher.join(timeout=5)
-            _remove(container)
+            # The step is over: remove its container off the step's path (the run's
+            # final cleanup removes any that is still there).
+            threading.Thread(target=_remove, args=(container,), daemon=True).start()
         if ctx.token.reason is not None:
             return StepResult(exit_code, stopped=ctx.token.reason)
         message = "" if exit_code == 0 else f"the script exited with code {exit_code}"

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
         default=0.2, gt=0, description="Longest time a step's output waits before it is logged."
     )
     log_chunk_bytes: int = Field(
-        default=64 * 1024, ge=1024, description="Largest step-output record sent to Prefect."
+        default=256 * 1024, ge=1024, description="Largest step-output record sent to Prefect."
     )
 
     # The /v3 API

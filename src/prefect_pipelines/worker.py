@@ -67,6 +67,7 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
         self._wake = asyncio.Event()
         self._polling = asyncio.Lock()
         self._flow_id: UUID | None = None
+        self._claims: dict[UUID, asyncio.Event] = {}
         self._pid_prefix = f"{socket.gethostname()}:{os.getpid()}"
 
     def _ensure_worker_channel(self) -> None:
@@ -100,18 +101,22 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
         configuration, relabels the run and proposes a Submitting state before starting
         anything: about 0.15 s that a run in a thread of this process does not need.
         """
+        claimed = self._claims.setdefault(flow_run.id, asyncio.Event())
         try:
             if not await self._is_pipeline_run(flow_run):
                 await self._propose_crashed_state(
                     flow_run, f"this worker runs only {ENTRYPOINT} deployments")
                 self._release_limit_slot(flow_run.id)
                 return
-            if not await self._propose_pending_state(flow_run):
+            pending = await self._propose_pending_state(flow_run)
+            claimed.set()
+            if not pending:
                 self._release_limit_slot(flow_run.id)
                 return
             assert self._runs_task_group is not None
             await self._runs_task_group.start(self._run_and_release, flow_run)
         finally:
+            claimed.set()
             self._submitting_flow_run_ids.discard(flow_run.id)
             if self._cancelling_observer is not None:
                 self._cancelling_observer.remove_in_flight_flow_run_id(flow_run.id)
@@ -214,9 +219,21 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
             _cancel_local(resource_id.removeprefix("prefect.flow-run."), "the run was cancelled")
 
     async def get_and_submit_flow_runs(self) -> list[FlowRun]:
-        """Poll for runs, never twice at once (the timer and an event may coincide)."""
+        """Poll for runs, never twice at once (the timer and an event may coincide), and
+        not again before the runs of this poll are claimed (Pending): Prefect counts a
+        project's quota from its queue's Pending and Running runs, so a poll that came
+        before the claims landed could start one run too many."""
         async with self._polling:
-            return await super().get_and_submit_flow_runs()
+            submitted = await super().get_and_submit_flow_runs()
+            events = [self._claims.setdefault(run.id, asyncio.Event()) for run in submitted]
+            try:
+                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), timeout=30)
+            except asyncio.TimeoutError:
+                _log.warning("runs not claimed within 30 s; polling again")
+            finally:
+                for run in submitted:
+                    self._claims.pop(run.id, None)
+            return submitted
 
     async def _poll_on_wake(self) -> None:
         while True:

@@ -20,6 +20,14 @@ from tests.support.runs import BackgroundRun, flow_log, run_definition, step_log
 pytestmark = pytest.mark.usefixtures("prefect_api", "docker_client")
 
 
+def running_flow_run(client, execution_id: str) -> str | None:  # type: ignore[no-untyped-def]
+    """The flow run of a running step container of an execution, by its labels."""
+    for container in client.containers.list(
+            filters={"label": f"io.prefect-pipelines.execution-id={execution_id}"}):
+        return container.labels["io.prefect-pipelines.flow-run-id"]
+    return None
+
+
 def script(text: str, **extra: Any) -> dict[str, Any]:
     return {"runScriptConfig": {"image": "busybox", "shellScript": text, **extra}}
 
@@ -90,6 +98,15 @@ class TestStepKinds:
         assert state.is_completed(), state.message
         assert "foo=BAR BAZ pwd=/workspace event=manual" in step_log(flow_run_id, 0, 0)
 
+    def test_both_streams_of_a_non_shell_step(self) -> None:
+        definition = stages([{"runScriptConfig": {
+            "image": "busybox", "isShell": False, "entrypoint": ["sh", "-c"],
+            "command": ["echo out; echo err >&2; exit 3"]}}])
+        state, flow_run_id = run_definition(definition)
+        assert state.is_failed() and "exited with code 3" in state.message
+        output = step_log(flow_run_id, 0, 0)
+        assert "out" in output.split("\n") and "err" in output.split("\n")
+
     def test_steps_share_the_workspace(self) -> None:
         definition = stages([script("echo made-in-stage-0 > shared.txt")], [script("cat shared.txt")])
         state, flow_run_id = run_definition(definition)
@@ -158,17 +175,11 @@ class TestFailures:
 
 class TestCancellation:
     def test_cancelling_stops_the_containers(self, docker_client) -> None:  # type: ignore[no-untyped-def]
-        marker = uuid.uuid4().hex
-        definition = stages([script(f"echo {marker}; sleep 120"), script("sleep 120")], [script("echo never")])
-        background = BackgroundRun(definition)
-
-        def running_container() -> str | None:
-            for container in docker_client.containers.list(filters={"label": "io.prefect-pipelines.flow-run-id"}):
-                if marker in container.logs().decode():
-                    return container.labels["io.prefect-pipelines.flow-run-id"]
-            return None
-
-        flow_run_id = wait_for(running_container, timeout=60, what="the step container")
+        pipeline_id = f"cancel-{uuid.uuid4().hex[:8]}"
+        definition = stages([script("echo started; sleep 120"), script("sleep 120")], [script("echo never")])
+        background = BackgroundRun(definition, pipeline_id=pipeline_id)
+        flow_run_id = wait_for(lambda: running_flow_run(docker_client, f"{pipeline_id}-0"),
+                               timeout=60, what="the step container")
         wait_for(lambda: len(containers_of(docker_client, flow_run_id)) == 2, timeout=30,
                  what="both step containers")
         asked = time.monotonic()
@@ -250,16 +261,11 @@ class TestUntrustedValues:
 class TestLogs:
     def test_output_is_visible_while_the_step_runs(self, docker_client) -> None:  # type: ignore[no-untyped-def]
         marker = uuid.uuid4().hex
+        pipeline_id = f"live-{uuid.uuid4().hex[:8]}"
         definition = stages([script(f"echo {marker}; sleep 8; echo done")])
-        background = BackgroundRun(definition)
-
-        def flow_run_with_marker() -> str | None:
-            for container in docker_client.containers.list(filters={"label": "io.prefect-pipelines.flow-run-id"}):
-                if marker in container.logs().decode():
-                    return container.labels["io.prefect-pipelines.flow-run-id"]
-            return None
-
-        flow_run_id = uuid.UUID(wait_for(flow_run_with_marker, timeout=60, what="the container"))
+        background = BackgroundRun(definition, pipeline_id=pipeline_id)
+        flow_run_id = uuid.UUID(wait_for(lambda: running_flow_run(docker_client, f"{pipeline_id}-0"),
+                                         timeout=60, what="the container"))
         wait_for(lambda: marker in step_log(flow_run_id, 0, 0), timeout=6, what="the line in Prefect")
         assert background.thread.is_alive()  # seen while the step still runs
         assert background.join(timeout=60)[0].is_completed()

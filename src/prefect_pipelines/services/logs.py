@@ -71,10 +71,11 @@ async def read_step_log(client: PrefectClient, task_run_id: UUID | None, limit_b
     size = 0
     total: int | None = None
     offset = 0
+    page_size = 8  # records are up to 256 KiB: a few usually hold the whole section
     while size < limit_bytes:
         page = await client.read_logs(
             log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[task_run_id])),
-            limit=_PAGE, offset=offset, sort=LogSort.TIMESTAMP_DESC,
+            limit=page_size, offset=offset, sort=LogSort.TIMESTAMP_DESC,
         )
         for record in page:
             start = record_offset(record.name)
@@ -87,9 +88,10 @@ async def read_step_log(client: PrefectClient, task_run_id: UUID | None, limit_b
             size += length
             if size >= limit_bytes:
                 break
-        if len(page) < _PAGE:
+        if len(page) < page_size:
             break
-        offset += _PAGE
+        offset += page_size
+        page_size = min(page_size * 4, _PAGE)
     text = "\n".join(record.message for record in reversed(kept))
     raw = text.encode("utf-8", errors="replace")
     total = total or 0

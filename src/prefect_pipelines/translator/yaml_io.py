@@ -86,17 +86,26 @@ def dump_yaml(data: Any) -> str:
 
 
 def _check_depth(raw: bytes, max_depth: int) -> None:
-    depth = 0
-    for event in yaml.parse(raw, Loader=_Loader):
-        if isinstance(event, _OPEN):
-            depth += 1
-            if depth > max_depth:
-                line = event.start_mark.line + 1 if event.start_mark else 0
-                raise YamlLimitError(
-                    f"the document nests deeper than {max_depth} levels (line {line})"
-                )
-        elif isinstance(event, _CLOSE):
-            depth -= 1
+    depth, line = 0, 0
+    try:
+        for event in yaml.parse(raw, Loader=_Loader):
+            if isinstance(event, _OPEN):
+                depth += 1
+                if depth > max_depth:
+                    line = event.start_mark.line + 1 if event.start_mark else 0
+                    break
+            elif isinstance(event, _CLOSE):
+                depth -= 1
+    except yaml.MarkedYAMLError as exc:
+        # libyaml 0.2.5 has a nesting limit of its own (1000), reached while it scans
+        # ahead for a possible simple key, before any event reaches us: the same refusal.
+        if "nesting depth" not in (exc.problem or ""):
+            raise
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+    else:
+        if depth <= max_depth:
+            return
+    raise YamlLimitError(f"the document nests deeper than {max_depth} levels (line {line})")
 
 
 def _check_nodes(root: yaml.Node, max_nodes: int) -> None:

@@ -203,9 +203,10 @@ class BenchEnv:
         raise TimeoutError(f"{execution_id} did not finish in {timeout}s")
 
     def flow_run_id(self, project: str, execution_id: str) -> str:
-        from prefect_pipelines.services.executions import find_flow_run
+        from prefect_pipelines.services.executions import read_execution
 
         async def find(client: Any) -> str:
-            return str((await find_flow_run(client, project_id=project, execution_id=execution_id)).id)
+            execution = await read_execution(client, project_id=project, execution_id=execution_id)
+            return str(execution.flow_run.id)
 
         return self.prefect(find)

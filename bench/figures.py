@@ -246,14 +246,11 @@ async def _deployment_id(client: Any, project: str, pipeline: str) -> Any:
 async def _seed(client: Any, project: str, pipeline: str, count: int) -> list[str]:
     """Store finished executions the way runs leave them: a Completed flow run of the
     pipeline's deployment with its tags and parameters, and ten Completed task runs."""
-    import datetime as dt
-
     from prefect.states import Completed
 
     deployment = await client.read_deployment_by_name(f"run-pipeline/{project}:{pipeline}")
     gate = asyncio.Semaphore(12)
     ids: list[str] = [""] * count
-    now = dt.datetime.now(dt.timezone.utc)
 
     async def one(number: int) -> None:
         async with gate:
@@ -266,8 +263,7 @@ async def _seed(client: Any, project: str, pipeline: str, count: int) -> list[st
                 response = await client._client.post("/task_runs/", json={
                     "name": f"stage-0-step-{step}", "flow_run_id": str(flow_run.id),
                     "task_key": "step", "dynamic_key": str(step), "tags": ["stage:0", f"step:{step}"],
-                    "state": {"type": "COMPLETED", "name": "Completed",
-                              "timestamp": (now - dt.timedelta(seconds=number)).isoformat()}})
+                    "state": {"type": "COMPLETED", "name": "Completed"}})
                 response.raise_for_status()
 
     await asyncio.gather(*(one(number) for number in range(1, count + 1)))

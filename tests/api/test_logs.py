@@ -26,15 +26,17 @@ def test_a_step_log_holds_its_output_in_order(api: httpx.Client) -> None:
 
 def test_the_collection_lists_every_step_of_an_execution(api: httpx.Client) -> None:
     project = new_project()
-    create(api, project, definition("many", [script_step("echo a"), script_step("exit 1")], [script_step("echo c")]))
+    # Siblings of a failing step are aborted, so the failure gets a stage of its own.
+    create(api, project, definition("many", [script_step("echo a"), script_step("echo b")],
+                                    [script_step("exit 1")], [script_step("echo d")]))
     run(api, project, "many")
     wait_state(api, project, "many-1")
     logs = api.get(f"/v3/projects/{project}/pipelineexecutionlogs",
                    params={"pipelineExecutionId": "many-1"}).json()
-    assert [(log["stage"], log["step"]) for log in logs["data"]] == [(0, 0), (0, 1), (1, 0)]
-    assert logs["data"][0]["message"] == "a"
-    assert "exited with code 1" in logs["data"][1]["message"]
-    assert logs["data"][2]["message"] == ""  # skipped: no output, but present
+    assert [(log["stage"], log["step"]) for log in logs["data"]] == [(0, 0), (0, 1), (1, 0), (2, 0)]
+    assert [log["message"] for log in logs["data"][:2]] == ["a", "b"]
+    assert "exited with code 1" in logs["data"][2]["message"]
+    assert logs["data"][3]["message"] == ""  # skipped: no output, but present
     assert_error(api.get(f"/v3/projects/{project}/pipelineexecutionlogs"), 422,
                  field="pipelineExecutionId")
     assert_error(api.get(f"/v3/projects/{project}/pipelineexecutionlogs/many-1-5-0"), 404)

@@ -10,7 +10,7 @@ from prefect.client.orchestration import PrefectClient
 from prefect_pipelines.errors import InvalidInputError, UnauthorizedError
 from prefect_pipelines.settings import Settings, get_settings
 from prefect_pipelines.services.pipelines import check_project_id
-from prefect_pipelines.services.tokens import user_for_token
+from prefect_pipelines.services.tokens import TokenCache
 
 
 def prefect_client(request: Request) -> PrefectClient:
@@ -29,7 +29,8 @@ async def current_user(request: Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise UnauthorizedError("send Authorization: Bearer <token> (prefect-pipelines token create)")
-    user = await user_for_token(prefect_client(request), token.strip())
+    cache: TokenCache = request.app.state.tokens
+    user = await cache.user(prefect_client(request), token.strip())
     if user is None:
         raise UnauthorizedError("the token is not valid (unknown or revoked)")
     return user

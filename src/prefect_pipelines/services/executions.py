@@ -22,7 +22,8 @@ from prefect.client.schemas.filters import (
 )
 from prefect.exceptions import ObjectNotFound
 from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
-from prefect.client.schemas.sorting import FlowRunSort
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
 from prefect.states import Cancelled, Cancelling
 
 from prefect_pipelines.errors import ActionNotAvailableError, InvalidInputError, NotFoundError
@@ -79,21 +80,44 @@ def pipeline_of(flow_run: FlowRun) -> str:
     return flow_run.name.rpartition("-")[0]
 
 
-async def task_runs_of(client: PrefectClient, flow_run_ids: list[UUID]) -> dict[UUID, list[TaskRun]]:
-    """The task runs of several flow runs, in as few requests as the page limit allows."""
-    out: dict[UUID, list[TaskRun]] = {flow_run_id: [] for flow_run_id in flow_run_ids}
-    if not flow_run_ids:
+async def task_runs_of(client: PrefectClient, flow_runs: list[FlowRun]) -> dict[UUID, list[TaskRun]]:
+    """The task runs of several flow runs.
+
+    A run's definition says how many steps it has, so the pages that hold them all are
+    asked for at once rather than one after another; a last full page means more.
+    """
+    out: dict[UUID, list[TaskRun]] = {flow_run.id: [] for flow_run in flow_runs}
+    if not flow_runs:
         return out
-    task_filter = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=flow_run_ids))
-    offset = 0
-    while True:
-        page = await client.read_task_runs(task_run_filter=task_filter, limit=_PAGE, offset=offset)
-        for task_run in page:
-            if task_run.flow_run_id in out:
-                out[task_run.flow_run_id].append(task_run)
-        if len(page) < _PAGE:
-            return out
-        offset += _PAGE
+    task_filter = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=list(out)))
+    expected = sum(step_count(flow_run) for flow_run in flow_runs)
+    pages = max(1, -(-expected // _PAGE))
+
+    async def page(number: int) -> list[TaskRun]:
+        return await client.read_task_runs(task_run_filter=task_filter, sort=TaskRunSort.ID_DESC,
+                                           limit=_PAGE, offset=number * _PAGE)
+
+    found = [task_run for chunk in await asyncio.gather(*(page(n) for n in range(pages)))
+             for task_run in chunk]
+    while len(found) == pages * _PAGE:  # more than the definitions said: read on
+        more = await page(pages)
+        found.extend(more)
+        pages += 1
+    seen: set[UUID] = set()
+    for task_run in found:
+        if task_run.flow_run_id in out and task_run.id not in seen:
+            seen.add(task_run.id)
+            out[task_run.flow_run_id].append(task_run)
+    return out
+
+
+def step_count(flow_run: FlowRun) -> int:
+    """How many steps a run's definition has (0 when it cannot be read)."""
+    definition = (flow_run.parameters or {}).get("pipeline")
+    if not isinstance(definition, dict) or not isinstance(definition.get("stages"), list):
+        return 0
+    return sum(len(stage.get("steps") or []) for stage in definition["stages"]
+               if isinstance(stage, dict) and isinstance(stage.get("steps"), list))
 
 
 async def project_queue_full(client: PrefectClient, flow_runs: list[FlowRun]) -> bool:
@@ -120,41 +144,49 @@ async def project_queue_full(client: PrefectClient, flow_runs: list[FlowRun]) ->
     return busy >= queue.concurrency_limit
 
 
-async def find_flow_run(client: PrefectClient, *, project_id: str, execution_id: str) -> FlowRun:
-    """The flow run of an execution id `<pipelineId>-<run>`.
+async def read_execution(client: PrefectClient, *, project_id: str, execution_id: str
+                         ) -> ExecutionRecord:
+    """One execution `<pipelineId>-<run>` with its steps.
+
+    The pipeline, the run and the run's task runs are asked for at once (the run by its
+    name and tags); the run is the one of the pipeline's current deployment (an earlier
+    pipeline of the same name leaves runs whose deployment is gone).
 
     Raises:
         NotFoundError: no such execution.
     """
+    missing = NotFoundError(f"execution {execution_id!r} not found")
     parsed = parse_execution_id(execution_id)
     if parsed is None:
-        raise NotFoundError(f"execution {execution_id!r} not found")
+        raise missing
     pipeline_id, run = parsed
-    try:
-        deployment = await read_deployment(client, project_id, pipeline_id)
-    except NotFoundError:
-        raise NotFoundError(f"execution {execution_id!r} not found") from None
-    runs = await client.read_flow_runs(
-        flow_run_filter=FlowRunFilter(
-            deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id]),
-            name=FlowRunFilterName(any_=[execution_name(pipeline_id, run)]),
-            tags=FlowRunFilterTags(all_=[f"run:{run}", TAG_EXECUTION]),
-        ),
-        sort=FlowRunSort.ID_DESC,
-        limit=5,
+    run_filter = FlowRunFilter(
+        name=FlowRunFilterName(any_=[execution_name(pipeline_id, run)]),
+        tags=FlowRunFilterTags(all_=[f"run:{run}", TAG_EXECUTION, f"{TAG_PROJECT}{project_id}"]),
     )
-    if not runs:
-        raise NotFoundError(f"execution {execution_id!r} not found")
-    return runs[-1]
+    deployment, runs, task_runs = await asyncio.gather(
+        _deployment_or_none(client, project_id, pipeline_id),
+        client.read_flow_runs(flow_run_filter=run_filter, sort=FlowRunSort.ID_DESC, limit=_PAGE),
+        client.read_task_runs(flow_run_filter=run_filter, limit=_PAGE),
+    )
+    mine = [flow_run for flow_run in runs
+            if deployment is not None and flow_run.deployment_id == deployment.id]
+    if not mine:
+        raise missing
+    flow_run = min(mine, key=lambda candidate: candidate.created or candidate.expected_start_time)
+    steps = [task_run for task_run in task_runs if task_run.flow_run_id == flow_run.id]
+    if len(task_runs) == _PAGE:  # a page full of other runs' steps, or a very long pipeline
+        steps = (await task_runs_of(client, [flow_run]))[flow_run.id]
+    full = await project_queue_full(client, [flow_run])
+    return ExecutionRecord(flow_run, steps, project_id, pipeline_id, full)
 
 
-async def read_execution(client: PrefectClient, *, project_id: str, execution_id: str
-                         ) -> ExecutionRecord:
-    """One execution with its steps."""
-    flow_run = await find_flow_run(client, project_id=project_id, execution_id=execution_id)
-    task_runs, full = await asyncio.gather(task_runs_of(client, [flow_run.id]),
-                                           project_queue_full(client, [flow_run]))
-    return ExecutionRecord(flow_run, task_runs[flow_run.id], project_id, pipeline_of(flow_run), full)
+async def _deployment_or_none(client: PrefectClient, project_id: str, pipeline_id: str
+                              ) -> DeploymentResponse | None:
+    try:
+        return await read_deployment(client, project_id, pipeline_id)
+    except NotFoundError:
+        return None
 
 
 async def list_executions(client: PrefectClient, *, project_id: str, pipeline_id: str | None,
@@ -176,7 +208,7 @@ async def list_executions(client: PrefectClient, *, project_id: str, pipeline_id
                               sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit, offset=offset),
         client.count_flow_runs(flow_run_filter=flow_run_filter),
     )
-    task_runs, full = await asyncio.gather(task_runs_of(client, [run.id for run in runs]),
+    task_runs, full = await asyncio.gather(task_runs_of(client, runs),
                                            project_queue_full(client, runs))
     records = [ExecutionRecord(run, task_runs[run.id], project_id, pipeline_of(run), full)
                for run in runs]

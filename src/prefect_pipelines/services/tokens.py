@@ -9,6 +9,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cachetools import TTLCache
 from prefect.exceptions import ObjectNotFound
 
 from prefect_pipelines.blocks import ApiToken
@@ -76,6 +77,26 @@ async def user_for_token(client: PrefectClient, token: str) -> str | None:
     if not secrets.compare_digest(str(data.get("token_hash", "")), digest):
         return None
     return str(data.get("user_id") or "") or None
+
+
+class TokenCache:
+    """Tokens a facade has checked, trusted for `seconds` (by hash; unknown tokens are
+    never remembered, so a new token works at once and a revoked one within `seconds`)."""
+
+    def __init__(self, seconds: float, size: int = 10_000) -> None:
+        self._known: TTLCache[str, str] | None = TTLCache(size, seconds) if seconds > 0 else None
+
+    async def user(self, client: PrefectClient, token: str) -> str | None:
+        """The user a token stands for, or None when it is unknown or revoked."""
+        if self._known is None:
+            return await user_for_token(client, token)
+        digest = token_hash(token)
+        user = self._known.get(digest)
+        if user is None:
+            user = await user_for_token(client, token)
+            if user is not None:
+                self._known[digest] = user
+        return user
 
 
 async def list_tokens(client: PrefectClient, user_id: str | None = None) -> list[TokenInfo]:

@@ -22,6 +22,7 @@ from prefect_pipelines.errors import InvalidInputError, NotFoundError
 from prefect_pipelines.services import executions as executions_service
 from prefect_pipelines.services import logs as service
 from prefect_pipelines.translator.executions import parse_log_id
+from prefect_pipelines.translator.plan import task_run_name
 
 router = APIRouter(prefix="/v3/projects/{project_id}/pipelineexecutionlogs",
                    tags=["pipelineexecutionlogs"], responses=ERROR_RESPONSES)
@@ -83,8 +84,9 @@ async def read_log(
         raise NotFoundError(f"log {log_id!r} not found: expected <executionId>-<stage>-<step>")
     pipeline_id, run, stage, step = parsed
     execution_id = f"{pipeline_id}-{run}"
-    flow_run = await executions_service.find_flow_run(client, project_id=project_id,
-                                                      execution_id=execution_id)
+    execution = await executions_service.read_execution(client, project_id=project_id,
+                                                        execution_id=execution_id)
+    flow_run = execution.flow_run
     stages = (flow_run.parameters or {}).get("pipeline", {}).get("stages") or []
     if stage >= len(stages) or step >= len(stages[stage].get("steps") or []):
         raise NotFoundError(f"execution {execution_id} has no step {stage}-{step}")
@@ -92,7 +94,8 @@ async def read_log(
         return StreamingResponse(_follow(client, flow_run.id, stage, step),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
-    task_run = await service.find_task_run(client, flow_run, stage, step)
+    named = [run for run in execution.task_runs if run.name == task_run_name(stage, step)]
+    task_run = named[-1] if named else None
     log = await service.read_step_log(client, task_run.id if task_run else None,
                                       settings.log_limit_bytes)
     return log_resource(request, project_id, execution_id, stage, step, log.text())

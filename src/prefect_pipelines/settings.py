@@ -63,6 +63,18 @@ class Settings(BaseSettings):
     cancel_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often a run checks whether it was cancelled."
     )
+    heartbeat_seconds: int = Field(
+        default=30, ge=30, description="How often a running execution tells Prefect it is "
+        "alive (Prefect's flow-run heartbeat; 30 is Prefect's minimum).",
+    )
+    lost_after_seconds: int = Field(
+        default=60, ge=60, description="Silence after which a running execution's worker "
+        "counts as lost and the execution is marked failed (at least two heartbeats).",
+    )
+    reap_seconds: float = Field(
+        default=10, gt=0, description="How often a worker removes containers that runs "
+        "which are over left behind (a lost worker's, say).",
+    )
     log_flush_seconds: float = Field(
         default=0.2, gt=0, description="Longest time a step's output waits before it is logged."
     )
@@ -88,6 +100,10 @@ class Settings(BaseSettings):
     )
     min_cron_interval: float = Field(
         default=300, ge=0, description="Shortest gap (seconds) a cron trigger may have."
+    )
+    token_cache_seconds: float = Field(
+        default=5, ge=0, description="How long the facade trusts a token it has checked; a "
+        "revoked token stops working within this time (0: check every request).",
     )
     max_pipeline_bytes: int = Field(
         default=1 << 20, ge=1024, description="Largest pipeline definition accepted."

@@ -183,13 +183,66 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
     async def start(self, run_once: bool = False, with_healthcheck: bool = False,
                     printer: Any = print) -> None:
         """Run the worker's loops and, beside them, the event listener."""
-        listener = asyncio.create_task(self._listen())
+        helpers = [asyncio.create_task(self._listen()), asyncio.create_task(self._reap())]
         try:
             await super().start(run_once=run_once, with_healthcheck=with_healthcheck,
                                 printer=printer)
         finally:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+
+    async def _reap(self) -> None:
+        """Make sure lost runs fail, and remove the containers they left behind.
+
+        A worker that dies (SIGKILL, host lost) leaves its runs Running and their step
+        containers on the engine. Prefect's automation (services/lost_runs) ends such runs
+        once their heartbeats stop; every worker then removes, from its own engine, the
+        containers of runs that are over and of no run it is executing itself.
+        """
+        from prefect_pipelines.services.lost_runs import ensure_lost_runs_automation
+        from prefect_pipelines.settings import get_settings
+
+        settings = get_settings()
+        while self._client is None:
+            await anyio.sleep(0.05)
+        try:
+            await ensure_lost_runs_automation(self.client, settings.lost_after_seconds)
+        except Exception as exc:  # noqa: BLE001 - a facade makes it too
+            _log.warning("could not set up lost-run detection: %s", exc)
+        if settings.executor == "process":
+            return
+        while True:
+            try:
+                removed = await self._reap_once(settings.docker_host)
+                if removed:
+                    _log.info("removed %d container(s) of runs that are over", removed)
+            except Exception as exc:  # noqa: BLE001 - tried again next round
+                _log.debug("reaping containers failed: %s", exc)
+            await anyio.sleep(settings.reap_seconds)
+
+    async def _reap_once(self, docker_host: str | None) -> int:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        from prefect_pipelines.flows.executors.docker import leftover_containers, remove_containers
+
+        left = await asyncio.to_thread(leftover_containers, docker_host)
+        mine = {str(run_id) for run_id in active_runs.ids()}
+        candidates = {run_id for run_id in left if run_id not in mine}
+        if not candidates:
+            return 0
+        ids = []
+        for run_id in candidates:
+            try:
+                ids.append(UUID(run_id))
+            except ValueError:
+                continue
+        runs = await self.client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids))
+        live = {str(run.id) for run in runs if not (run.state and run.state.is_final())}
+        over = [container for run_id in candidates if run_id not in live
+                for container in left[run_id]]
+        return await asyncio.to_thread(remove_containers, docker_host, over)
 
     async def _listen(self) -> None:
         """Wake the poller on newly scheduled runs; stop local runs on Cancelling."""

@@ -374,6 +374,27 @@ class TestWebhooks:
         assert not target.exists()
 
 
+    def test_hostile_branch_names_that_git_accepts_run_as_plain_text(
+            self, api, facade, hooked, fake_github, github_setup) -> None:  # type: ignore[no-untyped-def]
+        """Valid git branch names made of shell syntax are built (the pipeline builds
+        `feature/.*`) and reach the step as text: the host runs none of it."""
+        marks = [Path("/tmp") / f"pwned-{uuid.uuid4().hex}" for _ in range(2)]
+        branches = [f"feature/$(touch${{IFS}}{marks[0]})", f"feature/;touch${{IFS}}{marks[1]};"]
+        for number, branch in enumerate(branches, start=1):
+            commit = fake_github.push(github_setup["alice"].login, "service", f"refs/heads/{branch}",
+                                      {"hello.txt": f"hostile {number}\n"})
+            push = delivery("push-new-branch.json", ref=f"refs/heads/{branch}", after=commit)
+            answer = send(facade.url, hooked["ref"], "push", push, hooked["secret"])
+            assert answer.status_code == 201, answer.text
+            execution_id = f"{hooked['name']}-{number}"
+            assert answer.json()["executionId"] == execution_id
+            done = wait_state(api, hooked["project"], execution_id)
+            assert done["state"] == "success", done
+            output = step_log(api, hooked["project"], execution_id, 0, 1)
+            assert f"hostile {number}" in output and f"branch={branch}" in output, output
+        assert not any(mark.exists() for mark in marks)
+
+
 def _statuses(fake, hooked, commit: str, count: int):  # type: ignore[no-untyped-def]
     found = fake.statuses.get(f"{hooked['repo']['full_name']}@{commit}", [])
     return found if len(found) >= count else None

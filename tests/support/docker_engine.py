@@ -57,6 +57,32 @@ def start_dockerd(state_dir: Path) -> Proc | None:
     return proc
 
 
+def start_private_dockerd(state_dir: Path) -> tuple[Proc, str]:
+    """A second engine of its own (socket, data, containerd), to be stopped by a test;
+    (the process, its URL). Its short exec root keeps containerd's socket paths legal."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="pp-d2-", dir="/tmp"))
+    url = f"unix://{root}/docker.sock"
+    proc = Proc([shutil.which("dockerd") or "dockerd", *DOCKERD_FLAGS, f"--host={url}",
+                 f"--data-root={root}/data", f"--exec-root={root}/x", f"--pidfile={root}/pid"],
+                log=state_dir / "dockerd-private.log")
+
+    def answers() -> bool:
+        client = docker.DockerClient(base_url=url, timeout=5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+
+    try:
+        wait_for(answers, timeout=60, interval=0.3, what="the second dockerd to answer")
+    except TimeoutError:
+        proc.stop()
+        raise RuntimeError(f"dockerd did not start:\n{proc.log_text()[-2000:]}")
+    return proc, url
+
+
 def ensure_busybox(client: docker.DockerClient) -> str:
     """Make `busybox:latest` from the host's busybox-static binary if it is not there."""
     try:

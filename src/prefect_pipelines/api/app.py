@@ -40,17 +40,24 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     from prefect_pipelines.services.client import pipelines_client
 
+    from prefect_pipelines.services.lost_runs import ensure_lost_runs_automation
     from prefect_pipelines.services.pools import ensure_work_pool
+    from prefect_pipelines.services.tokens import TokenCache
     from prefect_pipelines.settings import get_settings
 
     if not PREFECT_API_URL.value():
         raise RuntimeError("PREFECT_API_URL is not set: the facade needs a Prefect server")
     async with pipelines_client() as client:
         app.state.prefect_client = client
+        app.state.tokens = TokenCache(get_settings().token_cache_seconds)
         try:
             await ensure_work_pool(client, get_settings().work_pool)
         except Exception as exc:  # noqa: BLE001 - the pool is made again on first use
             _log.warning("could not check the work pool: %s", exc)
+        try:
+            await ensure_lost_runs_automation(client, get_settings().lost_after_seconds)
+        except Exception as exc:  # noqa: BLE001 - every worker makes it too
+            _log.warning("could not set up lost-run detection: %s", exc)
         yield
 
 

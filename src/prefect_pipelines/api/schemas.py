@@ -122,6 +122,8 @@ class PipelineExecution(Resource):
     pipeline: dict[str, Any]
     commit: str
     state: State
+    message: str = Field(description="How the execution ended (why it failed or was "
+                         "aborted); empty until it ends.")
     started: str | None
     ended: str | None
     stages: list[StageStatus]

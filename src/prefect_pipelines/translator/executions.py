@@ -149,6 +149,7 @@ def execution_fields(flow_run: FlowRun, task_runs: list[TaskRun], *, project_id:
         "pipeline": definition,
         "commit": str(labels.get(LABEL_COMMIT) or trigger.get("commit") or ""),
         "state": state,
+        "message": (flow_run.state.message or "") if flow_run.state and state in FINISHED else "",
         "started": iso(flow_run.start_time),
         "ended": iso(flow_run.end_time) if state in FINISHED else None,
         "stages": stages_view(definition, task_runs, state),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -169,6 +170,10 @@ class DockerExecutor:
                 for chunk in attached:
                     ctx.output.write_bytes(chunk)
                 exit_code = container.wait().get("StatusCode")
+            if exit_code in (137, 143) and not ctx.token.stopped:  # SIGKILL, SIGTERM
+                killed = self._why_killed(container, exit_code)
+                if killed:
+                    return StepResult(exit_code, message=killed)
         except docker.errors.APIError as exc:
             if ctx.token.stopped:
                 exit_code = None
@@ -189,6 +194,23 @@ class DockerExecutor:
             return StepResult(exit_code, stopped=ctx.token.reason)
         message = "" if exit_code == 0 else f"the script exited with code {exit_code}"
         return StepResult(exit_code, message=message)
+
+    def _why_killed(self, container: Any, exit_code: int) -> str:
+        """Why a container ended by a signal nobody here sent: out of memory, or its engine
+        going down (which kills its containers first and then stops answering); else ""."""
+        try:
+            container.reload()
+            if (container.attrs.get("State") or {}).get("OOMKilled"):
+                return f"the step ran out of memory: its container was killed (code {exit_code})"
+            for _ in range(15):
+                info = self.client.api.info()
+                if not info:
+                    break
+                time.sleep(0.2)
+            return ""
+        except (docker.errors.DockerException, *_ENGINE_ERRORS):
+            return (f"the docker engine stopped while the step ran: its container was killed "
+                    f"(code {exit_code})")
 
     def _ensure_image(self, image: str, ctx: StepContext) -> None:
         try:
@@ -370,6 +392,31 @@ def _log_event(event: dict[str, Any], ctx: StepContext, last: dict[str, str]) ->
         return  # progress ticks of the same status
     last[layer] = status
     ctx.output.info(f"{layer}: {status}" if layer else status)
+
+
+def leftover_containers(base_url: str | None) -> dict[str, list[str]]:
+    """The ids of the engine's step containers, by the flow run that made them."""
+    found: dict[str, list[str]] = {}
+    for container in shared_client(base_url).containers.list(
+            all=True, filters={"label": LABEL_FLOW_RUN}, sparse=True):
+        run_id = (container.attrs.get("Labels") or {}).get(LABEL_FLOW_RUN, "")
+        found.setdefault(run_id, []).append(container.id)
+    return found
+
+
+def remove_containers(base_url: str | None, container_ids: list[str]) -> int:
+    """Remove containers (running or not) by id; how many went."""
+    client = shared_client(base_url)
+    removed = 0
+    for container_id in container_ids:
+        try:
+            client.api.remove_container(container_id, force=True)
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+        except (docker.errors.DockerException, *_ENGINE_ERRORS):
+            pass
+    return removed
 
 
 def _kill(container: Any) -> None:

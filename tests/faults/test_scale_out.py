@@ -1,0 +1,98 @@
+"""Scale-out on PostgreSQL: two facades and two workers share one Prefect server; a worker
+that dies (SIGKILL, as when its host goes away) loses only the runs it was executing: they
+end `failed` with a message saying the worker was lost, within 90 s, their containers are
+removed, and the other worker carries on with everything else."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.api import FINISHED, create, definition, execution, run, script_step, wait_state
+from tests.support.docker_engine import containers_of
+from tests.support.procs import wait_for
+from tests.support.stack import Stack, flow_runs_of, kill
+
+pytestmark = pytest.mark.timeout(480)
+
+SHORT_RUNS = 20
+
+
+def _running_container(docker_client: Any, execution_id: str) -> Any:
+    found = docker_client.containers.list(
+        filters={"label": f"io.prefect-pipelines.execution-id={execution_id}"})
+    return found[0] if found else None
+
+
+def _worker_of(flow_run: Any) -> str:
+    """`host:pid` of the worker that executed a flow run (its infrastructure id)."""
+    return (flow_run.infrastructure_pid or "").rsplit(":", 1)[0]
+
+
+def test_two_workers_share_runs_and_a_lost_worker_loses_only_its_own(
+        prefect_api: str, docker_client: Any, tmp_path: Path) -> None:
+    stack = Stack(tmp_path, prefect_api, executor_quota="0")
+    try:
+        first = stack.worker("worker-1", "--limit", "4")
+        _, url_a = stack.facade("facade-1")
+        _, url_b = stack.facade("facade-2")
+        a, b = stack.client(url_a), stack.client(url_b)
+        project = f"c-scale:p-{uuid.uuid4().hex[:8]}"
+        long = f"long{uuid.uuid4().hex[:6]}"
+        # The first run of `long` outlives its worker; later runs finish at once.
+        create(a, project, definition(long, [script_step(
+            'if [ "$CICD_EXECUTION_SEQUENCE" = 1 ]; then sleep 600; fi; echo finished')]))
+        create(b, project, definition("short", [script_step("sleep 2; echo ok")]))
+        run(a, project, long)
+        doomed = wait_for(lambda: _running_container(docker_client, f"{long}-1"), timeout=60,
+                          what="the long step's container")
+        doomed_run = doomed.labels["io.prefect-pipelines.flow-run-id"]
+        stack.worker("worker-2", "--limit", "4")
+
+        # Twenty runs through both facades, while both workers are up.
+        for index in range(SHORT_RUNS):
+            run(a if index % 2 else b, project, "short")
+        wait_for(lambda: len({_worker_of(r) for r in flow_runs_of(project)
+                              if r.name.startswith("short-") and r.state and r.state.is_completed()}) == 2,
+                 timeout=120, what="runs finished by both workers")
+
+        # worker-1 dies with the long run (and maybe some short ones) in hand.
+        killed_host_pid = _worker_of(next(r for r in flow_runs_of(project)
+                                          if str(r.id) == doomed_run))
+        in_hand = {r.name for r in flow_runs_of(project)
+                   if _worker_of(r) == killed_host_pid and r.state and not r.state.is_final()}
+        kill(first)
+        killed_at = time.monotonic()
+
+        lost = wait_state(a, project, f"{long}-1", timeout=90)
+        assert time.monotonic() - killed_at < 90
+        assert lost["state"] == "failed", lost
+        assert "worker lost" in lost["message"], lost
+        assert lost["stages"][0]["steps"][0]["state"] == "failed"
+        # Its container goes too (the surviving worker removes what lost runs leave).
+        wait_for(lambda: not containers_of(docker_client, doomed_run), timeout=60,
+                 what="the lost run's container to be removed")
+
+        # Everything else finishes; only runs that were in the dead worker's hands failed.
+        results = {f"short-{n}": wait_state(b, project, f"short-{n}", timeout=180)
+                   for n in range(1, SHORT_RUNS + 1)}
+        for name, result in results.items():
+            if result["state"] != "success":
+                assert name in in_hand and "worker lost" in result["message"], (name, result)
+        assert sum(r["state"] == "success" for r in results.values()) >= SHORT_RUNS - len(in_hand)
+        assert [r for r in results.values() if r["state"] not in FINISHED] == []
+        by_worker = {_worker_of(r) for r in flow_runs_of(project)
+                     if r.name.startswith("short-") and r.state and r.state.is_completed()}
+        assert len(by_worker) == 2, by_worker
+
+        # The pipeline whose run was lost runs again, on the worker that is left.
+        again = run(b, project, long)
+        done = wait_state(a, project, again["id"], timeout=90)
+        assert done["state"] == "success", done
+        assert execution(b, project, again["id"])["run"] == 2
+    finally:
+        stack.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -127,23 +128,30 @@ class TestExec:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_server_starts_everything_and_stops_on_ctrl_c(tmp_path: Path, docker_client) -> None:  # type: ignore[no-untyped-def]
-    """With nothing configured: a Prefect server on SQLite, a worker, the facade; Ctrl-C stops all."""
+    """With nothing configured but an auth string for the Prefect API: a Prefect server on
+    SQLite that refuses requests without it, a worker, the facade; Ctrl-C stops all."""
+    from tests.support.secret_scan import scan
+
     prefect_port, api_port = free_port(), free_port()
+    auth = f"admin:{uuid.uuid4().hex}"
+    scan.add(auth, "the Prefect API auth string")
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_PIPELINES_PREFECT_PORT=str(prefect_port),
-               PREFECT_PIPELINES_API_PORT=str(api_port))
+               PREFECT_PIPELINES_API_PORT=str(api_port), PREFECT_SERVER_API_AUTH_STRING=auth)
     server = Proc([*CLI, "server"], log=tmp_path / "server.log", env=env)
     try:
         wait_for(lambda: "Press Ctrl-C to stop" in server.log_text(), timeout=150,
                  what="the server banner")
         api = f"http://127.0.0.1:{prefect_port}/api"
         assert httpx.get(f"{api}/health").json() is True
+        assert httpx.post(f"{api}/work_pools/filter", json={}).status_code == 401
         assert httpx.get(f"http://127.0.0.1:{api_port}/v3").status_code == 200
         assert (tmp_path / "home" / "prefect.db").exists()  # SQLite, in PREFECT_HOME
         # The worker has registered with the pool and runs a deployment's flow run.
-        pools = httpx.post(f"{api}/work_pools/filter", json={}).json()
+        headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+        pools = httpx.post(f"{api}/work_pools/filter", json={}, headers=headers).json()
         assert any(pool["name"] == "pipelines" for pool in pools)
-        run = _run_a_pipeline(api)
+        run = _run_a_pipeline(api, headers)
         assert run["state"]["type"] == "COMPLETED", run["state"]
         children = _descendants(server.pid)
         assert len(children) >= 3
@@ -159,10 +167,10 @@ def test_server_starts_everything_and_stops_on_ctrl_c(tmp_path: Path, docker_cli
         server.stop(timeout=30, sig=signal.SIGINT)
 
 
-def _run_a_pipeline(api: str) -> dict:  # type: ignore[type-arg]
+def _run_a_pipeline(api: str, headers: dict[str, str]) -> dict:  # type: ignore[type-arg]
     from prefect_pipelines.flows import ENTRYPOINT
 
-    with httpx.Client(base_url=api, timeout=30) as client:
+    with httpx.Client(base_url=api, timeout=30, headers=headers) as client:
         flow_id = client.post("/flows/", json={"name": "run-pipeline"}).json()["id"]
         deployment = client.post("/deployments/", json={
             "name": "c-1:p-1:smoke", "flow_id": flow_id, "entrypoint": ENTRYPOINT,

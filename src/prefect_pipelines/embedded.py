@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -140,6 +141,10 @@ def serve(api_host: str | None = None, api_port: int | None = None) -> int:
             )
             _wait(lambda: wait_healthy(api_url, proc=prefect.popen), stop)
         env["PREFECT_API_URL"] = api_url
+        # A server that asks for an auth string: our own processes send the same one.
+        if env.get("PREFECT_SERVER_API_AUTH_STRING") and not env.get("PREFECT_API_AUTH_STRING"):
+            env["PREFECT_API_AUTH_STRING"] = env["PREFECT_SERVER_API_AUTH_STRING"]
+            os.environ["PREFECT_API_AUTH_STRING"] = env["PREFECT_API_AUTH_STRING"]
         _prepare(api_url, settings.work_pool)
         worker = supervisor.start("worker", [*cli, "worker"], env, stop_timeout=40)
         _wait(lambda: _wait_worker(api_url, settings.work_pool, worker.popen), stop)
@@ -203,7 +208,7 @@ def _prepare(api_url: str, pool: str) -> None:
     import asyncio
 
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     from prefect_pipelines.services.pools import ensure_work_pool
 
@@ -211,7 +216,10 @@ def _prepare(api_url: str, pool: str) -> None:
         async with get_client() as client:
             await ensure_work_pool(client, pool)
 
-    with temporary_settings({PREFECT_API_URL: api_url}):
+    updates: dict[Any, Any] = {PREFECT_API_URL: api_url}
+    if os.environ.get("PREFECT_API_AUTH_STRING"):
+        updates[PREFECT_API_AUTH_STRING] = os.environ["PREFECT_API_AUTH_STRING"]
+    with temporary_settings(updates):
         asyncio.run(run())
 
 
@@ -224,13 +232,23 @@ def _wait_worker(api_url: str, pool: str, proc: subprocess.Popen[bytes],
             raise RuntimeError(f"the worker exited with code {proc.returncode}")
         try:
             workers = httpx.post(f"{api_url}/work_pools/{pool}/workers/filter", json={},
-                                 timeout=5).json()
+                                 headers=_auth_headers(), timeout=5).json()
             if workers:
                 return
         except (httpx.HTTPError, ValueError):
             pass
         time.sleep(0.3)
     raise RuntimeError(f"the worker did not register with pool {pool!r} within {timeout:.0f}s")
+
+
+def _auth_headers() -> dict[str, str]:
+    """What Prefect's client sends when PREFECT_API_AUTH_STRING is set."""
+    import base64
+
+    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    if not auth:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:

@@ -139,3 +139,43 @@ class TestOtherBadInput:
             assert path in paths
         assert "PipelineIn" in schema["components"]["schemas"]
         assert httpx.get(f"{facade.url}/docs").status_code == 200
+
+
+YAML_BOMB = "name: bomb\nstages:\n" + "".join(
+    f"- &{chr(97 + i)} {{name: s{i}, steps: [" + ", ".join([f"*{chr(96 + i)}"] * 10 if i else ["x"] * 10) + "]}\n"
+    for i in range(9))
+
+
+def _chunked(data: bytes, size: int = 1 << 16):  # type: ignore[no-untyped-def]
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+HOSTILE = [
+    # (id, content type, body, status)
+    ("yaml alias bomb", "application/yaml", YAML_BOMB.encode(), 422),
+    ("yaml nested 100k deep", "application/yaml", b"name: x\nstages: " + b"[" * 100_000 + b"]" * 100_000, 422),
+    ("json nested 100k deep", "application/json", b"[" * 100_000 + b"]" * 100_000, 422),
+    ("json nested 500 deep", "application/json",
+     b'{"name": "p", "stages": ' + b"[" * 500 + b"]" * 500 + b"}", 422),
+    ("10 MB of yaml, streamed", "application/yaml", b"name: big\nstages:\n" + b"# padding\n" * 1_000_000, 413),
+    ("10 MB of json, declared", "application/json", b'"' + b"a" * 10_000_000 + b'"', 413),
+]
+
+
+@pytest.mark.parametrize(("media", "body", "status"), [case[1:] for case in HOSTILE],
+                         ids=[case[0] for case in HOSTILE])
+def test_hostile_pipeline_bodies_are_refused_fast(api: httpx.Client, media: str, body: bytes,
+                                                  status: int) -> None:
+    """Refused with a 4xx that says why, quickly (a generous bound for a shared machine:
+    the point is "not exponential, not buffered whole"), and nothing is stored."""
+    project = new_project()
+    # The big YAML comes without a Content-Length: the limit must hold while streaming.
+    streamed = _chunked(body) if media == "application/yaml" and len(body) > (1 << 20) else body
+    started = time.monotonic()
+    response = api.post(f"/v3/projects/{project}/pipelines", content=streamed,
+                        headers={"Content-Type": media})
+    took = time.monotonic() - started
+    assert_error(response, status)
+    assert took < 5, took
+    assert api.get(f"/v3/projects/{project}/pipelines").json()["data"] == []

@@ -150,7 +150,9 @@ PipelineExecutionCollection = Collection[PipelineExecution]
 PipelineExecutionLogCollection = Collection[PipelineExecutionLog]
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
+    # Errors are JSON on every route, also those whose answer is text (view, export).
+    status: {"model": ErrorBody, "description": description,
+             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
     for status, description in {
         400: "Bad request", 401: "No valid token", 403: "Not allowed", 404: "Not found",
         409: "Conflict or action not available", 413: "Too large", 415: "Unsupported media type",

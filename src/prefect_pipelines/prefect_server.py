@@ -1,36 +1,51 @@
 """`python -m prefect_pipelines.prefect_server`: Prefect's server, without SQLite's 60 s stalls.
 
 This is `prefect server start` (same options, same process, services included), with one
-correction to SQLAlchemy's aiosqlite adapter applied first:
+correction to aiosqlite applied first:
 
-SQLAlchemy 2.0's `AsyncAdapt_aiosqlite_cursor.execute` closes its cursor only when the
-statement succeeds. Prefect's read-then-write transactions make SQLite fail writes at
-once (SQLITE_BUSY) under concurrent load, and each failure leaves a cursor alive in the
-exception's reference cycle. The garbage collector later frees it on the event loop's
-thread, and freeing it needs its connection's mutex, which that connection's thread may
-hold while it waits for the write lock that a coroutine on the (now blocked) loop holds:
-a deadlock that only SQLite's 60 s busy timeout ends, stalling the whole server. The
-correction drops a failed statement's frames at once, so its cursor is freed while its
-connection is idle. (Found with py-spy's native stacks; reproduced with three concurrent
-run creators, gone with the correction; PostgreSQL is not affected.)
+Prefect's read-then-write transactions make SQLite fail writes at once (SQLITE_BUSY) under
+concurrent load. Python's `sqlite3` keeps a failed statement un-reset on its cursor, and
+the failed cursor stays referenced by the exception's traceback, which SQLAlchemy's
+`greenlet_spawn` frame joins in a reference cycle. The garbage collector later frees it
+on the event loop's thread, and resetting its statement there needs its connection's
+mutex, which that connection's thread holds for as long as it waits (up to SQLite's 60 s
+busy timeout) for the write lock, while the lock's holder is a transaction whose
+coroutine waits for the (now blocked) loop: the whole server stalls for 60 s. The
+correction closes a cursor whose statement or fetch failed on its connection's own
+thread before the error goes on, so the garbage collector never has a statement to reset.
+(Found with py-spy's native stacks: the loop in `gc_collect_main` -> `cursor_clear` ->
+`sqlite3_reset` -> `pthread_mutex_lock`, a connection thread in `sqlite3InvokeBusyHandler`;
+the failed cursors were `INSERT INTO flow_run` of concurrent run creations. PostgreSQL is
+not affected.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 
-def _free_failed_cursor(method: Callable[..., Any]) -> Callable[..., Any]:
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # a cursor that cannot be closed (connection gone) is no matter
+
+
+def _close_failed_cursor(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(self, *args, **kwargs)
+            return await method(self, *args, **kwargs)
         except BaseException as exc:
-            # The failed statement's frames hold its cursor; clearing them frees it now.
-            traceback.clear_frames(exc.__traceback__)
+            # Queued on the connection's thread after the failed statement: it resets the
+            # statement there, so the cursor is freed later without the connection's mutex.
+            closing = asyncio.ensure_future(self.close())
+            closing.add_done_callback(_retrieve)
+            if isinstance(exc, Exception):  # not when cancelled: that goes on at once
+                with contextlib.suppress(Exception):
+                    await asyncio.wait([closing])
             raise
 
     wrapper.__pp_fixed__ = True  # type: ignore[attr-defined]
@@ -39,13 +54,12 @@ def _free_failed_cursor(method: Callable[..., Any]) -> Callable[..., Any]:
 
 def fix_aiosqlite_cursors() -> None:
     """Apply the correction (idempotent)."""
-    from sqlalchemy.dialects.sqlite import aiosqlite
+    from aiosqlite.cursor import Cursor
 
-    cursor = aiosqlite.AsyncAdapt_aiosqlite_cursor
-    for name in ("execute", "executemany"):
-        method = getattr(cursor, name)
+    for name in ("execute", "executemany", "fetchone", "fetchmany", "fetchall"):
+        method = getattr(Cursor, name)
         if not getattr(method, "__pp_fixed__", False):
-            setattr(cursor, name, _free_failed_cursor(method))
+            setattr(Cursor, name, _close_failed_cursor(method))
 
 
 def main(argv: list[str] | None = None) -> None:

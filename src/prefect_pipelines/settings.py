@@ -98,6 +98,10 @@ class Settings(BaseSettings):
         description="Most executions of one project that run at once; the rest queue "
         "(0 or less: no limit). Applied as the project's Prefect work-queue limit.",
     )
+    run_queue_seconds: float = Field(
+        default=20, gt=0, description="Longest a `run` call waits for its turn to start a "
+        "run in one facade before it is answered 503 with Retry-After.",
+    )
     min_cron_interval: float = Field(
         default=300, ge=0, description="Shortest gap (seconds) a cron trigger may have."
     )

@@ -23,11 +23,16 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.utilities.callables import parameter_schema
 
-from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
+from prefect_pipelines.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from prefect_pipelines.flows import ENTRYPOINT, FLOW_NAME
 from prefect_pipelines.services.numbering import RunNumbers, highest_run, release_all
 from prefect_pipelines.services.pools import ensure_project_queue, ensure_work_pool
-from prefect_pipelines.settings import Settings
+from prefect_pipelines.settings import Settings, get_settings
 from prefect_pipelines.translator import BranchCondition, PipelineConfig, PipelineSpecError
 from prefect_pipelines.translator.executions import flow_run_state, iso
 from prefect_pipelines.translator.mapping import (
@@ -402,7 +407,18 @@ async def start_execution(client: PrefectClient, *, deployment: DeploymentRespon
         parameters["pipeline"] = definition
     # One run creation at a time per process: on SQLite, concurrent writes through
     # Prefect's API collide and back off for seconds; in turn they take ~0.1 s each.
-    async with write_gate():
+    # A caller that would wait in line too long is told to come back (503, Retry-After)
+    # rather than left hanging past its own timeout.
+    gate = write_gate()
+    wait = get_settings().run_queue_seconds
+    try:
+        async with asyncio.timeout(wait):  # Lock.acquire stays unlocked when cancelled
+            await gate.acquire()
+    except TimeoutError:
+        raise ServiceUnavailableError(
+            f"runs are being started faster than the store takes them (waited {wait:.0f} s); "
+            "retry", retry_after=5) from None
+    try:
         number = await run_numbers.take(client, deployment.id)
         try:
             return await client.create_flow_run_from_deployment(
@@ -415,6 +431,8 @@ async def start_execution(client: PrefectClient, *, deployment: DeploymentRespon
         except BaseException:
             await run_numbers.give_back(client, deployment.id, number)
             raise
+    finally:
+        gate.release()
 
 
 _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from bench.env import BenchEnv
 from bench.figures import median, p99
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FIGURES = ("trigger", "steps", "logs", "reads", "burst")
+FIGURES = ("trigger", "steps", "logs", "reads", "burst", "scale")
 
 
 def main() -> int:
@@ -24,35 +25,57 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer runs and samples")
     parser.add_argument("--only", nargs="+", choices=FIGURES, help="run only these figures")
     parser.add_argument("--no-buildbot", action="store_true", help="skip the Buildbot baseline")
+    parser.add_argument("--executions", type=int, help="executions stored for the reads figure "
+                        "(default 5000, 500 with --quick)")
+    parser.add_argument("--samples", type=int, help="samples of the reads figure "
+                        "(default 300, 50 with --quick)")
     args = parser.parse_args()
+    # A `timeout` or Ctrl-C ends the run through the context managers, which stop every
+    # process the bench started (an orphaned worker would go on acting on the engine).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     chosen = args.only or list(FIGURES)
     runs = 5 if args.quick else 20
     results: dict[str, Any] = {"quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                                "machine": f"{platform.machine()}, {_cpus()} cores"}
+    stamp = time.strftime("%Y%m%d-%H%M%S")
     with BenchEnv() as env:
         buildbot = _buildbot(env, args) if {"trigger", "steps"} & set(chosen) else None
         try:
             if "trigger" in chosen:
                 results["trigger"] = figures.trigger_latency(env, runs, buildbot)
+                save(results, stamp)
             if "steps" in chosen:
                 results["steps"] = figures.step_overhead(env, 2 if args.quick else 5, buildbot)
+                save(results, stamp)
         finally:
             if buildbot is not None:
                 buildbot.__exit__(None, None, None)
         if "logs" in chosen:
             results["logs"] = figures.big_logs(env, 1 if args.quick else 3)
-        if "reads" in chosen:
-            results["reads"] = figures.api_reads(env, 500 if args.quick else 5000,
-                                                 50 if args.quick else 300)
+            save(results, stamp)
         if "burst" in chosen:
             results["burst"] = figures.burst(env, 20 if args.quick else 50)
+            save(results, stamp)
+        if "scale" in chosen:
+            results["scale"] = figures.scale_out(env, 20 if args.quick else 40)
+            save(results, stamp)
+        # Last: storing thousands of executions takes the longest.
+        if "reads" in chosen:
+            results["reads"] = figures.api_reads(
+                env, args.executions or (500 if args.quick else 5000),
+                args.samples or (50 if args.quick else 300))
+            save(results, stamp)
+    print(save(results, stamp))
+    return 0
+
+
+def save(results: dict[str, Any], stamp: str) -> str:
+    """Write the results so far (each figure as it ends: a long run cut short keeps them)."""
     table = render(results)
-    print(table)
     RESULTS.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     (RESULTS / f"{stamp}.json").write_text(json.dumps(results, indent=2, default=str))
     (RESULTS / f"{stamp}.md").write_text(table + "\n")
-    return 0
+    return table
 
 
 def _cpus() -> int:
@@ -130,6 +153,13 @@ def render(results: dict[str, Any]) -> str:
                     f"most running at once {b['max_running']} (quota {b['quota']}) | makespan {_s(b['makespan'])} vs "
                     f"{b['calls']} x one run ({_s(b['one_run'])}) / quota = {_s(b['ideal_makespan'])} | "
                     f"{b['makespan'] / b['ideal_makespan']:.2f}x | all finish, none lost or twice, quota holds |")
+    if "scale" in results:
+        for key in ("one_worker", "two_workers"):
+            c = results["scale"][key]
+            cpu = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in c["cpu_seconds_per_run"].items())
+            rows.append(f"| 6. Scale-out | {c['runs']} one-step runs at once, 10 projects, {c['label']} | "
+                        f"{c['succeeded']}/{c['runs']} in {_s(c['makespan'])}, {c['runs_per_minute']:.0f} runs/min | "
+                        f"CPU per run: {cpu} | | (docs/scaling.md) |")
     return "\n".join(rows)
 
 

@@ -98,6 +98,33 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds used so far by some processes (and their waited-for
+    children)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(value) for value in fields[11:15]) / tick  # utime stime cutime cstime
+    return total
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL server process on the machine (the bench starts the only one)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 class BenchEnv:
     """Everything the figures need; a context manager."""
 
@@ -133,8 +160,8 @@ class BenchEnv:
         server = self._start("prefect", prefect_server_argv("127.0.0.1", port),
                              {"PREFECT_SERVER_DATABASE_CONNECTION_URL": database})
         wait_healthy(self.api_url, timeout=180, proc=server.popen)
-        self.worker = self._start("worker", [*CLI, "worker"])
-        wait_for(lambda: "started" in self.worker.log_text(), timeout=60, what="the worker")
+        self.prefect_server = server
+        self.worker = self.start_worker("worker")
         self.facade_port = free_port()
         self.facade = self._start("facade", [*CLI, "api", "--port", str(self.facade_port)])
         self.facade_url = f"http://127.0.0.1:{self.facade_port}"
@@ -146,6 +173,17 @@ class BenchEnv:
                                 headers={"Authorization": f"Bearer {self.token}"})
         self.events = ContainerEvents(self.docker, "io.prefect-pipelines.flow-run-id")
         return self
+
+    def start_worker(self, name: str) -> Proc:
+        """Start a `prefect-pipelines worker` and wait until it polls."""
+        proc = self._start(name, [*CLI, "worker", "--name", name])
+        wait_for(lambda: "started" in proc.log_text(), timeout=60, what=f"the {name}")
+        return proc
+
+    def workers(self) -> list[Proc]:
+        """The pipelines workers running now."""
+        return [proc for proc in self.procs if "worker" in proc.argv and proc.alive()
+                and "prefect" not in proc.argv[1:3]]
 
     def start_process(self, name: str, argv: list[str]) -> Proc:
         """Start a process in the environment (stopped with it)."""

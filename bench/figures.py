@@ -342,4 +342,44 @@ class _RunningSampler:
         client.close()
 
 
-__all__ = ["api_reads", "big_logs", "burst", "median", "p99", "step_overhead", "trigger_latency"]
+# -- 6. scale-out (docs/scaling.md) --------------------------------------------------------
+
+def scale_out(env: BenchEnv, runs: int = 40, projects: int = 10) -> dict[str, Any]:
+    """Throughput of one worker, then two, on one Prefect server on PostgreSQL: `runs`
+    one-step executions (`true` in busybox) spread over `projects` projects (quota 2 each),
+    triggered at once; the makespan and the CPU seconds each component spent per run."""
+    from bench.env import cpu_seconds, postgres_pids
+
+    def one_round(label: str) -> dict[str, Any]:
+        tag = uuid.uuid4().hex[:4]
+        names = [(f"c-bench:p-scale{tag}{i}", "one") for i in range(projects)]
+        for project, name in names:
+            env.create_pipeline(project, name, [{"name": "s", "steps": [BUSYBOX_TRUE]}])
+        pids = {"prefect server": [env.prefect_server.pid], "postgres": postgres_pids(),
+                "facade": [env.facade.pid], "workers": [proc.pid for proc in env.workers()]}
+        before = {name: cpu_seconds(group) for name, group in pids.items()}
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            executions = list(pool.map(lambda i: (names[i % projects][0], env.api.post(
+                f"/v3/projects/{names[i % projects][0]}/pipelines/{names[i % projects][1]}",
+                params={"action": "run"}).json()), range(runs)))
+        finished = [env.wait_finished(project, execution["id"], timeout=900)
+                    for project, execution in executions]
+        makespan = time.perf_counter() - started
+        spent = {name: (cpu_seconds(group) - before[name]) / runs for name, group in pids.items()}
+        return {"label": label, "runs": runs, "makespan": makespan,
+                "succeeded": sum(1 for f in finished if f["state"] == "success"),
+                "runs_per_minute": 60 * runs / makespan, "cpu_seconds_per_run": spent}
+
+    result = {"one_worker": one_round("one worker")}
+    second = env.start_worker("worker-2")
+    try:
+        result["two_workers"] = one_round("two workers")
+    finally:
+        second.stop(timeout=40)
+        env.procs.remove(second)
+    return result
+
+
+__all__ = ["api_reads", "big_logs", "burst", "median", "p99", "scale_out", "step_overhead",
+           "trigger_latency"]

@@ -119,6 +119,9 @@ def api(
         port=port or settings.api_port,
         log_level="warning",
         lifespan="on",
+        # Longer than the idle timeouts of clients and load balancers (60 s is common),
+        # so a client never sends on a connection the facade is closing.
+        timeout_keep_alive=75,
     )
 
 

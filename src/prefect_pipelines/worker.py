@@ -198,7 +198,8 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
         A worker that dies (SIGKILL, host lost) leaves its runs Running and their step
         containers on the engine. Prefect's automation (services/lost_runs) ends such runs
         once their heartbeats stop; every worker then removes, from its own engine, the
-        containers of runs that are over and of no run it is executing itself.
+        containers of runs that are over (as its Prefect server knows them) and of no run it
+        is executing itself.
         """
         from prefect_pipelines.services.lost_runs import ensure_lost_runs_automation
         from prefect_pipelines.settings import get_settings
@@ -239,9 +240,10 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
                 continue
         runs = await self.client.read_flow_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids))
-        live = {str(run.id) for run in runs if not (run.state and run.state.is_final())}
-        over = [container for run_id in candidates if run_id not in live
-                for container in left[run_id]]
+        # Only runs this Prefect server knows to be over: an engine may be shared with
+        # another installation, whose runs are none of ours.
+        over = [container for run in runs if run.state and run.state.is_final()
+                for container in left.get(str(run.id), [])]
         return await asyncio.to_thread(remove_containers, docker_host, over)
 
     async def _listen(self) -> None:

@@ -81,7 +81,9 @@ def _run_politely(api: httpx.Client, project: str, pipeline: str) -> tuple[dict[
 def test_a_burst_on_sqlite_loses_nothing_and_never_answers_500(sqlite_stack) -> None:  # type: ignore[no-untyped-def]
     stack: Stack = sqlite_stack["stack"]
     project = f"c-burst:p-{uuid.uuid4().hex[:8]}"
-    with stack.client(sqlite_stack["url"]) as api:
+    # No keep-alive: a retry after Retry-After must not reuse a connection that the server
+    # closed meanwhile (that race would be the client's, not the facade's).
+    with stack.client(sqlite_stack["url"], limits=httpx.Limits(max_keepalive_connections=0)) as api:
         pipelines = [f"burst{i}" for i in range(5)]
         for name in pipelines:
             create(api, project, definition(name, [script_step("echo $CICD_EXECUTION_SEQUENCE")]))

@@ -63,9 +63,9 @@ class Stack:
             self._tokens[user] = token
         return self._tokens[user]
 
-    def client(self, url: str, user: str = "alice") -> httpx.Client:
+    def client(self, url: str, user: str = "alice", **options: Any) -> httpx.Client:
         return httpx.Client(base_url=url, timeout=60,
-                            headers={"Authorization": f"Bearer {self.token(user)}"})
+                            headers={"Authorization": f"Bearer {self.token(user)}"}, **options)
 
     def close(self) -> None:
         for proc in reversed(self.procs):

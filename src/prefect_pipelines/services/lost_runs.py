@@ -3,8 +3,10 @@
 A running execution sends Prefect a flow-run heartbeat event every `heartbeat_seconds`.
 A proactive automation (Prefect's own zombie detection, see
 https://docs.prefect.io/v3/advanced/detect-zombie-flows) watches the runs of the
-`run-pipeline` flow: when one stays silent for `lost_after_seconds` after a heartbeat, it
-moves the run to Crashed with a message that says the worker was lost. The API shows a
+`run-pipeline` flow: when one stays silent for `lost_after_seconds` after it was claimed
+(Pending), started (Running) or last beat, it moves the run to Crashed with a message that
+says the worker was lost. (Claimed runs matter too: a worker that dies between claiming a
+run and starting it would otherwise leave it Pending for good, Prefect issue #20485.) The API shows a
 Crashed run as `failed`, with that message; its project's quota slot frees as it leaves
 Running. The automation is made (or corrected) by every facade and worker at start-up.
 """
@@ -28,7 +30,7 @@ AUTOMATION_NAME = "prefect-pipelines: worker lost"
 
 def lost_run_message(lost_after_seconds: int) -> str:
     """The message a lost execution ends with."""
-    return (f"worker lost: the execution sent no heartbeat for {lost_after_seconds} s "
+    return (f"worker lost: no sign of life from the execution for {lost_after_seconds} s "
             "(its worker stopped or its host went away)")
 
 
@@ -36,10 +38,13 @@ def lost_runs_automation(lost_after_seconds: int) -> AutomationCore:
     """The automation that fails the runs of a lost worker."""
     return AutomationCore(
         name=AUTOMATION_NAME,
-        description="Marks a pipeline execution Crashed when its heartbeats stop.",
+        description="Marks a pipeline execution Crashed when its worker stops answering: "
+        "claimed but never started, or started and then silent.",
         enabled=True,
         trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"},
+            # Claimed (Pending): it should start; started or alive: it should beat again.
+            after={"prefect.flow-run.Pending", "prefect.flow-run.Running",
+                   "prefect.flow-run.heartbeat"},
             expect={"prefect.flow-run.*"},
             match_related={"prefect.resource.role": "flow",
                            "prefect.resource.name": FLOW_NAME},

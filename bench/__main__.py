@@ -148,7 +148,8 @@ def render(results: dict[str, Any]) -> str:
                         "< 30 ms / < 100 ms |")
     if "burst" in results:
         b = results["burst"]
-        rows.append(f"| 5. Burst | {b['calls']} `run` calls at once, 5 pipelines | {b['succeeded']}/{b['calls']} succeeded, "
+        rows.append(f"| 5. Burst | {b['calls']} `run` calls at once, 5 pipelines | {b['succeeded']}/{b['calls']} succeeded "
+                    f"({b.get('answered_503_then_retried', 0)} first answered 503 + Retry-After), "
                     f"{b['stored']} stored, gap-free {b['gap_free']}, started twice {b['containers_started_twice']}, "
                     f"most running at once {b['max_running']} (quota {b['quota']}) | makespan {_s(b['makespan'])} vs "
                     f"{b['calls']} x one run ({_s(b['one_run'])}) / quota = {_s(b['ideal_makespan'])} | "

@@ -222,14 +222,21 @@ class BenchEnv:
         if response.status_code != 201:
             raise RuntimeError(f"creating {name}: {response.text}")
 
-    def run(self, project: str, pipeline: str) -> tuple[dict[str, Any], float]:
-        """Trigger a run; (the execution, wall time when the response arrived)."""
-        response = self.api.post(f"/v3/projects/{project}/pipelines/{pipeline}",
-                                 params={"action": "run"})
-        answered = time.time()
+    def run(self, project: str, pipeline: str) -> tuple[dict[str, Any], float, int]:
+        """Trigger a run as a client that honours 503 + Retry-After (the API's contract);
+        (the execution, wall time when the accepting response arrived, 503s before it)."""
+        deferred = 0
+        while True:
+            response = self.api.post(f"/v3/projects/{project}/pipelines/{pipeline}",
+                                     params={"action": "run"})
+            answered = time.time()
+            if response.status_code != 503:
+                break
+            deferred += 1
+            time.sleep(float(response.headers.get("Retry-After", "2")))
         if response.status_code != 200:
             raise RuntimeError(f"running {pipeline}: {response.text}")
-        return response.json(), answered
+        return response.json(), answered, deferred
 
     def wait_finished(self, project: str, execution_id: str, timeout: float = 600) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

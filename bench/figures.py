@@ -50,7 +50,7 @@ def trigger_latency(env: BenchEnv, runs: int, buildbot: Any | None) -> dict[str,
     by_execution = ContainerEvents(env.docker, "io.prefect-pipelines.execution-id")
     ours = []
     for index in range(runs + 2):  # two warm-up runs
-        execution, answered = env.run(project, pipeline)
+        execution, answered, _ = env.run(project, pipeline)
         started = wait_for(lambda: by_execution.starts.get(execution["id"]), timeout=120,
                            interval=0.01, what="the container")
         env.wait_finished(project, execution["id"])
@@ -131,7 +131,7 @@ def step_overhead(env: BenchEnv, runs: int, buildbot: Any | None) -> dict[str, A
                         [{"name": f"s{i}", "steps": [BUSYBOX_TRUE]} for i in range(20)])
     run_times, totals, bare = [], [], []
     for index in range(runs + 1):  # one warm-up run
-        execution, answered = env.run(project, pipeline)
+        execution, answered, _ = env.run(project, pipeline)
         done = env.wait_finished(project, execution["id"])
         finished = time.time()
         if done["state"] != "success":
@@ -179,7 +179,7 @@ def big_logs(env: BenchEnv, runs: int) -> dict[str, Any]:
     pids = {"worker": env.worker.pid, "facade": env.facade.pid}
     with MemorySampler(pids) as memory:
         for _ in range(runs):
-            execution, _ = env.run(project, pipeline)
+            execution, _, _ = env.run(project, pipeline)
             execution_id = execution["id"]
             url = f"/v3/projects/{project}/pipelineexecutionlogs/{execution_id}-0-0"
             died = wait_for(lambda: by_execution.dies.get(execution_id), timeout=600,
@@ -279,27 +279,22 @@ def burst(env: BenchEnv, calls: int = 50, pipelines: int = 5) -> dict[str, Any]:
     stages = [{"name": "work", "steps": [{"runScriptConfig": {"image": "busybox", "shellScript": "sleep 1"}}]}]
     for name in names:
         env.create_pipeline(project, name, stages)
-    one_execution, answered = env.run(project, names[0])
+    one_execution, answered, _ = env.run(project, names[0])
     env.wait_finished(project, one_execution["id"])
     one_run = time.time() - answered
     by_execution = ContainerEvents(env.docker, "io.prefect-pipelines.execution-id")
     running_max = _RunningSampler(env, project)
     started = time.perf_counter()
-    deferred = []
-
-    def call(index: int) -> httpx.Response:
-        """A `run` call as a client that honours 503 + Retry-After (the API's contract)."""
-        while True:
-            response = env.api.post(f"/v3/projects/{project}/pipelines/{names[index % pipelines]}",
-                                    params={"action": "run"})
-            if response.status_code != 503:
-                return response
-            deferred.append(index)
-            time.sleep(float(response.headers.get("Retry-After", "2")))
+    def attempt(index: int) -> tuple[dict[str, Any], float, int] | None:
+        try:
+            return env.run(project, names[index % pipelines])
+        except RuntimeError:  # refused: counted as not accepted
+            return None
 
     with running_max, ThreadPoolExecutor(max_workers=calls) as pool:
-        responses = list(pool.map(call, range(calls)))
-    executions = [r.json() for r in responses if r.status_code == 200]
+        answers = [answer for answer in pool.map(attempt, range(calls)) if answer]
+    executions = [execution for execution, _, _ in answers]
+    deferred = sum(count for _, _, count in answers)
     finished = [env.wait_finished(project, e["id"], timeout=1200) for e in executions]
     makespan = time.perf_counter() - started
     running_max.stop()
@@ -310,7 +305,7 @@ def burst(env: BenchEnv, calls: int = 50, pipelines: int = 5) -> dict[str, Any]:
         numbers.setdefault(execution["pipelineId"], []).append(execution["run"])
     quota = 2
     return {
-        "calls": calls, "accepted": len(executions), "answered_503_then_retried": len(deferred),
+        "calls": calls, "accepted": len(executions), "answered_503_then_retried": deferred,
         "succeeded": sum(1 for f in finished if f["state"] == "success"),
         "stored": len(stored),
         "gap_free": all(sorted(runs) == list(range(1, len(runs) + 1)) for runs in numbers.values()),
@@ -371,13 +366,7 @@ def scale_out(env: BenchEnv, runs: int = 40, projects: int = 10) -> dict[str, An
         started = time.perf_counter()
         def call(index: int) -> tuple[str, dict[str, Any]]:
             project, name = names[index % projects]
-            while True:  # honouring 503 + Retry-After, as the API asks
-                response = env.api.post(f"/v3/projects/{project}/pipelines/{name}",
-                                        params={"action": "run"})
-                if response.status_code != 503:
-                    response.raise_for_status()
-                    return project, response.json()
-                time.sleep(float(response.headers.get("Retry-After", "2")))
+            return project, env.run(project, name)[0]
 
         with ThreadPoolExecutor(max_workers=20) as pool:
             executions = list(pool.map(call, range(runs)))

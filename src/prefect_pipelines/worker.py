@@ -228,16 +228,10 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
         from prefect_pipelines.flows.executors.docker import leftover_containers, remove_containers
 
         left = await asyncio.to_thread(leftover_containers, docker_host)
-        mine = {str(run_id) for run_id in active_runs.ids()}
-        candidates = {run_id for run_id in left if run_id not in mine}
-        if not candidates:
+        mine = set(active_runs.ids())
+        ids = [run_id for run_id in map(_uuid_or_none, left) if run_id and run_id not in mine]
+        if not ids:
             return 0
-        ids = []
-        for run_id in candidates:
-            try:
-                ids.append(UUID(run_id))
-            except ValueError:
-                continue
         runs = await self.client.read_flow_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids))
         # Only runs this Prefect server knows to be over: an engine may be shared with
@@ -301,16 +295,21 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
                 _log.warning("could not fetch scheduled runs: %s", exc)
 
 
+def _uuid_or_none(value: str) -> UUID | None:
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
 def _resolve(future: asyncio.Future[int], code: int) -> None:
     if not future.done():
         future.set_result(code)
 
 
 def _cancel_local(flow_run_id: str, message: str) -> bool:
-    try:
-        control = active_runs.get(UUID(flow_run_id))
-    except ValueError:
-        return False
+    run_id = _uuid_or_none(flow_run_id)
+    control = active_runs.get(run_id) if run_id else None
     if control is None:
         return False
     control.cancel(message)

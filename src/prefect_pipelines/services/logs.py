@@ -17,7 +17,7 @@ from prefect.client.schemas.filters import (
     TaskRunFilterFlowRunId,
     TaskRunFilterName,
 )
-from prefect.client.schemas.objects import FlowRun, Log, TaskRun
+from prefect.client.schemas.objects import Log, TaskRun
 from prefect.client.schemas.sorting import LogSort
 
 from prefect_pipelines.flows.output import record_offset
@@ -48,11 +48,11 @@ class StepLog:
                 + self.message)
 
 
-async def find_task_run(client: PrefectClient, flow_run: FlowRun, stage: int, step: int
+async def find_task_run(client: PrefectClient, flow_run_id: UUID, stage: int, step: int
                         ) -> TaskRun | None:
-    """The task run of step (stage, step) of an execution, if it ran."""
+    """The task run of step (stage, step) of an execution's flow run, if it ran."""
     runs = await client.read_task_runs(task_run_filter=TaskRunFilter(
-        flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run.id]),
+        flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]),
         name=TaskRunFilterName(any_=[task_run_name(stage, step)]),
     ))
     return runs[-1] if runs else None
@@ -122,11 +122,7 @@ async def follow_step_log(client: PrefectClient, flow_run_id: UUID, stage: int, 
     task_run: TaskRun | None = None
     while True:
         if task_run is None:
-            runs = await client.read_task_runs(task_run_filter=TaskRunFilter(
-                flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]),
-                name=TaskRunFilterName(any_=[task_run_name(stage, step)]),
-            ))
-            task_run = runs[-1] if runs else None
+            task_run = await find_task_run(client, flow_run_id, stage, step)
         if task_run is not None:
             while True:
                 page = await client.read_logs(

@@ -21,8 +21,7 @@ from prefect_pipelines.api.schemas import (
 from prefect_pipelines.errors import InvalidInputError, NotFoundError
 from prefect_pipelines.services import executions as executions_service
 from prefect_pipelines.services import logs as service
-from prefect_pipelines.translator.executions import parse_log_id
-from prefect_pipelines.translator.plan import task_run_name
+from prefect_pipelines.translator.executions import parse_log_id, step_positions
 
 router = APIRouter(prefix="/v3/projects/{project_id}/pipelineexecutionlogs",
                    tags=["pipelineexecutionlogs"], responses=ERROR_RESPONSES)
@@ -94,8 +93,7 @@ async def read_log(
         return StreamingResponse(_follow(client, flow_run.id, stage, step),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
-    named = [run for run in execution.task_runs if run.name == task_run_name(stage, step)]
-    task_run = named[-1] if named else None
+    task_run = step_positions(execution.task_runs).get((stage, step))
     log = await service.read_step_log(client, task_run.id if task_run else None,
                                       settings.log_limit_bytes)
     return log_resource(request, project_id, execution_id, stage, step, log.text())

@@ -202,10 +202,8 @@ class DockerExecutor:
             container.reload()
             if (container.attrs.get("State") or {}).get("OOMKilled"):
                 return f"the step ran out of memory: its container was killed (code {exit_code})"
-            for _ in range(15):
-                info = self.client.api.info()
-                if not info:
-                    break
+            for _ in range(15):  # an engine going down stops answering within seconds
+                self.client.api.info()
                 time.sleep(0.2)
             return ""
         except (docker.errors.DockerException, *_ENGINE_ERRORS):
@@ -412,9 +410,7 @@ def remove_containers(base_url: str | None, container_ids: list[str]) -> int:
         try:
             client.api.remove_container(container_id, force=True)
             removed += 1
-        except docker.errors.NotFound:
-            pass
-        except (docker.errors.DockerException, *_ENGINE_ERRORS):
+        except (docker.errors.DockerException, *_ENGINE_ERRORS):  # gone already, or busy
             pass
     return removed
 

@@ -146,6 +146,12 @@ def render(results: dict[str, Any]) -> str:
                         f"{_ms(median(ours))} / {_ms(p99(ours))} | Prefect API for the same flow run(s) "
                         f"{_ms(median(prefect))} / {_ms(p99(prefect))} | {median(ours) / median(prefect):.1f}x | "
                         "< 30 ms / < 100 ms |")
+        if "list_page_parts" in r:
+            parts = r["list_page_parts"]
+            rows.append("| 4. API reads | of a list page, measured apart: Prefect's first page + count / "
+                        "the 500 task runs (3 pages at once) / parsing them into Prefect objects | "
+                        + " / ".join(_ms(median(parts[key])) for key in ("flow_runs_and_count", "task_runs", "parse"))
+                        + " | | | |")
     if "burst" in results:
         b = results["burst"]
         rows.append(f"| 5. Burst | {b['calls']} `run` calls at once, 5 pipelines | {b['succeeded']}/{b['calls']} succeeded "

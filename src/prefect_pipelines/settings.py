@@ -64,12 +64,14 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="How often a run checks whether it was cancelled."
     )
     heartbeat_seconds: int = Field(
-        default=30, ge=30, description="How often a running execution tells Prefect it is "
-        "alive (Prefect's flow-run heartbeat; 30 is Prefect's minimum).",
+        default=10, ge=1, description="How often a running execution tells Prefect it is "
+        "alive (a flow-run heartbeat event, sent by the run itself).",
     )
     lost_after_seconds: int = Field(
-        default=60, ge=60, description="Silence after which a running execution's worker "
-        "counts as lost and the execution is marked failed (at least two heartbeats).",
+        default=45, ge=3, description="Silence after which a running execution's worker "
+        "counts as lost and the execution is marked failed (at least three heartbeats; a "
+        "Prefect server that is down for longer than this minus one heartbeat may have "
+        "live runs marked lost when it comes back).",
     )
     reap_seconds: float = Field(
         default=10, gt=0, description="How often a worker removes containers that runs "
@@ -116,6 +118,15 @@ class Settings(BaseSettings):
     # The embedded Prefect server started by `prefect-pipelines server`
     prefect_host: str = Field(default="127.0.0.1", description="Embedded Prefect server address.")
     prefect_port: int = Field(default=4200, description="Embedded Prefect server port.")
+
+    @model_validator(mode="after")
+    def _lost_after_three_beats(self) -> Settings:
+        if self.lost_after_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError(
+                f"lost_after_seconds ({self.lost_after_seconds}) must be at least three "
+                f"heartbeats (3 x heartbeat_seconds = {3 * self.heartbeat_seconds}): a run "
+                "must miss more than one beat before it counts as lost")
+        return self
 
     @model_validator(mode="after")
     def _default_public_url(self) -> Settings:

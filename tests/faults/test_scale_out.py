@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.api import FINISHED, create, definition, execution, run, script_step, wait_state
 from tests.support.docker_engine import containers_of
+from tests.support.events import event_timeline
 from tests.support.procs import wait_for
 from tests.support.stack import Stack, flow_runs_of, kill
 
@@ -62,9 +63,14 @@ def test_two_workers_share_runs_and_a_lost_worker_loses_only_its_own(
 
         # worker-1 dies with the long run (and maybe some short ones) in hand.
         kill(first)
-        killed_at = time.monotonic()
+        killed_at, killed_wall = time.monotonic(), time.time()
 
-        lost = wait_state(a, project, f"{long}-1", timeout=90)
+        try:
+            lost = wait_state(a, project, f"{long}-1", timeout=90)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; killed at {time.strftime('%H:%M:%S', time.gmtime(killed_wall))}, "
+                                 "what Prefect saw:\n"
+                                 + event_timeline(prefect_api, doomed_run, killed_wall - 90)) from None
         assert time.monotonic() - killed_at < 90
         assert lost["state"] == "failed", lost
         assert "worker lost" in lost["message"], lost

@@ -102,3 +102,4 @@ def flow_runs_of(project: str) -> list[Any]:
                 limit=200)
 
     return asyncio.run(read())
+

@@ -5,7 +5,7 @@ event loop and an events websocket, and waits for it before the flow begins (abo
 0.2 s here), only to notice "suspend" requests from the UI. Pipeline runs are never
 suspended (they are cancelled or they finish), so the worker runs them with an engine
 that registers the suspension request but does not open that watch. Everything else is
-Prefect's engine as it is: the same states, heartbeats, logs and results.
+Prefect's engine as it is: the same states, logs and results.
 """
 
 from __future__ import annotations
@@ -25,14 +25,13 @@ from prefect.states import State
 
 
 class PipelineFlowRunEngine(FlowRunEngine[Any, Any]):
-    """Prefect's sync flow engine minus the suspension observer, with heartbeats as often
-    as the project's settings say (so a lost worker is noticed in a minute, not nine)."""
+    """Prefect's sync flow engine minus the suspension observer and its heartbeat thread:
+    a pipeline run sends its own heartbeats, more often than Prefect's 30 s minimum
+    (see `_watch_run` in flows/pipeline.py)."""
 
     @property
     def heartbeat_seconds(self) -> int | None:
-        from prefect_pipelines.settings import get_settings
-
-        return get_settings().heartbeat_seconds
+        return None
 
     @contextmanager
     def setup_flow_run_suspension_request(self) -> Generator[FlowRunSuspensionRequest, None, None]:

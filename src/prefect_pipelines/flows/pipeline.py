@@ -9,6 +9,7 @@ import shutil
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -352,25 +353,63 @@ def _make_workspace(flow_run: FlowRun, settings: Settings) -> tuple[Path, bool]:
     return workspace, True
 
 
-def _watch_cancellation(
-    flow_run_id: UUID, control: RunControl, interval: float, done: threading.Event
+def _watch_run(
+    flow_run: FlowRun, control: RunControl, settings: Settings, done: threading.Event
 ) -> threading.Thread:
-    """Poll the flow run's state; on Cancelling, stop every step."""
+    """While the run lasts: poll its state and, on Cancelling, stop every step; and send
+    Prefect the run's heartbeat every `heartbeat_seconds` (the sign of life that the
+    "worker lost" automation waits for, see services/lost_runs.py).
+
+    The heartbeat is sent from the flow rather than by Prefect's engine, whose interval
+    cannot go below 30 s: beating every 10 s lets a lost worker be noticed in under a
+    minute while three missed beats in a row are still needed. It is Prefect's own
+    `prefect.flow-run.heartbeat` event, so the same run beats the same way under this
+    project's worker, a stock Prefect worker or `exec`.
+    """
+    beat = _heartbeat(flow_run)
 
     def run() -> None:
         from prefect.client.orchestration import get_client
 
+        next_beat = time.monotonic()
         with get_client(sync_client=True) as client:
-            while not done.wait(interval):
+            while True:
+                if time.monotonic() >= next_beat:
+                    beat()
+                    next_beat = time.monotonic() + settings.heartbeat_seconds
+                if done.wait(min(settings.cancel_poll_seconds, max(0.0, next_beat - time.monotonic()))):
+                    return
                 try:
-                    state = client.read_flow_run(flow_run_id).state
+                    state = client.read_flow_run(flow_run.id).state
                 except Exception:  # noqa: BLE001 - a blip of the API; try again
                     continue
                 if state is not None and state.type in (StateType.CANCELLING, StateType.CANCELLED):
                     control.cancel(state.message or "the run was cancelled")
                     return
 
-    return start_thread(run, f"cancel-watch-{flow_run_id}")
+    return start_thread(run, f"watch-{flow_run.id}")
+
+
+def _heartbeat(flow_run: FlowRun) -> Callable[[], None]:
+    """A function that emits the flow run's heartbeat event (as Prefect's engine builds it:
+    the run as resource, its flow and deployment as related resources)."""
+    from prefect.events import emit_event
+
+    resource = {"prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
+                "prefect.resource.name": flow_run.name or ""}
+    related = [{"prefect.resource.id": f"prefect.flow.{flow_run.flow_id}",
+                "prefect.resource.role": "flow", "prefect.resource.name": FLOW_NAME}]
+    if flow_run.deployment_id is not None:
+        related.append({"prefect.resource.id": f"prefect.deployment.{flow_run.deployment_id}",
+                        "prefect.resource.role": "deployment"})
+
+    def beat() -> None:
+        try:
+            emit_event(event="prefect.flow-run.heartbeat", resource=resource, related=related)
+        except Exception:  # noqa: BLE001 - the next beat tries again
+            logging.getLogger(__name__).debug("heartbeat not sent", exc_info=True)
+
+    return beat
 
 
 def _run_stage(run: _Run, stage: StagePlan) -> list[tuple[StepPlan, State]]:
@@ -470,7 +509,7 @@ def run_pipeline(
     control = RunControl()
     active_runs.add(flow_run.id, control)
     done = threading.Event()
-    watcher = _watch_cancellation(flow_run.id, control, settings.cancel_poll_seconds, done)
+    watcher = _watch_run(flow_run, control, settings, done)
     run = _Run(
         plan,
         flow_run=flow_run,

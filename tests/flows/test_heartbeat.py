@@ -1,0 +1,60 @@
+"""A running execution beats: it sends Prefect its flow-run heartbeat every
+`heartbeat_seconds` from its start to its end, and none once it is over (a beat after the
+end would start a "worker lost" countdown for a finished run)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from pydantic import ValidationError
+
+from prefect_pipelines.flows import FLOW_NAME
+from prefect_pipelines.settings import Settings, get_settings
+from tests.support.events import events_about
+from tests.support.procs import wait_for
+from tests.support.runs import run_definition
+
+
+@pytest.fixture
+def fast_beats(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("PREFECT_PIPELINES_HEARTBEAT_SECONDS", "1")
+    monkeypatch.setenv("PREFECT_PIPELINES_LOST_AFTER_SECONDS", "30")
+    monkeypatch.setenv("PREFECT_PIPELINES_EXECUTOR", "process")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("fast_beats")
+def test_a_run_beats_while_it_runs_and_not_after(prefect_api: str) -> None:
+    since = time.time() - 5
+    state, flow_run_id = run_definition(
+        {"stages": [{"name": "work", "steps": [{"runScriptConfig": {
+            "image": "busybox", "shellScript": "sleep 4"}}]}]})
+    assert state.is_completed(), state.message
+
+    def recorded() -> list[dict] | None:
+        events = events_about(prefect_api, [f"prefect.flow-run.{flow_run_id}"], since)
+        return events if any(e["event"] == "prefect.flow-run.Completed" for e in events) else None
+
+    events = wait_for(recorded, timeout=30, what="the run's events")
+    at = {e["event"]: datetime.fromisoformat(e["occurred"]) for e in events if "heartbeat" not in e["event"]}
+    beats = [e for e in events if e["event"] == "prefect.flow-run.heartbeat"]
+    # A 4 s step with a beat every second: at least four beats, all between start and end.
+    assert len(beats) >= 4, [e["event"] for e in events]
+    for beat in beats:
+        assert at["prefect.flow-run.Running"] <= datetime.fromisoformat(beat["occurred"]) \
+            < at["prefect.flow-run.Completed"], beat
+        flow = [r for r in beat["related"] if r.get("prefect.resource.role") == "flow"]
+        assert flow and flow[0]["prefect.resource.name"] == FLOW_NAME, beat["related"]
+
+
+def test_lost_after_must_span_three_beats() -> None:
+    with pytest.raises(ValidationError, match="lost_after_seconds .20. must be at least three heartbeats"):
+        Settings(heartbeat_seconds=10, lost_after_seconds=20)
+    assert Settings(heartbeat_seconds=10, lost_after_seconds=30).lost_after_seconds == 30

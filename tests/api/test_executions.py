@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 import httpx
 import pytest
 
+from prefect_pipelines.translator.executions import LABEL_STEPS
 from tests.support.api import (
     assert_error,
     create,
@@ -23,6 +26,7 @@ from tests.support.api import (
 )
 from tests.support.docker_engine import containers_of
 from tests.support.procs import wait_for
+from tests.support.stack import flow_runs_of
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -70,6 +74,30 @@ class TestShape:
         pipeline = api.get(f"/v3/projects/{project}/pipelines/fails").json()
         assert pipeline["lastRunState"] == "failed"
 
+    def test_a_finished_execution_reads_the_same_from_its_record_as_from_its_task_runs(
+            self, api: httpx.Client) -> None:
+        """A run records its steps on its flow run as it ends; the API reads a finished
+        execution from that record, and a record it cannot trust (here: of an earlier
+        attempt) sends it back to the task runs, with the same answer."""
+        project = new_project()
+        create(api, project, definition("record", [script_step("exit 2"), script_step("sleep 30")],
+                                        [script_step("echo never")]))
+        run(api, project, "record")
+        from_record = wait_state(api, project, "record-1")
+        [flow_run] = flow_runs_of(project)
+        assert LABEL_STEPS in flow_run.labels, flow_run.labels
+        assert [[s["state"] for s in stage["steps"]] for stage in from_record["stages"]] == \
+            [["failed", "aborted"], ["skipped"]]
+        listed = api.get(f"/v3/projects/{project}/pipelineexecutions").json()["data"]
+        assert listed[0]["stages"] == from_record["stages"]
+
+        stale = json.loads(flow_run.labels[LABEL_STEPS])
+        stale.update(runCount=flow_run.run_count - 1, steps=[])
+        _label(flow_run.id, {LABEL_STEPS: json.dumps(stale)})
+        from_task_runs = execution(api, project, "record-1")
+        assert from_task_runs["stages"] == from_record["stages"]
+        assert from_task_runs == {**from_record, "links": from_task_runs["links"]}
+
     def test_waiting_steps_are_listed_while_running(self, api: httpx.Client) -> None:
         project = new_project()
         create(api, project, definition("slow", [script_step("sleep 4")], [script_step("true")]))
@@ -105,6 +133,23 @@ class TestListing:
         assert [e["id"] for e in rest["data"]] == ["ok-1"]
         assert_error(api.get(url, params={"pipelineId": "nope"}), 404)
         assert_error(api.get(url, params={"state": "done"}), 422, field="state")
+
+    def test_a_pipeline_deleted_and_made_again_does_not_inherit_the_old_runs(self, api: httpx.Client) -> None:
+        project = new_project()
+        create(api, project, definition("again", [script_step("echo v1")]))
+        run(api, project, "again")
+        assert wait_state(api, project, "again-1")["state"] == "success"
+        assert api.delete(f"/v3/projects/{project}/pipelines/again").status_code in (200, 204)
+        body = definition("again", [script_step("echo v2")])
+        create(api, project, body)
+        url = f"/v3/projects/{project}/pipelineexecutions"
+        assert_error(api.get(f"{url}/again-1"), 404)
+        listed = api.get(url, params={"pipelineId": "again"}).json()
+        assert listed["data"] == [] and listed["pagination"]["total"] == 0
+        assert run(api, project, "again")["id"] == "again-1"
+        done = wait_state(api, project, "again-1")
+        assert done["pipeline"]["stages"] == body["stages"]
+        assert [e["id"] for e in api.get(url, params={"pipelineId": "again"}).json()["data"]] == ["again-1"]
 
 
 class TestActions:
@@ -199,6 +244,13 @@ def test_a_run_started_with_prefect_deployment_run_is_an_execution(api: httpx.Cl
     listed = api.get(f"/v3/projects/{project}/pipelineexecutions", params={"pipelineId": "cli"}).json()
     assert [e["id"] for e in listed["data"]] == ["cli-2", "cli-1"]
     assert api.get(f"/v3/projects/{project}/pipelines/cli").json()["nextRun"] == 3
+
+
+def _label(flow_run_id: Any, labels: dict[str, str]) -> None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        client.update_flow_run_labels(flow_run_id, labels)
 
 
 def _exists(api: httpx.Client, project: str, execution_id: str) -> bool:

@@ -43,6 +43,7 @@ from prefect_pipelines.flows.runtime import (
     ensure_run_number,
     label_flow_run,
     load_source_token,
+    record_steps,
     secret_env,
     select_executor,
     step_tags,
@@ -550,6 +551,8 @@ def run_pipeline(
             executor.close()
         if remove_workspace:
             shutil.rmtree(workspace, ignore_errors=True)
+    if flow_run.deployment_id is not None:
+        record_steps(flow_run.id)
     if control.cancelled:
         console.status("cancelled")
         status.report("error", f"execution {identity.execution_id} was aborted")

@@ -65,6 +65,33 @@ def ensure_run_number(flow_run: FlowRun, pipeline_id: str) -> int:
     return run_coro_as_sync(take())
 
 
+def record_steps(flow_run_id: UUID) -> None:
+    """Put what the run's steps came to on its flow run (LABEL_STEPS), so that the API can
+    show a finished execution from its flow run alone, without reading its task runs.
+    Called as the run ends, once every step is over; a run that cannot record them is
+    shown from its task runs, as a running one is."""
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+
+    from prefect_pipelines.translator.executions import LABEL_STEPS, encode_steps, step_records
+
+    page = 200
+    try:
+        with get_client(sync_client=True) as client:
+            current = client.read_flow_run(flow_run_id)
+            task_filter = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]))
+            task_runs = []
+            while len(task_runs) % page == 0:
+                more = client.read_task_runs(task_run_filter=task_filter, limit=page,
+                                             offset=len(task_runs))
+                task_runs += more
+                if not more:
+                    break
+    except Exception as exc:  # noqa: BLE001 - the task runs still tell
+        _log.warning("could not record the steps of flow run %s: %s", flow_run_id, exc)
+        return
+    label_flow_run(flow_run_id, {LABEL_STEPS: encode_steps(step_records(task_runs), current.run_count)})
+
+
 def label_flow_run(flow_run_id: UUID, labels: dict[str, str]) -> None:
     """Put labels on a flow run (the API reads an execution's commit and branch there)."""
     try:

@@ -8,8 +8,11 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterName,
+    FlowFilter,
+    FlowFilterName,
     FlowRunFilter,
-    FlowRunFilterDeploymentId,
     FlowRunFilterName,
     FlowRunFilterState,
     FlowRunFilterStateType,
@@ -20,13 +23,13 @@ from prefect.client.schemas.filters import (
     WorkPoolFilter,
     WorkPoolFilterName,
 )
-from prefect.exceptions import ObjectNotFound
 from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
-from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
+from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling
 
 from prefect_pipelines.errors import ActionNotAvailableError, InvalidInputError, NotFoundError
+from prefect_pipelines.flows import FLOW_NAME
 from prefect_pipelines.services.pipelines import read_deployment, start_execution
 from prefect_pipelines.translator.executions import (
     FINISHED,
@@ -35,14 +38,18 @@ from prefect_pipelines.translator.executions import (
     QUEUEING,
     STATES,
     WAITING,
+    Steps,
     execution_fields,
     flow_run_state,
     parse_execution_id,
+    recorded_steps,
+    step_records,
 )
 from prefect_pipelines.translator.mapping import (
     TAG_EXECUTION,
     TAG_PIPELINE,
     TAG_PROJECT,
+    deployment_name,
     execution_name,
 )
 
@@ -54,10 +61,11 @@ _PAGE = 200
 
 @dataclass
 class ExecutionRecord:
-    """One execution: its flow run and its steps' task runs."""
+    """One execution: its flow run and its steps' task runs (None when the run is over and
+    recorded its steps on its flow run, and the task runs were not asked for)."""
 
     flow_run: FlowRun
-    task_runs: list[TaskRun]
+    task_runs: list[TaskRun] | None
     project_id: str
     pipeline_id: str
     queue_full: bool = False
@@ -66,9 +74,15 @@ class ExecutionRecord:
     def state(self) -> str:
         return flow_run_state(self.flow_run, self.queue_full)
 
+    @property
+    def steps(self) -> Steps:
+        if self.task_runs is not None:
+            return step_records(self.task_runs)
+        return recorded_steps(self.flow_run) or {}
+
     def fields(self) -> dict[str, Any]:
         """The /v3 fields of the execution."""
-        return execution_fields(self.flow_run, self.task_runs, project_id=self.project_id,
+        return execution_fields(self.flow_run, self.steps, project_id=self.project_id,
                                 pipeline_id=self.pipeline_id, queue_full=self.queue_full)
 
 
@@ -144,13 +158,14 @@ async def project_queue_full(client: PrefectClient, flow_runs: list[FlowRun]) ->
     return busy >= queue.concurrency_limit
 
 
-async def read_execution(client: PrefectClient, *, project_id: str, execution_id: str
-                         ) -> ExecutionRecord:
+async def read_execution(client: PrefectClient, *, project_id: str, execution_id: str,
+                         task_runs: bool = False) -> ExecutionRecord:
     """One execution `<pipelineId>-<run>` with its steps.
 
-    The pipeline, the run and the run's task runs are asked for at once (the run by its
-    name and tags); the run is the one of the pipeline's current deployment (an earlier
-    pipeline of the same name leaves runs whose deployment is gone).
+    The run is asked for by its name and tags, among the runs of the pipeline's current
+    deployment (an earlier pipeline of the same name leaves runs whose deployment is gone):
+    one call. A run that is over and recorded its steps needs nothing more; otherwise (or
+    when `task_runs` asks for them) its task runs are read.
 
     Raises:
         NotFoundError: no such execution.
@@ -164,29 +179,24 @@ async def read_execution(client: PrefectClient, *, project_id: str, execution_id
         name=FlowRunFilterName(any_=[execution_name(pipeline_id, run)]),
         tags=FlowRunFilterTags(all_=[f"run:{run}", TAG_EXECUTION, f"{TAG_PROJECT}{project_id}"]),
     )
-    deployment, runs, task_runs = await asyncio.gather(
-        _deployment_or_none(client, project_id, pipeline_id),
-        client.read_flow_runs(flow_run_filter=run_filter, sort=FlowRunSort.ID_DESC, limit=_PAGE),
-        client.read_task_runs(flow_run_filter=run_filter, limit=_PAGE),
-    )
-    mine = [flow_run for flow_run in runs
-            if deployment is not None and flow_run.deployment_id == deployment.id]
-    if not mine:
+    runs = await client.read_flow_runs(flow_run_filter=run_filter, sort=FlowRunSort.ID_DESC,
+                                       limit=_PAGE, **_of_pipeline(project_id, pipeline_id))
+    if not runs:
         raise missing
-    flow_run = min(mine, key=lambda candidate: candidate.created or candidate.expected_start_time)
-    steps = [task_run for task_run in task_runs if task_run.flow_run_id == flow_run.id]
-    if len(task_runs) == _PAGE:  # a page full of other runs' steps, or a very long pipeline
+    flow_run = min(runs, key=lambda candidate: candidate.created or candidate.expected_start_time)
+    steps = None
+    if task_runs or recorded_steps(flow_run) is None:
         steps = (await task_runs_of(client, [flow_run]))[flow_run.id]
     full = await project_queue_full(client, [flow_run])
     return ExecutionRecord(flow_run, steps, project_id, pipeline_id, full)
 
 
-async def _deployment_or_none(client: PrefectClient, project_id: str, pipeline_id: str
-                              ) -> DeploymentResponse | None:
-    try:
-        return await read_deployment(client, project_id, pipeline_id)
-    except NotFoundError:
-        return None
+def _of_pipeline(project_id: str, pipeline_id: str) -> dict[str, Any]:
+    """Filters (for read_flow_runs, count_flow_runs) that keep the runs of a pipeline's
+    current deployment."""
+    return {"flow_filter": FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+            "deployment_filter": DeploymentFilter(
+                name=DeploymentFilterName(any_=[deployment_name(project_id, pipeline_id)]))}
 
 
 async def list_executions(client: PrefectClient, *, project_id: str, pipeline_id: str | None,
@@ -194,23 +204,24 @@ async def list_executions(client: PrefectClient, *, project_id: str, pipeline_id
                           ) -> tuple[list[ExecutionRecord], int]:
     """Executions of a project (or one pipeline), newest first; and how many match."""
     flow_run_filter = FlowRunFilter(tags=FlowRunFilterTags(all_=[f"{TAG_PROJECT}{project_id}", TAG_EXECUTION]))
-    if pipeline_id is not None:
-        deployment = await read_deployment(client, project_id, pipeline_id)
-        flow_run_filter.deployment_id = FlowRunFilterDeploymentId(any_=[deployment.id])
     if state is not None:
         if state not in STATES:
             raise InvalidInputError(f"state must be one of {', '.join(STATES)}", field_name="state")
         flow_run_filter.state = _state_filter(state)
         if not PREFECT_TYPES.get(state):
             return [], 0
-    runs, total = await asyncio.gather(
-        client.read_flow_runs(flow_run_filter=flow_run_filter,
-                              sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit, offset=offset),
-        client.count_flow_runs(flow_run_filter=flow_run_filter),
+    of_pipeline = _of_pipeline(project_id, pipeline_id) if pipeline_id is not None else {}
+    runs, total, _ = await asyncio.gather(
+        client.read_flow_runs(flow_run_filter=flow_run_filter, sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                              limit=limit, offset=offset, **of_pipeline),
+        client.count_flow_runs(flow_run_filter=flow_run_filter, **of_pipeline),
+        # An unknown pipeline is a 404, not an empty list.
+        read_deployment(client, project_id, pipeline_id) if pipeline_id is not None else asyncio.sleep(0),
     )
-    task_runs, full = await asyncio.gather(task_runs_of(client, runs),
+    unrecorded = [run for run in runs if recorded_steps(run) is None]
+    task_runs, full = await asyncio.gather(task_runs_of(client, unrecorded),
                                            project_queue_full(client, runs))
-    records = [ExecutionRecord(run, task_runs[run.id], project_id, pipeline_of(run), full)
+    records = [ExecutionRecord(run, task_runs.get(run.id), project_id, pipeline_of(run), full)
                for run in runs]
     if state in (WAITING, QUEUEING):  # one Prefect state type holds both: split by name
         records = [record for record in records if record.state == state]

@@ -8,8 +8,9 @@ it and `skipped` once the execution is over: it is never absent.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
 
@@ -23,6 +24,8 @@ FINISHED = (SUCCESS, FAILED, SKIPPED, ABORTED)
 # Labels the flow puts on its own flow run once it knows them.
 LABEL_COMMIT = "pipelines.commit"
 LABEL_BRANCH = "pipelines.branch"
+# What the steps of a run came to, put on the flow run as the run ends (see recorded_steps).
+LABEL_STEPS = "pipelines.steps"
 
 _TASK_NAME = re.compile(r"stage-(\d+)-step-(\d+)")
 
@@ -78,6 +81,57 @@ def step_positions(task_runs: list[TaskRun]) -> dict[tuple[int, int], TaskRun]:
     return out
 
 
+class StepRecord(NamedTuple):
+    """What the API shows of one step: its Prefect state type and when it ran."""
+
+    state_type: StateType | None
+    started: dt.datetime | None
+    ended: dt.datetime | None
+
+
+Steps = dict[tuple[int, int], StepRecord]
+
+
+def step_records(task_runs: list[TaskRun]) -> Steps:
+    """The steps of an execution by (stage, step), from its task runs."""
+    return {position: StepRecord(task_run.state_type, task_run.start_time, task_run.end_time)
+            for position, task_run in step_positions(task_runs).items()}
+
+
+def encode_steps(steps: Steps, run_count: int) -> str:
+    """`steps` as the value of the LABEL_STEPS label of a flow run in its `run_count`-th
+    attempt: compact JSON, `[stage, step, state type, start, end]` per step (epoch seconds)."""
+
+    def epoch(value: dt.datetime | None) -> float | None:
+        return round(value.timestamp(), 3) if value is not None else None
+
+    rows = [[i, j, record.state_type.value if record.state_type else None,
+             epoch(record.started), epoch(record.ended)]
+            for (i, j), record in sorted(steps.items())]
+    return json.dumps({"runCount": run_count, "steps": rows}, separators=(",", ":"))
+
+
+def recorded_steps(flow_run: FlowRun) -> Steps | None:
+    """The steps a run recorded on its flow run as it ended, or None when they cannot be
+    trusted: the run is not over (a retry from the Prefect UI runs it again), the record
+    is of an earlier attempt, or it is missing or malformed (the task runs then tell)."""
+    value = (flow_run.labels or {}).get(LABEL_STEPS)
+    if not isinstance(value, str) or flow_run.state is None or not flow_run.state.is_final():
+        return None
+
+    def when(epoch: Any) -> dt.datetime | None:
+        return dt.datetime.fromtimestamp(epoch, dt.timezone.utc) if epoch is not None else None
+
+    try:
+        data = json.loads(value)
+        if data["runCount"] != flow_run.run_count:
+            return None
+        return {(int(i), int(j)): StepRecord(StateType(state) if state else None, when(start), when(end))
+                for i, j, state, start, end in data["steps"]}
+    except (ValueError, TypeError, KeyError, OverflowError, OSError):
+        return None
+
+
 def _stage_state(steps: list[dict[str, Any]], finished: bool) -> str:
     states = [step["state"] for step in steps]
     if FAILED in states:
@@ -95,41 +149,41 @@ def _stage_state(steps: list[dict[str, Any]], finished: bool) -> str:
     return WAITING if not finished else SKIPPED
 
 
-def stages_view(definition: dict[str, Any], task_runs: list[TaskRun], execution_state: str
+def stages_view(definition: dict[str, Any], steps: Steps, execution_state: str
                 ) -> list[dict[str, Any]]:
-    """`stages[]` of an execution, every step present, from its definition and task runs."""
+    """`stages[]` of an execution, every step present, from its definition and its steps'
+    records (task runs, or what the run recorded as it ended)."""
     finished = execution_state in FINISHED
-    by_position = step_positions(task_runs)
     stages = []
     for i, stage in enumerate(definition.get("stages") or []):
-        steps = []
+        views = []
         for j, _ in enumerate(stage.get("steps") or []):
-            task_run = by_position.get((i, j))
-            if task_run is None or task_run.state_type is None:
+            record = steps.get((i, j))
+            if record is None or record.state_type is None:
                 state = SKIPPED if finished else WAITING
-                steps.append({"state": state, "started": None, "ended": None})
+                views.append({"state": state, "started": None, "ended": None})
                 continue
-            state = _TASK_STATES.get(task_run.state_type, WAITING)
+            state = _TASK_STATES.get(record.state_type, WAITING)
             if finished and state in (WAITING, RUNNING):
                 state = ABORTED if execution_state == ABORTED else FAILED
-            steps.append({
+            views.append({
                 "state": state,
-                "started": iso(task_run.start_time),
-                "ended": iso(task_run.end_time) if state in FINISHED else None,
+                "started": iso(record.started),
+                "ended": iso(record.ended) if state in FINISHED else None,
             })
-        starts = [step["started"] for step in steps if step["started"]]
-        stage_state = _stage_state(steps, finished)
-        ends = [step["ended"] for step in steps if step["ended"]]
+        starts = [view["started"] for view in views if view["started"]]
+        stage_state = _stage_state(views, finished)
+        ends = [view["ended"] for view in views if view["ended"]]
         stages.append({
             "state": stage_state,
             "started": min(starts) if starts else None,
             "ended": max(ends) if ends and stage_state in FINISHED else None,
-            "steps": steps,
+            "steps": views,
         })
     return stages
 
 
-def execution_fields(flow_run: FlowRun, task_runs: list[TaskRun], *, project_id: str,
+def execution_fields(flow_run: FlowRun, steps: Steps, *, project_id: str,
                      pipeline_id: str, queue_full: bool = False) -> dict[str, Any]:
     """The fields of a pipelineexecution (without links and actions)."""
     parameters = flow_run.parameters or {}
@@ -152,7 +206,7 @@ def execution_fields(flow_run: FlowRun, task_runs: list[TaskRun], *, project_id:
         "message": (flow_run.state.message or "") if flow_run.state and state in FINISHED else "",
         "started": iso(flow_run.start_time),
         "ended": iso(flow_run.end_time) if state in FINISHED else None,
-        "stages": stages_view(definition, task_runs, state),
+        "stages": stages_view(definition, steps, state),
     }
 
 

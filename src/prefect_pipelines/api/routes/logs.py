@@ -55,8 +55,8 @@ async def list_logs(
         raise InvalidInputError("give pipelineExecutionId: logs are listed per execution",
                                 field_name="pipelineExecutionId", code="MissingRequired")
     record = await executions_service.read_execution(client, project_id=project_id,
-                                                     execution_id=pipelineExecutionId)
-    positions = {(task_run.name): task_run for task_run in record.task_runs}
+                                                     execution_id=pipelineExecutionId, task_runs=True)
+    positions = {(task_run.name): task_run for task_run in record.task_runs or []}
     stages = (record.flow_run.parameters or {}).get("pipeline", {}).get("stages") or []
     places = [(i, j) for i, stage in enumerate(stages) for j, _ in enumerate(stage.get("steps") or [])]
     logs = await asyncio.gather(*(
@@ -84,7 +84,7 @@ async def read_log(
     pipeline_id, run, stage, step = parsed
     execution_id = f"{pipeline_id}-{run}"
     execution = await executions_service.read_execution(client, project_id=project_id,
-                                                        execution_id=execution_id)
+                                                        execution_id=execution_id, task_runs=True)
     flow_run = execution.flow_run
     stages = (flow_run.parameters or {}).get("pipeline", {}).get("stages") or []
     if stage >= len(stages) or step >= len(stages[stage].get("steps") or []):
@@ -93,7 +93,7 @@ async def read_log(
         return StreamingResponse(_follow(client, flow_run.id, stage, step),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
-    task_run = step_positions(execution.task_runs).get((stage, step))
+    task_run = step_positions(execution.task_runs or []).get((stage, step))
     log = await service.read_step_log(client, task_run.id if task_run else None,
                                       settings.log_limit_bytes)
     return log_resource(request, project_id, execution_id, stage, step, log.text())

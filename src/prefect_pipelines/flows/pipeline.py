@@ -369,17 +369,18 @@ def _watch_run(
     """
     beat = _heartbeat(flow_run)
 
+    def beats() -> None:  # a thread of its own: a poll that waits on the API must not stop them
+        beat()
+        while not done.wait(settings.heartbeat_seconds):
+            beat()
+
+    start_thread(beats, f"heartbeat-{flow_run.id}")
+
     def run() -> None:
         from prefect.client.orchestration import get_client
 
-        next_beat = time.monotonic()
         with get_client(sync_client=True) as client:
-            while True:
-                if time.monotonic() >= next_beat:
-                    beat()
-                    next_beat = time.monotonic() + settings.heartbeat_seconds
-                if done.wait(min(settings.cancel_poll_seconds, max(0.0, next_beat - time.monotonic()))):
-                    return
+            while not done.wait(settings.cancel_poll_seconds):
                 try:
                     state = client.read_flow_run(flow_run.id).state
                 except Exception:  # noqa: BLE001 - a blip of the API; try again

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import cache
+from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -70,22 +71,16 @@ def record_steps(flow_run_id: UUID) -> None:
     show a finished execution from its flow run alone, without reading its task runs.
     Called as the run ends, once every step is over; a run that cannot record them is
     shown from its task runs, as a running one is."""
-    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
-
+    from prefect_pipelines.services.executions import task_runs_of
     from prefect_pipelines.translator.executions import LABEL_STEPS, encode_steps, step_records
 
-    page = 200
+    async def read() -> tuple[FlowRun, list[Any]]:
+        async with pipelines_client() as client:
+            current = await client.read_flow_run(flow_run_id)
+            return current, (await task_runs_of(client, [current]))[current.id]
+
     try:
-        with get_client(sync_client=True) as client:
-            current = client.read_flow_run(flow_run_id)
-            task_filter = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]))
-            task_runs = []
-            while len(task_runs) % page == 0:
-                more = client.read_task_runs(task_run_filter=task_filter, limit=page,
-                                             offset=len(task_runs))
-                task_runs += more
-                if not more:
-                    break
+        current, task_runs = run_coro_as_sync(read())
     except Exception as exc:  # noqa: BLE001 - the task runs still tell
         _log.warning("could not record the steps of flow run %s: %s", flow_run_id, exc)
         return

@@ -68,8 +68,9 @@ class Settings(BaseSettings):
         "alive (a flow-run heartbeat event, sent by the run itself).",
     )
     lost_after_seconds: int = Field(
-        default=50, ge=3, description="Silence after which a running execution's worker "
-        "counts as lost and the execution is marked failed (at least three heartbeats; a "
+        default=50, ge=10, description="Silence after which a running execution's worker "
+        "counts as lost and the execution is marked failed (at least 10 s, Prefect's "
+        "shortest proactive automation, and at least three heartbeats; a "
         "Prefect server that is down for longer than this minus one heartbeat may have "
         "live runs marked lost when it comes back).",
     )

@@ -1,17 +1,22 @@
 """A running execution beats: it sends Prefect its flow-run heartbeat every
-`heartbeat_seconds` from its start to its end, and none once it is over (a beat after the
-end would start a "worker lost" countdown for a finished run)."""
+`heartbeat_seconds` from its start to its end, none once it is over (a beat after the
+end would start a "worker lost" countdown for a finished run), and a run that is slow to
+finish after its steps is not taken for lost."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
 from pydantic import ValidationError
 
-from prefect_pipelines.flows import FLOW_NAME
+from prefect_pipelines.flows import FLOW_NAME, pipeline
+from prefect_pipelines.services.lost_runs import ensure_lost_runs_automation
 from prefect_pipelines.settings import Settings, get_settings
 from tests.support.events import events_about
 from tests.support.procs import wait_for
@@ -52,6 +57,46 @@ def test_a_run_beats_while_it_runs_and_not_after(prefect_api: str) -> None:
             < at["prefect.flow-run.Completed"], beat
         flow = [r for r in beat["related"] if r.get("prefect.resource.role") == "flow"]
         assert flow and flow[0]["prefect.resource.name"] == FLOW_NAME, beat["related"]
+
+
+@pytest.fixture
+def short_lost_window(prefect_api: str) -> Iterator[int]:
+    """The "worker lost" automation of the session's server with its shortest window
+    (10 s, Prefect's minimum); the settings' window again afterwards."""
+
+    async def set_window(seconds: int) -> None:
+        async with get_client() as client:
+            await ensure_lost_runs_automation(client, seconds)
+
+    asyncio.run(set_window(10))
+    yield 10
+    get_settings.cache_clear()
+    asyncio.run(set_window(get_settings().lost_after_seconds))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("fast_beats")
+def test_a_run_slow_to_finish_after_its_steps_is_not_taken_for_lost(
+        short_lost_window: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # After its steps a run still writes to Prefect (its step record, its commit status, its
+    # final state); on a busy SQLite server Prefect's client retries such a write for up
+    # to a minute. The run must go on beating meanwhile. Here the last stretch takes
+    # two and a half "worker lost" windows.
+    report = pipeline.CommitStatus.report
+
+    def slow_report(self: pipeline.CommitStatus, state: str, description: str) -> None:
+        if state == "success":
+            time.sleep(2.5 * short_lost_window)
+        report(self, state, description)
+
+    monkeypatch.setattr(pipeline.CommitStatus, "report", slow_report)
+    state, flow_run_id = run_definition(
+        {"stages": [{"name": "work", "steps": [{"runScriptConfig": {
+            "image": "busybox", "shellScript": "echo done"}}]}]})
+    assert state.is_completed(), state.message
+    with get_client(sync_client=True) as client:
+        history = [(s.type, s.message) for s in client.read_flow_run_states(flow_run_id)]
+    assert all(kind != StateType.CRASHED for kind, _ in history), history
 
 
 def test_lost_after_must_span_three_beats() -> None:

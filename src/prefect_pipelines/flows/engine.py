@@ -23,11 +23,14 @@ from prefect.flow_engine import FlowRunEngine
 from prefect.flows import Flow
 from prefect.states import State
 
+from prefect_pipelines.flows.heartbeat import heartbeats
+from prefect_pipelines.settings import get_settings
+
 
 class PipelineFlowRunEngine(FlowRunEngine[Any, Any]):
     """Prefect's sync flow engine minus the suspension observer and its heartbeat thread:
     a pipeline run sends its own heartbeats, more often than Prefect's 30 s minimum
-    (see `_watch_run` in flows/pipeline.py)."""
+    (flows/heartbeat.py)."""
 
     @property
     def heartbeat_seconds(self) -> int | None:
@@ -44,10 +47,19 @@ class PipelineFlowRunEngine(FlowRunEngine[Any, Any]):
 
 
 def run_flow_run(flow: Flow[Any, Any], flow_run: FlowRun) -> State:
-    """Run an existing flow run to a final state in this thread; return that state."""
+    """Run an existing flow run to a final state in this thread; return that state.
+
+    The run beats from before it starts until Prefect has its final state, so that a slow
+    write of that state (a busy SQLite server) does not look like a lost worker."""
     engine = PipelineFlowRunEngine(flow=flow, parameters=flow_run.parameters, flow_run=flow_run)
-    with engine.start():
-        while engine.is_running():
-            with engine.run_context():
-                engine.call_flow_fn()
+    with heartbeats(flow_run, get_settings().heartbeat_seconds, over=lambda: _is_over(engine)):
+        with engine.start():
+            while engine.is_running():
+                with engine.run_context():
+                    engine.call_flow_fn()
     return engine.state
+
+
+def _is_over(engine: PipelineFlowRunEngine) -> bool:
+    state = engine.flow_run.state if engine.flow_run is not None else None
+    return state is not None and state.is_final()

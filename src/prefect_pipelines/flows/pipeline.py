@@ -35,6 +35,7 @@ from prefect_pipelines.flows.executors.base import (
     stop_message,
 )
 from prefect_pipelines.flows.git import clone, existing_checkout, is_empty_dir
+from prefect_pipelines.flows.heartbeat import heartbeats
 from prefect_pipelines.flows.output import SecretMasker, StepOutput, console
 from prefect_pipelines.flows.runtime import (
     CommitStatus,
@@ -354,27 +355,9 @@ def _make_workspace(flow_run: FlowRun, settings: Settings) -> tuple[Path, bool]:
     return workspace, True
 
 
-def _watch_run(
-    flow_run: FlowRun, control: RunControl, settings: Settings, done: threading.Event
-) -> threading.Thread:
-    """While the run lasts: poll its state and, on Cancelling, stop every step; and send
-    Prefect the run's heartbeat every `heartbeat_seconds` (the sign of life that the
-    "worker lost" automation waits for, see services/lost_runs.py).
-
-    The heartbeat is sent from the flow rather than by Prefect's engine, whose interval
-    cannot go below 30 s: beating every 10 s lets a lost worker be noticed in under a
-    minute while three missed beats in a row are still needed. It is Prefect's own
-    `prefect.flow-run.heartbeat` event, so the same run beats the same way under this
-    project's worker, a stock Prefect worker or `exec`.
-    """
-    beat = _heartbeat(flow_run)
-
-    def beats() -> None:  # a thread of its own: a poll that waits on the API must not stop them
-        beat()
-        while not done.wait(settings.heartbeat_seconds):
-            beat()
-
-    start_thread(beats, f"heartbeat-{flow_run.id}")
+def _watch_run(flow_run: FlowRun, control: RunControl, settings: Settings,
+               done: threading.Event) -> threading.Thread:
+    """While the run's steps last: poll its state and, on Cancelling, stop every step."""
 
     def run() -> None:
         from prefect.client.orchestration import get_client
@@ -390,28 +373,6 @@ def _watch_run(
                     return
 
     return start_thread(run, f"watch-{flow_run.id}")
-
-
-def _heartbeat(flow_run: FlowRun) -> Callable[[], None]:
-    """A function that emits the flow run's heartbeat event (as Prefect's engine builds it:
-    the run as resource, its flow and deployment as related resources)."""
-    from prefect.events import emit_event
-
-    resource = {"prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
-                "prefect.resource.name": flow_run.name or ""}
-    related = [{"prefect.resource.id": f"prefect.flow.{flow_run.flow_id}",
-                "prefect.resource.role": "flow", "prefect.resource.name": FLOW_NAME}]
-    if flow_run.deployment_id is not None:
-        related.append({"prefect.resource.id": f"prefect.deployment.{flow_run.deployment_id}",
-                        "prefect.resource.role": "deployment"})
-
-    def beat() -> None:
-        try:
-            emit_event(event="prefect.flow-run.heartbeat", resource=resource, related=related)
-        except Exception:  # noqa: BLE001 - the next beat tries again
-            logging.getLogger(__name__).debug("heartbeat not sent", exc_info=True)
-
-    return beat
 
 
 def _run_stage(run: _Run, stage: StagePlan) -> list[tuple[StepPlan, State]]:
@@ -474,11 +435,17 @@ def run_pipeline(
         trigger: who started the run: `triggeredBy` (user|cron|webhook), `userId`,
             `event`, `commit`, `ref`, `message`, `author`, `htmlLink`.
     """
-    logger = get_run_logger()
     settings = get_settings()
     context = FlowRunContext.get()
     assert context is not None and context.flow_run is not None
-    flow_run = context.flow_run
+    with heartbeats(context.flow_run, settings.heartbeat_seconds):
+        return _execute(context.flow_run, settings, pipeline, pipeline_id, project_id, branch, trigger)
+
+
+def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pipeline_id: str,
+             project_id: str, branch: str | None, trigger: dict[str, Any] | None) -> State:
+    """The run itself (see `run_pipeline`)."""
+    logger = get_run_logger()
     try:
         config = parse_pipeline(pipeline, min_cron_interval_seconds=0)
         run_trigger = _trigger_from(trigger, flow_run)

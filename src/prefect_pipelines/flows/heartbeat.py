@@ -1,0 +1,90 @@
+"""A running execution's sign of life: Prefect's `prefect.flow-run.heartbeat` event, sent
+every `heartbeat_seconds` from a thread of its own for as long as the run lasts. The
+"worker lost" automation (services/lost_runs.py) marks a run Crashed when the beats stop.
+
+The beats are sent by this project rather than by Prefect's engine, whose interval cannot
+go below 30 s: beating every 10 s lets a lost worker be noticed in under a minute while
+three missed beats in a row are still needed.
+
+"As long as the run lasts" includes its slow parts outside the steps: on an embedded
+SQLite server under load, Prefect's client retries a call answered `database is locked`
+with a back-off of 2, 4, 8, 16 and 32 s, so writing the run's step record or its final
+state can take a minute. The worker's engine (flows/engine.py) beats from before the run
+starts until Prefect has its final state; a run started any other way (a stock Prefect
+worker, `exec`, a flow call) beats from the flow's first line until it returns. One run
+beats once: the inner of two nested `heartbeats()` sends nothing.
+
+A beat sent while the final state is being written (a few milliseconds' race, as with
+Prefect's own heartbeat) is harmless: Prefect refuses to move a finished run to Crashed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from uuid import UUID
+
+from prefect.client.schemas.objects import FlowRun
+
+from prefect_pipelines.flows.control import start_thread
+
+_log = logging.getLogger(__name__)
+_beating: set[UUID] = set()
+_lock = threading.Lock()
+
+
+@contextmanager
+def heartbeats(
+    flow_run: FlowRun, seconds: float, over: Callable[[], bool] = lambda: False
+) -> Iterator[None]:
+    """Beat for `flow_run` every `seconds` while the block runs, the first beat at once;
+    stop early once `over()` is true (the run has its final state)."""
+    with _lock:
+        nested = flow_run.id in _beating
+        _beating.add(flow_run.id)
+    if nested:
+        yield
+        return
+    beat = _beat_for(flow_run)
+    stop = threading.Event()
+
+    def beats() -> None:
+        while not over():
+            beat()
+            if stop.wait(seconds):
+                return
+
+    thread = start_thread(beats, f"heartbeat-{flow_run.id}")
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        with _lock:
+            _beating.discard(flow_run.id)
+
+
+def _beat_for(flow_run: FlowRun) -> Callable[[], None]:
+    """A function that emits the flow run's heartbeat event (as Prefect's engine builds it:
+    the run as resource, its flow and deployment as related resources)."""
+    from prefect.events import emit_event
+
+    from prefect_pipelines.flows.pipeline import FLOW_NAME
+
+    resource = {"prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
+                "prefect.resource.name": flow_run.name or ""}
+    related = [{"prefect.resource.id": f"prefect.flow.{flow_run.flow_id}",
+                "prefect.resource.role": "flow", "prefect.resource.name": FLOW_NAME}]
+    if flow_run.deployment_id is not None:
+        related.append({"prefect.resource.id": f"prefect.deployment.{flow_run.deployment_id}",
+                        "prefect.resource.role": "deployment"})
+
+    def beat() -> None:
+        try:
+            emit_event(event="prefect.flow-run.heartbeat", resource=resource, related=related)
+        except Exception:  # noqa: BLE001 - the next beat tries again
+            _log.debug("heartbeat not sent", exc_info=True)
+
+    return beat

@@ -62,13 +62,14 @@ _PAGE = 200
 @dataclass
 class ExecutionRecord:
     """One execution: its flow run and its steps' task runs (None when the run is over and
-    recorded its steps on its flow run, and the task runs were not asked for)."""
+    recorded its steps on its flow run, `recorded`, and the task runs were not asked for)."""
 
     flow_run: FlowRun
     task_runs: list[TaskRun] | None
     project_id: str
     pipeline_id: str
     queue_full: bool = False
+    recorded: Steps | None = None
 
     @property
     def state(self) -> str:
@@ -78,7 +79,7 @@ class ExecutionRecord:
     def steps(self) -> Steps:
         if self.task_runs is not None:
             return step_records(self.task_runs)
-        return recorded_steps(self.flow_run) or {}
+        return self.recorded or {}
 
     def fields(self) -> dict[str, Any]:
         """The /v3 fields of the execution."""
@@ -184,11 +185,12 @@ async def read_execution(client: PrefectClient, *, project_id: str, execution_id
     if not runs:
         raise missing
     flow_run = min(runs, key=lambda candidate: candidate.created or candidate.expected_start_time)
+    recorded = recorded_steps(flow_run)
     steps = None
-    if task_runs or recorded_steps(flow_run) is None:
+    if task_runs or recorded is None:
         steps = (await task_runs_of(client, [flow_run]))[flow_run.id]
     full = await project_queue_full(client, [flow_run])
-    return ExecutionRecord(flow_run, steps, project_id, pipeline_id, full)
+    return ExecutionRecord(flow_run, steps, project_id, pipeline_id, full, recorded)
 
 
 def _of_pipeline(project_id: str, pipeline_id: str) -> dict[str, Any]:
@@ -218,11 +220,12 @@ async def list_executions(client: PrefectClient, *, project_id: str, pipeline_id
         # An unknown pipeline is a 404, not an empty list.
         read_deployment(client, project_id, pipeline_id) if pipeline_id is not None else asyncio.sleep(0),
     )
-    unrecorded = [run for run in runs if recorded_steps(run) is None]
+    recorded = {run.id: recorded_steps(run) for run in runs}
+    unrecorded = [run for run in runs if recorded[run.id] is None]
     task_runs, full = await asyncio.gather(task_runs_of(client, unrecorded),
                                            project_queue_full(client, runs))
-    records = [ExecutionRecord(run, task_runs.get(run.id), project_id, pipeline_of(run), full)
-               for run in runs]
+    records = [ExecutionRecord(run, task_runs.get(run.id), project_id, pipeline_of(run), full,
+                               recorded[run.id]) for run in runs]
     if state in (WAITING, QUEUEING):  # one Prefect state type holds both: split by name
         records = [record for record in records if record.state == state]
     return records, total

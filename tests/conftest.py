@@ -7,6 +7,8 @@ A docker engine that already answers is used as it is and left running.
 
 from __future__ import annotations
 
+import asyncio
+
 import os
 import shutil
 import tempfile
@@ -201,3 +203,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         postgres.stop()
     if exitstatus == 0:
         shutil.rmtree(STATE, ignore_errors=True)
+
+
+@pytest.fixture
+def short_lost_window(prefect_api: str) -> Iterator[int]:
+    """The "worker lost" automations of the session's server with their shortest window
+    (10 s, Prefect's minimum); the settings' window again afterwards."""
+    from prefect.client.orchestration import get_client
+
+    from prefect_pipelines.services.lost_runs import ensure_lost_runs_automation
+    from prefect_pipelines.settings import get_settings
+
+    async def set_window(seconds: int) -> None:
+        async with get_client() as client:
+            await ensure_lost_runs_automation(client, seconds)
+
+    asyncio.run(set_window(10))
+    yield 10
+    get_settings.cache_clear()
+    asyncio.run(set_window(get_settings().lost_after_seconds))

@@ -5,7 +5,6 @@ finish after its steps is not taken for lost."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -16,7 +15,6 @@ from prefect.client.schemas.objects import StateType
 from pydantic import ValidationError
 
 from prefect_pipelines.flows import FLOW_NAME, pipeline
-from prefect_pipelines.services.lost_runs import ensure_lost_runs_automation
 from prefect_pipelines.settings import Settings, get_settings
 from tests.support.events import events_about
 from tests.support.procs import wait_for
@@ -57,21 +55,6 @@ def test_a_run_beats_while_it_runs_and_not_after(prefect_api: str) -> None:
             < at["prefect.flow-run.Completed"], beat
         flow = [r for r in beat["related"] if r.get("prefect.resource.role") == "flow"]
         assert flow and flow[0]["prefect.resource.name"] == FLOW_NAME, beat["related"]
-
-
-@pytest.fixture
-def short_lost_window(prefect_api: str) -> Iterator[int]:
-    """The "worker lost" automation of the session's server with its shortest window
-    (10 s, Prefect's minimum); the settings' window again afterwards."""
-
-    async def set_window(seconds: int) -> None:
-        async with get_client() as client:
-            await ensure_lost_runs_automation(client, seconds)
-
-    asyncio.run(set_window(10))
-    yield 10
-    get_settings.cache_clear()
-    asyncio.run(set_window(get_settings().lost_after_seconds))
 
 
 @pytest.mark.timeout(120)

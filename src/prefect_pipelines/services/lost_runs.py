@@ -8,7 +8,15 @@ https://docs.prefect.io/v3/advanced/detect-zombie-flows) watches the runs of the
 says the worker was lost. (Claimed runs matter too: a worker that dies between claiming a
 run and starting it would otherwise leave it Pending for good, Prefect issue #20485.) The API shows a
 Crashed run as `failed`, with that message; its project's quota slot frees as it leaves
-Running. The automation is made (or corrected) by every facade and worker at start-up.
+Running.
+
+A run being cancelled (Cancelling) cannot be moved to Crashed: Prefect only lets it go to
+Cancelled. So a second automation ends the cancellation of a run whose worker died while
+stopping it: a run still Cancelling `lost_after_seconds` after the request becomes
+Cancelled with a message that says so (`aborted` in the API), and its quota slot frees.
+A live worker stops a run's containers within seconds (a step's grace period is 10 s).
+
+Both automations are made (or corrected) by every facade and worker at start-up.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
 AUTOMATION_NAME = "prefect-pipelines: worker lost"
+CANCEL_AUTOMATION_NAME = "prefect-pipelines: worker lost while cancelling"
 
 
 def lost_run_message(lost_after_seconds: int) -> str:
@@ -58,10 +67,39 @@ def lost_runs_automation(lost_after_seconds: int) -> AutomationCore:
     )
 
 
+def lost_cancels_automation(lost_after_seconds: int) -> AutomationCore:
+    """The automation that ends the cancellation of a run whose worker died meanwhile."""
+    return AutomationCore(
+        name=CANCEL_AUTOMATION_NAME,
+        description="Marks a pipeline execution Cancelled when it is still being cancelled "
+        "long after the request: its worker died before the run had stopped.",
+        enabled=True,
+        trigger=EventTrigger(
+            after={"prefect.flow-run.Cancelling"},
+            # Only an end counts: a dying worker's last heartbeats must not restart the wait.
+            expect={f"prefect.flow-run.{name}" for name in ("Cancelled", "Completed", "Failed", "Crashed")},
+            match_related={"prefect.resource.role": "flow",
+                           "prefect.resource.name": FLOW_NAME},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=lost_after_seconds),
+        ),
+        actions=[ChangeFlowRunState(
+            state=StateType.CANCELLED, name="Cancelled",
+            message=f"cancelled; its worker was lost before the run had stopped "
+            f"(still cancelling after {lost_after_seconds} s)")],
+    )
+
+
 async def ensure_lost_runs_automation(client: PrefectClient, lost_after_seconds: int) -> None:
-    """Create the automation, or bring an existing one in line with the settings."""
-    wanted = lost_runs_automation(lost_after_seconds)
-    existing = await client.read_automations_by_name(AUTOMATION_NAME)
+    """Create the automations, or bring existing ones in line with the settings."""
+    for wanted in (lost_runs_automation(lost_after_seconds), lost_cancels_automation(lost_after_seconds)):
+        await _ensure(client, wanted)
+
+
+async def _ensure(client: PrefectClient, wanted: AutomationCore) -> None:
+    existing = await client.read_automations_by_name(wanted.name)
     if not existing:
         await client.create_automation(wanted)
         return

@@ -14,7 +14,7 @@ A run being cancelled (Cancelling) cannot be moved to Crashed: Prefect only lets
 Cancelled. So a second automation ends the cancellation of a run whose worker died while
 stopping it: a run still Cancelling `lost_after_seconds` after the request becomes
 Cancelled with a message that says so (`aborted` in the API), and its quota slot frees.
-A live worker stops a run's containers within seconds (a step's grace period is 10 s).
+A live worker ends a cancelled run within seconds (it kills the run's containers).
 
 Both automations are made (or corrected) by every facade and worker at start-up.
 """

@@ -208,17 +208,31 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture
 def short_lost_window(prefect_api: str) -> Iterator[int]:
     """The "worker lost" automations of the session's server with their shortest window
-    (10 s, Prefect's minimum); the settings' window again afterwards."""
+    (10 s, Prefect's minimum); afterwards the automations as they were (none if none)."""
     from prefect.client.orchestration import get_client
+    from prefect.events.schemas.automations import AutomationCore
 
-    from prefect_pipelines.services.lost_runs import ensure_lost_runs_automation
-    from prefect_pipelines.settings import get_settings
+    from prefect_pipelines.services import lost_runs
 
-    async def set_window(seconds: int) -> None:
+    names = (lost_runs.AUTOMATION_NAME, lost_runs.CANCEL_AUTOMATION_NAME)
+
+    async def current() -> list[AutomationCore]:
         async with get_client() as client:
-            await ensure_lost_runs_automation(client, seconds)
+            found = [automation for name in names for automation in await client.read_automations_by_name(name)]
+        return [AutomationCore.model_validate(automation.model_dump(include=set(AutomationCore.model_fields)))
+                for automation in found]
 
-    asyncio.run(set_window(10))
-    yield 10
-    get_settings.cache_clear()
-    asyncio.run(set_window(get_settings().lost_after_seconds))
+    async def put(automations: list[AutomationCore]) -> None:
+        async with get_client() as client:
+            for name in names:
+                for automation in await client.read_automations_by_name(name):
+                    await client.delete_automation(automation.id)
+            for automation in automations:
+                await client.create_automation(automation)
+
+    saved = asyncio.run(current())
+    try:
+        asyncio.run(put([lost_runs.lost_runs_automation(10), lost_runs.lost_cancels_automation(10)]))
+        yield 10
+    finally:
+        asyncio.run(put(saved))

@@ -29,4 +29,4 @@ def test_a_run_whose_worker_died_while_cancelling_it_ends_cancelled(short_lost_w
 
         state = wait_for(ended, timeout=short_lost_window + 40, interval=1, what="the cancelling run to end")
     assert state.type == StateType.CANCELLED, state
-    assert "worker was lost" in (state.message or ""), state.message
+    assert "still stopping" in (state.message or "") and "worker" in (state.message or ""), state.message

@@ -8,13 +8,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
+from uuid import UUID
 
 import pytest
+from prefect import flow_engine
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
+from prefect.states import State
 from pydantic import ValidationError
 
-from prefect_pipelines.flows import FLOW_NAME, pipeline
+from prefect_pipelines.flows import FLOW_NAME, pipeline, run_pipeline
+from prefect_pipelines.flows.engine import run_flow_run
 from prefect_pipelines.settings import Settings, get_settings
 from tests.support.events import events_about
 from tests.support.procs import wait_for
@@ -57,14 +62,25 @@ def test_a_run_beats_while_it_runs_and_not_after(prefect_api: str) -> None:
         assert flow and flow[0]["prefect.resource.name"] == FLOW_NAME, beat["related"]
 
 
+ONE_STEP = {"stages": [{"name": "work", "steps": [{"runScriptConfig": {
+    "image": "busybox", "shellScript": "echo done"}}]}]}
+
+
+def _never_crashed(flow_run_id: UUID) -> None:
+    with get_client(sync_client=True) as client:
+        history = [(s.type, s.message) for s in client.read_flow_run_states(flow_run_id)]
+    assert history and all(kind != StateType.CRASHED for kind, _ in history), history
+
+
+# After its steps a run still writes to Prefect (its step record, its commit status, its
+# final state); on a busy SQLite server Prefect's client retries such a write for up to a
+# minute. The run must go on beating meanwhile. In both tests below the last stretch takes
+# two and a half "worker lost" windows.
+
 @pytest.mark.timeout(120)
 @pytest.mark.usefixtures("fast_beats")
 def test_a_run_slow_to_finish_after_its_steps_is_not_taken_for_lost(
         short_lost_window: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    # After its steps a run still writes to Prefect (its step record, its commit status, its
-    # final state); on a busy SQLite server Prefect's client retries such a write for up
-    # to a minute. The run must go on beating meanwhile. Here the last stretch takes
-    # two and a half "worker lost" windows.
     report = pipeline.CommitStatus.report
 
     def slow_report(self: pipeline.CommitStatus, state: str, description: str) -> None:
@@ -73,13 +89,29 @@ def test_a_run_slow_to_finish_after_its_steps_is_not_taken_for_lost(
         report(self, state, description)
 
     monkeypatch.setattr(pipeline.CommitStatus, "report", slow_report)
-    state, flow_run_id = run_definition(
-        {"stages": [{"name": "work", "steps": [{"runScriptConfig": {
-            "image": "busybox", "shellScript": "echo done"}}]}]})
+    state, flow_run_id = run_definition(ONE_STEP)
     assert state.is_completed(), state.message
+    _never_crashed(flow_run_id)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("fast_beats")
+def test_a_slow_final_state_under_the_worker_engine_is_not_taken_for_lost(
+        short_lost_window: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The worker's engine beats until Prefect has the final state, after the flow returns.
+    propose = flow_engine.propose_state_sync
+
+    def slow_propose(client: Any, state: State, *args: Any, **kwargs: Any) -> State:
+        if state.is_final():
+            time.sleep(2.5 * short_lost_window)
+        return propose(client, state, *args, **kwargs)
+
+    monkeypatch.setattr(flow_engine, "propose_state_sync", slow_propose)
     with get_client(sync_client=True) as client:
-        history = [(s.type, s.message) for s in client.read_flow_run_states(flow_run_id)]
-    assert all(kind != StateType.CRASHED for kind, _ in history), history
+        flow_run = client.create_flow_run(run_pipeline, parameters={"pipeline": ONE_STEP})
+    state = run_flow_run(run_pipeline, flow_run)
+    assert state.is_completed(), state.message
+    _never_crashed(flow_run.id)
 
 
 def test_lost_after_must_span_three_beats() -> None:

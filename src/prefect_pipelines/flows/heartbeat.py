@@ -24,6 +24,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from uuid import UUID
 
 from prefect.client.schemas.objects import FlowRun
@@ -31,8 +32,10 @@ from prefect.client.schemas.objects import FlowRun
 from prefect_pipelines.flows.control import start_thread
 
 _log = logging.getLogger(__name__)
-_beating: set[UUID] = set()
-_lock = threading.Lock()
+# The runs beating in this call chain: the flow function, called by the worker's engine in
+# the engine's thread and context, sees its engine's beats here (another thread, such as
+# a retry of the same run taken while an old attempt still ends, does not).
+_beating: ContextVar[frozenset[UUID]] = ContextVar("pipelines_beating", default=frozenset())
 
 
 @contextmanager
@@ -41,29 +44,37 @@ def heartbeats(
 ) -> Iterator[None]:
     """Beat for `flow_run` every `seconds` while the block runs, the first beat at once;
     stop early once `over()` is true (the run has its final state)."""
-    with _lock:
-        nested = flow_run.id in _beating
-        _beating.add(flow_run.id)
-    if nested:
+    beating = _beating.get()
+    if flow_run.id in beating:
         yield
         return
-    beat = _beat_for(flow_run)
     stop = threading.Event()
-
-    def beats() -> None:
-        while not over():
-            beat()
-            if stop.wait(seconds):
-                return
-
-    thread = start_thread(beats, f"heartbeat-{flow_run.id}")
+    token = _beating.set(beating | {flow_run.id})
+    thread: threading.Thread | None = None
     try:
+        beat = _beat_for(flow_run)
+
+        def beats() -> None:
+            while not _is_true(over):
+                beat()
+                if stop.wait(seconds):
+                    return
+
+        thread = start_thread(beats, f"heartbeat-{flow_run.id}")
         yield
     finally:
         stop.set()
-        thread.join(timeout=5)
-        with _lock:
-            _beating.discard(flow_run.id)
+        if thread is not None:
+            thread.join(timeout=5)
+        _beating.reset(token)
+
+
+def _is_true(over: Callable[[], bool]) -> bool:
+    try:
+        return over()
+    except Exception:  # noqa: BLE001 - when in doubt, the run is alive: keep beating
+        _log.warning("could not tell whether the run is over; beating on", exc_info=True)
+        return False
 
 
 def _beat_for(flow_run: FlowRun) -> Callable[[], None]:

@@ -14,7 +14,9 @@ A run being cancelled (Cancelling) cannot be moved to Crashed: Prefect only lets
 Cancelled. So a second automation ends the cancellation of a run whose worker died while
 stopping it: a run still Cancelling `lost_after_seconds` after the request becomes
 Cancelled with a message that says so (`aborted` in the API), and its quota slot frees.
-A live worker ends a cancelled run within seconds (it kills the run's containers).
+A live worker ends a cancelled run within seconds (it kills the run's containers); on a
+Prefect server so busy that ending it takes longer, the run is marked Cancelled a little
+early, which is the state it was heading for anyway.
 
 Both automations are made (or corrected) by every facade and worker at start-up.
 """
@@ -87,8 +89,8 @@ def lost_cancels_automation(lost_after_seconds: int) -> AutomationCore:
         ),
         actions=[ChangeFlowRunState(
             state=StateType.CANCELLED, name="Cancelled",
-            message=f"cancelled; its worker was lost before the run had stopped "
-            f"(still cancelling after {lost_after_seconds} s)")],
+            message=f"cancelled; the run was still stopping {lost_after_seconds} s after "
+            "the request (its worker was most likely lost)")],
     )
 
 

@@ -45,6 +45,20 @@ def lost_run_message(lost_after_seconds: int) -> str:
             "(its worker stopped or its host went away)")
 
 
+def _silence(after: set[str], expect: set[str], seconds: int) -> EventTrigger:
+    """Fires for a run of the `run-pipeline` flow that sent one of `after` and then none of
+    `expect` within `seconds`."""
+    return EventTrigger(
+        after=after,
+        expect=expect,
+        match_related={"prefect.resource.role": "flow", "prefect.resource.name": FLOW_NAME},
+        for_each={"prefect.resource.id"},
+        posture=Posture.Proactive,
+        threshold=1,
+        within=timedelta(seconds=seconds),
+    )
+
+
 def lost_runs_automation(lost_after_seconds: int) -> AutomationCore:
     """The automation that fails the runs of a lost worker."""
     return AutomationCore(
@@ -52,18 +66,10 @@ def lost_runs_automation(lost_after_seconds: int) -> AutomationCore:
         description="Marks a pipeline execution Crashed when its worker stops answering: "
         "claimed but never started, or started and then silent.",
         enabled=True,
-        trigger=EventTrigger(
-            # Claimed (Pending): it should start; started or alive: it should beat again.
-            after={"prefect.flow-run.Pending", "prefect.flow-run.Running",
-                   "prefect.flow-run.heartbeat"},
-            expect={"prefect.flow-run.*"},
-            match_related={"prefect.resource.role": "flow",
-                           "prefect.resource.name": FLOW_NAME},
-            for_each={"prefect.resource.id"},
-            posture=Posture.Proactive,
-            threshold=1,
-            within=timedelta(seconds=lost_after_seconds),
-        ),
+        # Claimed (Pending): it should start; started or alive: it should beat again.
+        trigger=_silence(after={"prefect.flow-run.Pending", "prefect.flow-run.Running",
+                                "prefect.flow-run.heartbeat"},
+                         expect={"prefect.flow-run.*"}, seconds=lost_after_seconds),
         actions=[ChangeFlowRunState(state=StateType.CRASHED, name="Crashed",
                                     message=lost_run_message(lost_after_seconds))],
     )
@@ -76,17 +82,11 @@ def lost_cancels_automation(lost_after_seconds: int) -> AutomationCore:
         description="Marks a pipeline execution Cancelled when it is still being cancelled "
         "long after the request: its worker died before the run had stopped.",
         enabled=True,
-        trigger=EventTrigger(
-            after={"prefect.flow-run.Cancelling"},
-            # Only an end counts: a dying worker's last heartbeats must not restart the wait.
-            expect={f"prefect.flow-run.{name}" for name in ("Cancelled", "Completed", "Failed", "Crashed")},
-            match_related={"prefect.resource.role": "flow",
-                           "prefect.resource.name": FLOW_NAME},
-            for_each={"prefect.resource.id"},
-            posture=Posture.Proactive,
-            threshold=1,
-            within=timedelta(seconds=lost_after_seconds),
-        ),
+        # Only an end counts: a dying worker's last heartbeats must not restart the wait.
+        trigger=_silence(after={"prefect.flow-run.Cancelling"},
+                         expect={f"prefect.flow-run.{name}"
+                                 for name in ("Cancelled", "Completed", "Failed", "Crashed")},
+                         seconds=lost_after_seconds),
         actions=[ChangeFlowRunState(
             state=StateType.CANCELLED, name="Cancelled",
             message=f"cancelled; the run was still stopping {lost_after_seconds} s after "

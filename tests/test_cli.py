@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import signal
 import subprocess
@@ -10,9 +9,12 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from uuid import UUID
 
 import httpx
 import pytest
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.objects import FlowRun
 
 from tests.support.procs import Proc, free_port, wait_for
 
@@ -147,12 +149,13 @@ def test_server_starts_everything_and_stops_on_ctrl_c(tmp_path: Path, docker_cli
         assert httpx.post(f"{api}/work_pools/filter", json={}).status_code == 401
         assert httpx.get(f"http://127.0.0.1:{api_port}/v3").status_code == 200
         assert (tmp_path / "home" / "prefect.db").exists()  # SQLite, in PREFECT_HOME
-        # The worker has registered with the pool and runs a deployment's flow run.
-        headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
-        pools = httpx.post(f"{api}/work_pools/filter", json={}, headers=headers).json()
-        assert any(pool["name"] == "pipelines" for pool in pools)
-        run = _run_a_pipeline(api, headers)
-        assert run["state"]["type"] == "COMPLETED", run["state"]
+        # The worker has registered with the pool and runs a deployment's flow run. Prefect's
+        # own client, as a user's `prefect deployment run` would: on SQLite the server answers
+        # 503 when a write meets a locked database, and Prefect's client retries that.
+        with SyncPrefectClient(api, auth_string=auth) as client:
+            assert any(pool.name == "pipelines" for pool in client.read_work_pools())
+            run = _run_a_pipeline(client)
+        assert run.state is not None and run.state.is_completed(), run.state
         children = _descendants(server.pid)
         assert len(children) >= 3
         started = time.monotonic()
@@ -167,25 +170,23 @@ def test_server_starts_everything_and_stops_on_ctrl_c(tmp_path: Path, docker_cli
         server.stop(timeout=30, sig=signal.SIGINT)
 
 
-def _run_a_pipeline(api: str, headers: dict[str, str]) -> dict:  # type: ignore[type-arg]
+def _run_a_pipeline(client: SyncPrefectClient) -> FlowRun:
     from prefect_pipelines.flows import ENTRYPOINT
 
-    with httpx.Client(base_url=api, timeout=30, headers=headers) as client:
-        flow_id = client.post("/flows/", json={"name": "run-pipeline"}).json()["id"]
-        deployment = client.post("/deployments/", json={
-            "name": "c-1:p-1:smoke", "flow_id": flow_id, "entrypoint": ENTRYPOINT,
-            "work_pool_name": "pipelines",
-            "parameters": {"pipeline_id": "smoke", "project_id": "c-1:p-1", "pipeline": {
-                "stages": [{"name": "s", "steps": [{"runScriptConfig": {"image": "busybox", "shellScript": "echo hi"}}]}]}},
-        }).json()
-        run = client.post(f"/deployments/{deployment['id']}/create_flow_run", json={}).json()
-        return wait_for(lambda: _final(client, run["id"]), timeout=90, interval=0.5,
-                        what="the flow run to finish")
+    deployment_id = client.create_deployment(
+        flow_id=client.create_flow_from_name("run-pipeline"), name="c-1:p-1:smoke",
+        entrypoint=ENTRYPOINT, work_pool_name="pipelines",
+        parameters={"pipeline_id": "smoke", "project_id": "c-1:p-1", "pipeline": {
+            "stages": [{"name": "s", "steps": [{"runScriptConfig": {"image": "busybox", "shellScript": "echo hi"}}]}]}},
+    )
+    run_id = client.create_flow_run_from_deployment(deployment_id).id
+    return wait_for(lambda: _final(client, run_id), timeout=90, interval=0.5,
+                    what="the flow run to finish")
 
 
-def _final(client: httpx.Client, run_id: str) -> dict | None:  # type: ignore[type-arg]
-    run = client.get(f"/flow_runs/{run_id}").json()
-    return run if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+def _final(client: SyncPrefectClient, run_id: UUID) -> FlowRun | None:
+    run = client.read_flow_run(run_id)
+    return run if run.state is not None and run.state.is_final() else None
 
 
 def _descendants(pid: int) -> list[int]:

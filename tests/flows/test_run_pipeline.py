@@ -20,12 +20,16 @@ from tests.support.runs import BackgroundRun, flow_log, run_definition, step_log
 pytestmark = pytest.mark.usefixtures("prefect_api", "docker_client")
 
 
+def _running_container(client, execution_id: str):  # type: ignore[no-untyped-def]
+    """A running step container of an execution, by its labels."""
+    containers = client.containers.list(filters={"label": f"io.prefect-pipelines.execution-id={execution_id}"})
+    return containers[0] if containers else None
+
+
 def running_flow_run(client, execution_id: str) -> str | None:  # type: ignore[no-untyped-def]
     """The flow run of a running step container of an execution, by its labels."""
-    for container in client.containers.list(
-            filters={"label": f"io.prefect-pipelines.execution-id={execution_id}"}):
-        return container.labels["io.prefect-pipelines.flow-run-id"]
-    return None
+    container = _running_container(client, execution_id)
+    return container.labels["io.prefect-pipelines.flow-run-id"] if container else None
 
 
 def script(text: str, **extra: Any) -> dict[str, Any]:
@@ -260,15 +264,24 @@ class TestUntrustedValues:
 
 class TestLogs:
     def test_output_is_visible_while_the_step_runs(self, docker_client) -> None:  # type: ignore[no-untyped-def]
+        # The step prints a line, then waits until the test lets it go: the line has to reach
+        # Prefect while the step still runs, however slow this machine is at the moment.
         marker = uuid.uuid4().hex
         pipeline_id = f"live-{uuid.uuid4().hex[:8]}"
-        definition = stages([script(f"echo {marker}; sleep 8; echo done")])
+        definition = stages([script(f"echo {marker}; until [ -e /tmp/go ]; do sleep 0.2; done; echo done")])
         background = BackgroundRun(definition, pipeline_id=pipeline_id)
-        flow_run_id = uuid.UUID(wait_for(lambda: running_flow_run(docker_client, f"{pipeline_id}-0"),
-                                         timeout=60, what="the container"))
-        wait_for(lambda: marker in step_log(flow_run_id, 0, 0), timeout=6, what="the line in Prefect")
-        assert background.thread.is_alive()  # seen while the step still runs
+        container = wait_for(lambda: _running_container(docker_client, f"{pipeline_id}-0"),
+                             timeout=60, what="the container")
+        flow_run_id = uuid.UUID(container.labels["io.prefect-pipelines.flow-run-id"])
+        try:
+            wait_for(lambda: marker in step_log(flow_run_id, 0, 0), timeout=30, what="the line in Prefect")
+            container.reload()
+            assert container.status == "running"  # seen while the step still runs
+            assert "done" not in step_log(flow_run_id, 0, 0)
+        finally:
+            assert container.exec_run(["touch", "/tmp/go"]).exit_code == 0
         assert background.join(timeout=60)[0].is_completed()
+        assert step_log(flow_run_id, 0, 0).splitlines()[-1].endswith("done")
 
     def test_many_lines_arrive_complete_and_in_order(self) -> None:
         definition = stages([script("i=0; while [ $i -lt 20000 ]; do echo line-$i; i=$((i+1)); done")])

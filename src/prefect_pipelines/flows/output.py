@@ -107,14 +107,15 @@ _clients_lock = threading.Lock()
 
 def _log_client() -> Any:
     """A sync Prefect client for this process and API URL, shared by every step output."""
-    from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
+
+    from prefect_pipelines.services.client import pipelines_sync_client
 
     key = str(PREFECT_API_URL.value())
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = _clients[key] = get_client(sync_client=True)
+            client = _clients[key] = pipelines_sync_client()
             client.__enter__()
         return client
 

@@ -98,26 +98,11 @@ console = ConsoleEcho()
 
 
 _BATCH = 8  # records per request when output comes faster than Prefect stores it
-# A record is retried for about a minute (Prefect's server may be restarting) before it
-# is given up with a warning.
+# A batch is tried up to 16 times, with pauses of up to 5 s between the tries (about a
+# minute in all: Prefect's server may be restarting), before it is given up with a
+# warning. Each try is a call of Prefect's client, which itself backs off on 503s and lost
+# connections (after the SQLite-lock retries of services/client.py).
 _ATTEMPTS = 16
-_clients: dict[str, Any] = {}
-_clients_lock = threading.Lock()
-
-
-def _log_client() -> Any:
-    """A sync Prefect client for this process and API URL, shared by every step output."""
-    from prefect.settings import PREFECT_API_URL
-
-    from prefect_pipelines.services.client import pipelines_sync_client
-
-    key = str(PREFECT_API_URL.value())
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            client = _clients[key] = pipelines_sync_client()
-            client.__enter__()
-        return client
 
 
 class _Sender:
@@ -141,6 +126,8 @@ class _Sender:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        from prefect_pipelines.services.client import shared_sync_client
+
         client = None
         done = False
         while not done:
@@ -157,7 +144,7 @@ class _Sender:
                 continue
             for attempt in range(_ATTEMPTS):
                 try:
-                    client = client or _log_client()
+                    client = client or shared_sync_client()
                     client.request("POST", "/logs/", json=batch)
                     break
                 except Exception as exc:  # noqa: BLE001 - output must never fail a step

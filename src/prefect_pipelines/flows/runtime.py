@@ -18,7 +18,7 @@ from prefect_pipelines.flows.executors.base import Executor, ExecutorError
 from prefect_pipelines.flows.executors.docker import DockerExecutor, engine_answers
 from prefect_pipelines.flows.executors.process import ProcessExecutor
 from prefect_pipelines.flows.output import SecretMasker
-from prefect_pipelines.services.client import pipelines_client, pipelines_sync_client
+from prefect_pipelines.services.client import pipelines_client, shared_sync_client
 from prefect_pipelines.services.numbering import claim_run_number
 from prefect_pipelines.settings import Settings
 from prefect_pipelines.translator import RunPlan, RunScriptConfig
@@ -90,8 +90,7 @@ def record_steps(flow_run_id: UUID) -> None:
 def label_flow_run(flow_run_id: UUID, labels: dict[str, str]) -> None:
     """Put labels on a flow run (the API reads an execution's commit and branch there)."""
     try:
-        with pipelines_sync_client() as client:
-            client.update_flow_run_labels(flow_run_id, labels)
+        shared_sync_client().update_flow_run_labels(flow_run_id, labels)
     except Exception as exc:  # noqa: BLE001 - a missing label must not fail the run
         _log.warning("could not label flow run %s: %s", flow_run_id, exc)
 

@@ -100,33 +100,29 @@ def _serving(server: LockedPrefect) -> Iterator[LockedPrefect]:
         thread.join(timeout=10)
 
 
-def _label(api: str, flow: str, run_id: uuid.UUID, prefect_retries: int = 0) -> None:
-    """Label a flow run through the named client (Prefect's own retries off by default)."""
-    labels = {"pipelines.test": "yes"}
-    with temporary_settings({PREFECT_API_URL: api, PREFECT_CLIENT_MAX_RETRIES: prefect_retries,
-                             PREFECT_CLIENT_RETRY_JITTER_FACTOR: 0}):
+def _call(flow: str, settings: dict[Any, Any], method: str, *args: Any) -> Any:
+    """Call one method of the named client (sync or async), fresh, under these settings."""
+    with temporary_settings(settings):
         if flow == "sync":
             with pipelines_sync_client() as client:
-                client.update_flow_run_labels(run_id, labels)
-        else:
-            async def label() -> None:
-                async with pipelines_client() as client:
-                    await client.update_flow_run_labels(run_id, labels)
+                return getattr(client, method)(*args)
 
-            run_coro_as_sync(label())
+        async def call() -> Any:
+            async with pipelines_client() as client:
+                return await getattr(client, method)(*args)
+
+        return run_coro_as_sync(call())
+
+
+def _label(api: str, flow: str, run_id: uuid.UUID, prefect_retries: int = 0) -> None:
+    """Label a flow run through the named client (Prefect's own retries off by default)."""
+    _call(flow, {PREFECT_API_URL: api, PREFECT_CLIENT_MAX_RETRIES: prefect_retries,
+                 PREFECT_CLIENT_RETRY_JITTER_FACTOR: 0},
+          "update_flow_run_labels", run_id, {"pipelines.test": "yes"})
 
 
 def _healthcheck(api: str, flow: str, cert_file: Path) -> Exception | None:
-    with temporary_settings({PREFECT_API_URL: api, PREFECT_API_SSL_CERT_FILE: str(cert_file)}):
-        if flow == "sync":
-            with pipelines_sync_client() as client:
-                return client.api_healthcheck()
-
-        async def check() -> Exception | None:
-            async with pipelines_client() as client:
-                return await client.api_healthcheck()
-
-        return run_coro_as_sync(check())
+    return _call(flow, {PREFECT_API_URL: api, PREFECT_API_SSL_CERT_FILE: str(cert_file)}, "api_healthcheck")
 
 
 @pytest.mark.parametrize("flow", ["sync", "async"])

@@ -116,8 +116,9 @@ _shared_lock = threading.Lock()
 
 
 def shared_sync_client() -> SyncPrefectClient:
-    """A `pipelines_sync_client` per process and API URL, opened on first use and kept open: a run's step output and labels are sent through it from
-    any thread (httpx's sync client is thread-safe)."""
+    """A `pipelines_sync_client` per process and API URL, opened on first use and kept
+    open: a run's step output and labels are sent through it from any thread (httpx's sync
+    client is thread-safe)."""
     from prefect.settings import PREFECT_API_URL
 
     key = str(PREFECT_API_URL.value())

@@ -8,7 +8,6 @@ A docker engine that already answers is used as it is and left running.
 from __future__ import annotations
 
 import asyncio
-
 import os
 import shutil
 import tempfile

@@ -66,8 +66,12 @@ def exec_(
         raise _fail(f"{pipeline_file}: {exc}") from None
 
     from prefect_pipelines.flows import LocalOptions, local_options, run_pipeline
+    from prefect_pipelines.flows.executors import describe_executor, pin_executor, resolve_executor
     from prefect_pipelines.flows.output import console
 
+    choice = resolve_executor(settings)
+    typer.echo(describe_executor(settings, choice))
+    pin_executor(choice)
     console.enabled = True
     _quiet_prefect_console()
     default_id = re.sub(r"[^a-z0-9-]+", "-", pipeline_file.stem.lower()).strip("-") or "pipeline"

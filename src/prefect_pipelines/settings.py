@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     # Executing steps
     executor: Literal["auto", "docker", "process"] = Field(
         default="auto",
-        description="How steps run: docker whenever an engine answers (auto), or on the host.",
+        description="How steps run: in containers (docker), on the host (process), or "
+        "auto: chosen once when a worker or `exec` starts (docker if an engine answers then); "
+        "a run that finds auto uses docker.",
     )
     docker_host: str | None = Field(
         default=None, description="The docker engine URL; unset means DOCKER_HOST or the socket."

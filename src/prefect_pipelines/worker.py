@@ -316,10 +316,24 @@ def _cancel_local(flow_run_id: str, message: str) -> bool:
     return True
 
 
+def choose_executor() -> str:
+    """Choose the executor of this worker's runs once, at its start, and say which: an
+    `auto` setting becomes docker or process (see `executors.resolve_executor`), pinned
+    in this process's settings for every run it executes."""
+    from prefect_pipelines.flows.executors import describe_executor, pin_executor, resolve_executor
+    from prefect_pipelines.settings import get_settings
+
+    settings = get_settings()
+    choice = resolve_executor(settings)
+    _log.info("%s", describe_executor(settings, choice))
+    pin_executor(choice)
+    return choice
+
+
 async def run_worker(
     pool: str, *, name: str | None = None, limit: int | None = None, poll_seconds: float = 5.0
 ) -> None:
-    """Run a worker until SIGINT or SIGTERM.
+    """Run a worker until SIGINT or SIGTERM; its executor is chosen first (`choose_executor`).
 
     On the first signal the worker cancels its running executions (their containers are
     stopped and they end Cancelled, "the worker was stopped") and exits once they have
@@ -363,6 +377,7 @@ async def run_worker(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    await asyncio.to_thread(choose_executor)
     with temporary_settings(updates):
         worker = PipelineWorker(work_pool_name=pool, name=name, limit=limit)
         try:

@@ -96,6 +96,14 @@ def step_log(flow_run_id: UUID, stage: int, step: int) -> str:
     )
 
 
+def first_run_log_line(flow_run_id: UUID) -> str:
+    """The first line a run logs itself (after Prefect's "Beginning flow run ...")."""
+    for record in logs(flow_run_id):
+        if not record.message.startswith("Beginning flow run"):
+            return record.message
+    return ""
+
+
 def flow_log(flow_run_id: UUID) -> str:
     """Every log message of a flow run, joined."""
     return "\n".join(record.message for record in logs(flow_run_id))

@@ -23,6 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from prefect_pipelines.flows.control import RunControl, StopToken, start_thread
+from prefect_pipelines.flows.executors import process_notice
 from prefect_pipelines.flows.executors.base import (
     LABEL_EXECUTION,
     LABEL_FLOW_RUN,
@@ -445,6 +446,8 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
              project_id: str, branch: str | None, trigger: dict[str, Any] | None) -> State:
     """The run itself (see `run_pipeline`)."""
     logger = get_run_logger()
+    if settings.executor == "process":
+        logger.info("%s", process_notice())
     try:
         config = parse_pipeline(pipeline, min_cron_interval_seconds=0)
         run_trigger = _trigger_from(trigger, flow_run)

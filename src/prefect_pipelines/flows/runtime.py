@@ -15,7 +15,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_pipelines.flows.executors.base import Executor, ExecutorError
-from prefect_pipelines.flows.executors.docker import DockerExecutor, engine_answers
+from prefect_pipelines.flows.executors.docker import DockerExecutor
 from prefect_pipelines.flows.executors.process import ProcessExecutor
 from prefect_pipelines.flows.output import SecretMasker
 from prefect_pipelines.services.client import pipelines_client, shared_sync_client
@@ -236,15 +236,15 @@ def credentials_lookup(masker: SecretMasker) -> Callable[[str], dict[str, str] |
 def select_executor(
     settings: Settings, credentials: Callable[[str], dict[str, str] | None]
 ) -> Executor:
-    """The executor for this run: docker whenever an engine answers, unless set otherwise.
+    """The executor for this run: process only when the setting says `process` (as a
+    worker or `exec` that found no engine at its start pins it, see
+    `executors.resolve_executor`); docker otherwise, `auto` included. A run never falls
+    back to the host by itself.
 
     Raises:
-        ExecutorError: docker was asked for and no engine answers.
+        ExecutorError: the docker engine does not answer.
     """
-    choice = settings.executor
-    if choice == "auto":
-        choice = "docker" if engine_answers(settings.docker_host) else "process"
-    if choice == "process":
+    if settings.executor == "process":
         return ProcessExecutor()
     return DockerExecutor(
         settings.docker_host, network=settings.docker_network, credentials=credentials

@@ -15,6 +15,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from prefect_pipelines.flows.executors import engine_url
 from prefect_pipelines.flows.executors.base import (
     LABEL_FLOW_RUN,
     ExecutorError,
@@ -41,12 +42,18 @@ _ENGINE_ERRORS = (
 CredentialsLookup = Callable[[str], dict[str, str] | None]
 
 
-def engine_answers(base_url: str | None = None) -> bool:
-    """True when a docker engine answers a ping."""
+def engine_answers(base_url: str | None = None, timeout: float = 10) -> bool:
+    """True when a docker engine answers a ping within `timeout` seconds."""
     try:
-        return bool(shared_client(base_url).ping())
+        client = _client(base_url, timeout=timeout)
     except (docker.errors.DockerException, *_ENGINE_ERRORS):
         return False
+    try:
+        return bool(client.ping())
+    except (docker.errors.DockerException, *_ENGINE_ERRORS):
+        return False
+    finally:
+        client.close()
 
 
 def _client(base_url: str | None, timeout: float = 60) -> docker.DockerClient:
@@ -99,7 +106,9 @@ class DockerExecutor:
             self.client = shared_client(base_url)
             self.client.ping()
         except (docker.errors.DockerException, *_ENGINE_ERRORS) as exc:
-            raise ExecutorError(f"the docker engine does not answer: {exc}") from None
+            raise ExecutorError(
+                f"the docker engine does not answer at {engine_url(base_url)}: {exc}"
+            ) from None
         self.network = network
         self.credentials = credentials or (lambda registry: None)
 

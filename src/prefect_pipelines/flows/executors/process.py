@@ -101,7 +101,8 @@ class ProcessExecutor:
         """Refuse: building images needs a docker engine."""
         raise ExecutorError(
             "publishImageConfig needs the docker executor, and this run uses the process "
-            "executor (no docker engine answered, or PREFECT_PIPELINES_EXECUTOR=process)"
+            "executor (no docker engine answered when the worker or exec started, or "
+            "PREFECT_PIPELINES_EXECUTOR=process)"
         )
 
     def cleanup(self, flow_run_id: str) -> int:

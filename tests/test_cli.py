@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun
 
 from tests.support.procs import Proc, free_port, wait_for
+from tests.support.runs import first_run_log_line
 
 CLI = [sys.executable, "-m", "prefect_pipelines.cli"]
 
@@ -125,6 +128,43 @@ class TestExec:
         assert "does not name a single branch: give one" in result.stdout + result.stderr
         result = run_cli("exec", str(pipeline), "--branch", "dev")
         assert result.returncode == 0, result.stdout + result.stderr
+
+    def test_no_engine_means_the_process_executor_and_says_so(self, tmp_path: Path) -> None:
+        """With `auto` and no engine answering, exec chooses process once, at its start,
+        prints it, and the run's first log line says where its steps run."""
+        no_engine = "unix:///nonexistent/docker.sock"
+        pipeline_id = f"no-engine-{uuid.uuid4().hex[:8]}"
+        pipeline = tmp_path / "p.yaml"
+        pipeline.write_text("stages:\n- name: ci\n  steps:\n"
+                            "  - runScriptConfig: {image: busybox, shellScript: 'echo on the host'}\n")
+        env = {**os.environ, "PREFECT_PIPELINES_EXECUTOR": "auto",
+               "PREFECT_PIPELINES_DOCKER_HOST": no_engine}
+        result = subprocess.run([*CLI, "exec", str(pipeline), "--id", pipeline_id], env=env,
+                                capture_output=True, text=True, timeout=180)
+        assert result.returncode == 0, result.stdout + result.stderr
+        user = getpass.getuser()
+        assert result.stdout.splitlines()[0] == (
+            f"executor: process (no docker engine answered at {no_engine}): "
+            f"steps run on this host as {user}")
+        assert "[ci/0] on the host" in result.stdout
+        assert first_run_log_line(_exec_flow_run(pipeline_id)) == (
+            f"executor process: steps run on the host {socket.gethostname()} as {user}; "
+            "images are not used")
+
+
+def _exec_flow_run(pipeline_id: str) -> UUID:
+    """The flow run `exec --id pipeline_id` made (newest first among run-pipeline's)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["run-pipeline"])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=50)
+    found = [run.id for run in runs if run.parameters.get("pipeline_id") == pipeline_id]
+    assert found, f"no flow run of {pipeline_id}"
+    return found[0]
 
 
 @pytest.mark.slow

@@ -49,3 +49,36 @@ def test_the_engine_stopping_mid_step_fails_the_step_and_says_why(
         engine.close()
         stack.close()
         dockerd.stop(timeout=30)
+
+
+def test_an_engine_gone_between_runs_fails_the_next_run_and_nothing_runs_on_the_host(
+        prefect_api: str, docker_client: Any, tmp_path: Path) -> None:
+    """A worker chose docker at its start; its engine then stops. The next run fails
+    saying the engine does not answer, and its script never runs on the worker's host."""
+    dockerd, url = start_private_dockerd(tmp_path)
+    stack = Stack(tmp_path, prefect_api, docker_host=url)
+    engine = docker.DockerClient(base_url=url, timeout=60)
+    marker = tmp_path / "ran-on-the-host"
+    try:
+        ensure_busybox(engine)
+        worker = stack.worker("worker")
+        _, facade = stack.facade("facade")
+        project = f"c-gone:p-{uuid.uuid4().hex[:8]}"
+        with stack.client(facade) as api:
+            create(api, project, definition("first", [script_step("echo in a container")]))
+            create(api, project, definition("second", [script_step(f"touch {marker}; echo ran")]))
+            api.post(f"/v3/projects/{project}/pipelines/first", params={"action": "run"})
+            assert wait_state(api, project, "first-1", timeout=90)["state"] == "success"
+            dockerd.stop(timeout=60, sig=signal.SIGTERM)
+            assert not dockerd.alive()
+
+            api.post(f"/v3/projects/{project}/pipelines/second", params={"action": "run"})
+            done = wait_state(api, project, "second-1", timeout=90)
+            assert not marker.exists(), "the step ran on the worker's host"
+            assert done["state"] == "failed", done
+            assert f"the docker engine does not answer at {url}" in done["message"], done
+        assert f"executor: docker (engine {url})" in worker.log_text()
+    finally:
+        engine.close()
+        stack.close()
+        dockerd.stop(timeout=30)

@@ -1,8 +1,9 @@
 """The embedded default: a Prefect server, a worker and the facade as child processes.
 
-`prefect-pipelines server` uses this. Children are stopped in the order that lets each
-one finish cleanly: the facade, then the worker (it may still report states), then the
-Prefect server.
+`prefect-pipelines server` uses this. A part that exits unasked is restarted, with
+back-off, after what it left running is killed; one that keeps exiting stops everything.
+Children are stopped in the order that lets each one finish cleanly: the facade, then the
+worker (it may still report states), then the Prefect server.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,12 @@ from typing import Any
 import httpx
 
 HEALTH_TIMEOUT_SECONDS = 120
+# A part that exits is restarted after 1, 2, 4, ... s; its fifth exit within a minute stops all.
+RESTART_LIMIT = 5
+RESTART_WINDOW_SECONDS = 60.0
+FIRST_BACKOFF_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 30.0
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 def prefect_server_argv(host: str, port: int) -> list[str]:
@@ -51,56 +60,239 @@ def wait_healthy(api_url: str, timeout: float = HEALTH_TIMEOUT_SECONDS,
 
 @dataclass
 class Child:
-    """One supervised child process."""
+    """One supervised part: the command that runs it and its current process."""
 
     name: str
-    popen: subprocess.Popen[bytes]
+    argv: list[str]
+    env: dict[str, str]
     stop_timeout: float = 20
+    log: Path | None = None
+    # Restarts wait until `ready()` is true (`waits_for` says for what).
+    ready: Callable[[], bool] | None = None
+    waits_for: str = ""
+    popen: subprocess.Popen[bytes] | None = None
+    crashes: deque[float] = field(default_factory=deque)
+    restart_at: float | None = None
+    waiting: bool = False
+
+    def spawn(self) -> None:
+        """Start the process in its own session (so Ctrl-C reaches only us)."""
+        out = open(self.log, "ab") if self.log else None  # noqa: SIM115 - closed below
+        try:
+            self.popen = subprocess.Popen(
+                self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            if out is not None:
+                out.close()  # the child has its own copy
 
     def alive(self) -> bool:
-        return self.popen.poll() is None
+        return self.popen is not None and self.popen.poll() is None
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL of its process group after `stop_timeout` seconds."""
-        if not self.alive():
+        """SIGTERM, then SIGKILL after `stop_timeout` seconds; what is left of its process
+        group goes too."""
+        popen = self.popen
+        if popen is None or popen.returncode is not None:
             return
         try:
-            os.kill(self.popen.pid, signal.SIGTERM)
-            self.popen.wait(timeout=self.stop_timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.popen.wait(timeout=10)
+            os.kill(popen.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+        _wait_exited(popen, self.stop_timeout)
+        _kill_group(popen.pid)  # the leader is a zombie at most: its pid is not reused yet
+        popen.wait(timeout=10)
+
+
+class CrashLoop(RuntimeError):
+    """A part exited too often: the supervisor gives up."""
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 @dataclass
 class Supervisor:
-    """Starts children, notices when one dies, stops them all in reverse order."""
+    """Starts parts, restarts those that exit unasked, stops them all in reverse order.
+
+    A part that exits is restarted after a back-off that doubles with each exit within
+    `window` seconds (`first_backoff`, then twice that, ..., at most `max_backoff`); its
+    `restart_limit`-th exit within `window` raises `CrashLoop`. Before a restart, what the
+    dead part left running is killed: its process group and, with `adopt_orphans` (Linux),
+    the processes it started in sessions of their own (a step run by the process
+    executor), which become ours when their parent dies.
+    """
 
     children: list[Child] = field(default_factory=list)
+    say: Callable[[str], None] = _say
+    restart_limit: int = RESTART_LIMIT
+    window: float = RESTART_WINDOW_SECONDS
+    first_backoff: float = FIRST_BACKOFF_SECONDS
+    max_backoff: float = MAX_BACKOFF_SECONDS
+    adopt_orphans: bool = False
+
+    def __post_init__(self) -> None:
+        if self.adopt_orphans:
+            self.adopt_orphans = _become_subreaper()
 
     def start(self, name: str, argv: list[str], env: dict[str, str], *,
-              log: Path | None = None, stop_timeout: float = 20) -> Child:
-        """Start a child in its own process group (so Ctrl-C reaches only us)."""
-        out = open(log, "ab") if log else None  # noqa: SIM115 - owned by the child's lifetime
-        popen = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
-        child = Child(name, popen, stop_timeout)
+              log: Path | None = None, stop_timeout: float = 20,
+              ready: Callable[[], bool] | None = None, waits_for: str = "") -> Child:
+        """Start a part and supervise it."""
+        child = Child(name, argv, env, stop_timeout, log, ready, waits_for)
+        child.spawn()
         self.children.append(child)
         return child
 
-    def first_dead(self) -> Child | None:
-        """A child that exited, if any."""
-        return next((child for child in self.children if not child.alive()), None)
+    def check(self) -> None:
+        """One round: clean up after parts that exited and plan their restart; restart
+        those whose back-off is over.
+
+        Raises:
+            CrashLoop: a part exited `restart_limit` times within `window` seconds.
+        """
+        for child in self.children:
+            if child.restart_at is None:
+                if child.popen is not None and _has_exited(child.popen):
+                    self._exited(child)
+            elif time.monotonic() >= child.restart_at:
+                self._restart(child)
+        self._reap_orphans()
+
+    def _exited(self, child: Child) -> None:
+        assert child.popen is not None
+        _kill_group(child.popen.pid)
+        code = child.popen.wait()
+        self._kill_orphans()
+        self._count(child, f"exited with code {code}{_signal_name(code)}")
+
+    def _count(self, child: Child, what: str) -> None:
+        """Count an exit (`what` happened); plan the restart or give up."""
+        now = time.monotonic()
+        child.crashes.append(now)
+        while now - child.crashes[0] > self.window:
+            child.crashes.popleft()
+        if len(child.crashes) >= self.restart_limit:
+            raise CrashLoop(f"{child.name} {what} ({len(child.crashes)} exits within "
+                            f"{self.window:g} s); stopping everything")
+        delay = min(self.max_backoff, self.first_backoff * 2 ** (len(child.crashes) - 1))
+        child.restart_at = now + delay
+        self.say(f"{child.name} {what}; restarting it in {delay:g} s")
+
+    def _restart(self, child: Child) -> None:
+        if child.ready is not None and not child.ready():
+            if not child.waiting:
+                self.say(f"restarting {child.name} once {child.waits_for or 'it can'} answers")
+                child.waiting = True
+            return
+        child.restart_at, child.waiting = None, False
+        try:
+            child.spawn()
+        except OSError as exc:
+            self._count(child, f"could not start ({exc.strerror or exc})")
+            return
+        self.say(f"{child.name} restarted")
 
     def stop_all(self) -> None:
-        """Stop children, last started first."""
+        """Stop children, last started first; then whatever they left."""
         for child in reversed(self.children):
             child.stop()
+        self._kill_orphans()
+        deadline = time.monotonic() + 5
+        while self._reap_orphans() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _part_pids(self) -> set[int]:
+        return {child.popen.pid for child in self.children if child.popen is not None}
+
+    def _kill_orphans(self) -> None:
+        """Kill the adopted processes that belong to no running part (a dead part's)."""
+        if not self.adopt_orphans:
+            return
+        running = {child.popen.pid for child in self.children
+                   if child.popen is not None and child.popen.returncode is None}
+        for pid in _children_of(os.getpid()) - self._part_pids():
+            try:
+                if os.getsid(pid) in running:
+                    continue  # something of a part that still runs
+                _kill_group(os.getpgid(pid))  # a group of another session than any part's
+            except ProcessLookupError:
+                continue
+
+    def _reap_orphans(self) -> int:
+        """Collect adopted processes that exited; how many adopted ones are left."""
+        if not self.adopt_orphans:
+            return 0
+        left = 0
+        for pid in _children_of(os.getpid()) - self._part_pids():
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            left += done == 0
+        return left
+
+
+def _has_exited(popen: subprocess.Popen[bytes]) -> bool:
+    """Whether the process exited, leaving it unreaped (its pid, and so its process group
+    id, cannot be reused until it is) where the platform allows."""
+    if popen.returncode is not None:
+        return True
+    if not hasattr(os, "waitid"):
+        return popen.poll() is not None
+    try:
+        return os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return popen.poll() is not None
+
+
+def _wait_exited(popen: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait up to `timeout` seconds for the process to exit (unreaped)."""
+    deadline = time.monotonic() + timeout
+    while not _has_exited(popen) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal_name(code: int) -> str:
+    if code >= 0:
+        return ""
+    try:
+        return f" ({signal.Signals(-code).name})"
+    except ValueError:
+        return ""
+
+
+def _become_subreaper() -> bool:
+    """Linux: make orphaned descendants our children instead of init's."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _children_of(pid: int) -> set[int]:
+    """The pids whose parent is `pid` (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
 
 
 def _api_url() -> str | None:
@@ -113,14 +305,14 @@ def serve(api_host: str | None = None, api_port: int | None = None) -> int:
     """Run the embedded default until Ctrl-C (SIGINT) or SIGTERM; return the exit code.
 
     Starts a Prefect server on SQLite unless PREFECT_API_URL points at one, then a
-    worker on the project's work pool and the /v3 facade.
+    worker on the project's work pool and the /v3 facade; restarts whichever exits.
     """
     from prefect_pipelines.settings import get_settings
 
     settings = get_settings()
     host = api_host or settings.api_host
     port = api_port or settings.api_port
-    supervisor = Supervisor()
+    supervisor = Supervisor(adopt_orphans=True)
     stop = {"asked": False}
 
     def on_signal(signum: int, frame: object) -> None:
@@ -133,11 +325,12 @@ def serve(api_host: str | None = None, api_port: int | None = None) -> int:
     try:
         api_url = _api_url()
         if not api_url:
-            api_url = f"http://{settings.prefect_host}:{settings.prefect_port}/api"
+            api_url = f"http://{_url_host(settings.prefect_host)}:{settings.prefect_port}/api"
             print(f"starting a Prefect server on {api_url.removesuffix('/api')} (SQLite)", flush=True)
             prefect = supervisor.start(
                 "prefect server", prefect_server_argv(settings.prefect_host, settings.prefect_port),
-                env, stop_timeout=20,
+                env,
+                stop_timeout=20,
             )
             _wait(lambda: wait_healthy(api_url, proc=prefect.popen), stop)
         env["PREFECT_API_URL"] = api_url
@@ -146,24 +339,28 @@ def serve(api_host: str | None = None, api_port: int | None = None) -> int:
             env["PREFECT_API_AUTH_STRING"] = env["PREFECT_SERVER_API_AUTH_STRING"]
             os.environ["PREFECT_API_AUTH_STRING"] = env["PREFECT_API_AUTH_STRING"]
         _prepare(api_url, settings.work_pool)
-        worker = supervisor.start("worker", [*cli, "worker"], env, stop_timeout=40)
+        # The worker and the facade are restarted once Prefect answers (it may be what died).
+        def prefect_up() -> bool:
+            return _answers(f"{api_url}/health")
+
+        worker = supervisor.start("worker", [*cli, "worker"], env, stop_timeout=40,
+                                  ready=prefect_up, waits_for="the Prefect server")
         _wait(lambda: _wait_worker(api_url, settings.work_pool, worker.popen), stop)
-        facade = supervisor.start("facade", [*cli, "api", "--host", host, "--port", str(port)], env)
-        _wait(lambda: _wait_http(f"http://{host}:{port}/healthz", facade.popen), stop)
+        facade = supervisor.start("facade", [*cli, "api", "--host", host, "--port", str(port)],
+                                  env, ready=prefect_up, waits_for="the Prefect server")
+        _wait(lambda: _wait_http(f"http://{_url_host(host)}:{port}/healthz", facade.popen), stop)
         print(
             "prefect-pipelines is running\n"
             f"  Prefect UI and API  {api_url.removesuffix('/api')}  "
             f"(export PREFECT_API_URL={api_url})\n"
-            f"  /v3 API             http://{host}:{port}/v3  (OpenAPI: http://{host}:{port}/docs)\n"
+            f"  /v3 API             http://{_url_host(host)}:{port}/v3  "
+            f"(OpenAPI: http://{_url_host(host)}:{port}/docs)\n"
             f"  worker              pool {settings.work_pool!r}\n"
             "Press Ctrl-C to stop.",
             flush=True,
         )
         while not stop["asked"]:
-            dead = supervisor.first_dead()
-            if dead is not None:
-                print(f"{dead.name} exited with code {dead.popen.returncode}; stopping", flush=True)
-                return 1
+            supervisor.check()
             time.sleep(0.5)
         return 0
     except (RuntimeError, _Interrupted) as exc:
@@ -175,6 +372,18 @@ def serve(api_host: str | None = None, api_port: int | None = None) -> int:
         print("stopping...", flush=True)
         supervisor.stop_all()
         print("stopped", flush=True)
+
+
+def _url_host(host: str) -> str:
+    """The host as it goes into a URL (IPv6 addresses in brackets)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 class _Interrupted(Exception):

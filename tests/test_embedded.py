@@ -1,5 +1,6 @@
 """The supervisor of `prefect-pipelines server`: parts that exit are restarted with back-off,
-what they leave running is killed, a part that keeps exiting stops everything.
+what they leave running is killed, a part that keeps exiting stops everything; and the
+embedded Prefect server's UI reads from the port it runs on.
 
 The first tests drive `Supervisor` with real short-lived processes; the slow ones run a
 real `prefect-pipelines server` and kill its parts."""
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from prefect_pipelines.embedded import CrashLoop, Child, Supervisor
+from prefect_pipelines.embedded import CrashLoop, Child, Supervisor, prefect_server_env
 from tests.support.api import create, definition, run, script_step, wait_state
 from tests.support.docker_engine import containers_of
 from tests.support.procs import Proc, free_port, wait_for
@@ -255,6 +256,20 @@ def test_without_adopting_orphans_the_dead_part_s_process_group_is_killed(tmp_pa
             os.kill(child, signal.SIGKILL)
 
 
+def test_the_ui_of_the_embedded_prefect_server_reads_from_its_own_host_and_port() -> None:
+    from prefect.settings import PREFECT_UI_API_URL, temporary_settings
+
+    env = prefect_server_env({"PATH": "/bin"}, "127.0.0.1", 4321)
+    assert env["PREFECT_UI_API_URL"] == "http://127.0.0.1:4321/api"
+    assert (env["PREFECT_SERVER_API_HOST"], env["PREFECT_SERVER_API_PORT"]) == ("127.0.0.1", "4321")
+    assert prefect_server_env({}, "::1", 4321)["PREFECT_UI_API_URL"] == "http://[::1]:4321/api"
+    # Set by the user (environment, profile): theirs stays.
+    assert "PREFECT_UI_API_URL" not in prefect_server_env(
+        {"PREFECT_SERVER_UI_API_URL": "https://prefect.example/api"}, "127.0.0.1", 4321)
+    with temporary_settings({PREFECT_UI_API_URL: "https://prefect.example/api"}):
+        assert "PREFECT_UI_API_URL" not in prefect_server_env({}, "127.0.0.1", 4321)
+
+
 # --- a real `prefect-pipelines server` ---------------------------------------------------
 
 
@@ -429,3 +444,16 @@ def test_a_part_that_keeps_crashing_stops_the_server_with_an_error(server: Serve
     assert "error: facade exited with code 3 (5 exits within 60 s); stopping everything" in log
     assert log.rstrip().endswith("stopped")
     assert "Traceback" not in log.split("Press Ctrl-C to stop.", 1)[1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_the_ui_of_a_server_on_another_port_reads_from_that_port(tmp_path: Path) -> None:
+    started = Server(tmp_path, PREFECT_UI_ENABLED="true")
+    try:
+        base = f"http://127.0.0.1:{started.prefect_port}"
+        settings = httpx.get(f"{base}/ui-settings", timeout=10).json()
+        assert settings["api_url"] == f"{base}/api", settings
+        assert httpx.get(base, timeout=10, follow_redirects=True).status_code == 200  # the UI
+    finally:
+        started.close()

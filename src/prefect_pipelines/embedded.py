@@ -329,7 +329,7 @@ def serve(api_host: str | None = None, api_port: int | None = None) -> int:
             print(f"starting a Prefect server on {api_url.removesuffix('/api')} (SQLite)", flush=True)
             prefect = supervisor.start(
                 "prefect server", prefect_server_argv(settings.prefect_host, settings.prefect_port),
-                env,
+                prefect_server_env(env, settings.prefect_host, settings.prefect_port),
                 stop_timeout=20,
             )
             _wait(lambda: wait_healthy(api_url, proc=prefect.popen), stop)
@@ -372,6 +372,19 @@ def serve(api_host: str | None = None, api_port: int | None = None) -> int:
         print("stopping...", flush=True)
         supervisor.stop_all()
         print("stopped", flush=True)
+
+
+def prefect_server_env(env: dict[str, str], host: str, port: int) -> dict[str, str]:
+    """The environment of an embedded Prefect server on `host`:`port`: its settings say
+    where it listens, and its UI reads from it (unless PREFECT_UI_API_URL is set)."""
+    from prefect.settings import get_current_settings
+
+    server_env = {**env, "PREFECT_SERVER_API_HOST": host, "PREFECT_SERVER_API_PORT": str(port)}
+    user_set = (any(env.get(name) for name in ("PREFECT_UI_API_URL", "PREFECT_SERVER_UI_API_URL"))
+                or "api_url" in get_current_settings().server.ui.model_fields_set)  # a profile
+    if not user_set:
+        server_env["PREFECT_UI_API_URL"] = f"http://{_url_host(host)}:{port}/api"
+    return server_env
 
 
 def _url_host(host: str) -> str:

@@ -457,3 +457,31 @@ def test_the_ui_of_a_server_on_another_port_reads_from_that_port(tmp_path: Path)
         assert httpx.get(base, timeout=10, follow_redirects=True).status_code == 200  # the UI
     finally:
         started.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_the_executor_is_chosen_once_and_a_restarted_worker_keeps_it(tmp_path: Path) -> None:
+    """`auto` with no engine answering: process, said in the summary, handed to the worker,
+    and to the worker that replaces it."""
+    no_engine = "unix:///nonexistent/docker.sock"
+    started = Server(tmp_path, PREFECT_PIPELINES_EXECUTOR="auto",
+                     PREFECT_PIPELINES_DOCKER_HOST=no_engine)
+    try:
+        summary = started.log().split("prefect-pipelines is running", 1)[1]
+        assert (f"  executor            process (no docker engine answered at {no_engine}): "
+                "steps run on this host as") in summary, summary
+        first = started.part("prefect_pipelines.cli", "worker")
+        assert _environ(first)["PREFECT_PIPELINES_EXECUTOR"] == "process"
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: "worker restarted" in started.log(), timeout=30, what="the restart")
+        again = started.part("prefect_pipelines.cli", "worker")
+        assert again != first and _environ(again)["PREFECT_PIPELINES_EXECUTOR"] == "process"
+        assert started.ctrl_c() == 0, started.log()[-3000:]
+    finally:
+        started.close()
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item)

@@ -17,9 +17,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from prefect_pipelines.settings import Settings
 
 HEALTH_TIMEOUT_SECONDS = 120
 # A part that exits is restarted after 1, 2, 4, ... s; its fifth exit within a minute stops all.
@@ -307,6 +310,7 @@ def serve(api_host: str | None = None, api_port: int | None = None) -> int:
     Starts a Prefect server on SQLite unless PREFECT_API_URL points at one, then a
     worker on the project's work pool and the /v3 facade; restarts whichever exits.
     """
+    from prefect_pipelines.flows.executors import EXECUTOR_ENV
     from prefect_pipelines.settings import get_settings
 
     settings = get_settings()
@@ -339,12 +343,14 @@ def serve(api_host: str | None = None, api_port: int | None = None) -> int:
             env["PREFECT_API_AUTH_STRING"] = env["PREFECT_SERVER_API_AUTH_STRING"]
             os.environ["PREFECT_API_AUTH_STRING"] = env["PREFECT_API_AUTH_STRING"]
         _prepare(api_url, settings.work_pool)
+        # Chosen once: a restarted worker keeps it.
+        executor, executor_note = _choose_executor(settings, stop)
         # The worker and the facade are restarted once Prefect answers (it may be what died).
         def prefect_up() -> bool:
             return _answers(f"{api_url}/health")
 
-        worker = supervisor.start("worker", [*cli, "worker"], env, stop_timeout=40,
-                                  ready=prefect_up, waits_for="the Prefect server")
+        worker = supervisor.start("worker", [*cli, "worker"], {**env, EXECUTOR_ENV: executor},
+                                  stop_timeout=40, ready=prefect_up, waits_for="the Prefect server")
         _wait(lambda: _wait_worker(api_url, settings.work_pool, worker.popen), stop)
         facade = supervisor.start("facade", [*cli, "api", "--host", host, "--port", str(port)],
                                   env, ready=prefect_up, waits_for="the Prefect server")
@@ -356,6 +362,7 @@ def serve(api_host: str | None = None, api_port: int | None = None) -> int:
             f"  /v3 API             http://{_url_host(host)}:{port}/v3  "
             f"(OpenAPI: http://{_url_host(host)}:{port}/docs)\n"
             f"  worker              pool {settings.work_pool!r}\n"
+            f"  executor            {executor_note}\n"
             "Press Ctrl-C to stop.",
             flush=True,
         )
@@ -372,6 +379,20 @@ def serve(api_host: str | None = None, api_port: int | None = None) -> int:
         print("stopping...", flush=True)
         supervisor.stop_all()
         print("stopped", flush=True)
+
+
+def _choose_executor(settings: Settings, stop: dict[str, bool]) -> tuple[str, str]:
+    """The worker's executor (`auto` resolved now) and what to say about it."""
+    from prefect_pipelines.flows.executors import describe_executor, resolve_executor
+
+    chosen: list[tuple[str, str]] = []
+
+    def choose() -> None:
+        choice = resolve_executor(settings)
+        chosen.append((choice, describe_executor(settings, choice).removeprefix("executor: ")))
+
+    _wait(choose, stop)
+    return chosen[0]
 
 
 def prefect_server_env(env: dict[str, str], host: str, port: int) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import secrets
 import weakref
@@ -14,6 +15,7 @@ from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterDeploymentId,
+    FlowRunFilterIdempotencyKey,
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import FlowRun
@@ -45,6 +47,7 @@ from prefect_pipelines.translator.mapping import (
     idempotency_key,
     run_tag,
     secrets_block_name,
+    tagged_run_number,
 )
 from prefect_pipelines.translator.schedule import next_fire_time
 
@@ -55,6 +58,7 @@ TAG_CREATOR = "creator:"
 TAG_CLUSTER = "cluster:"
 _PROJECT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*:[a-z0-9]+(?:-[a-z0-9]+)*")
 run_numbers = RunNumbers()
+_log = logging.getLogger(__name__)
 
 
 def check_project_id(project_id: str) -> str:
@@ -391,14 +395,26 @@ def resolve_branch(definition: dict[str, Any], branch: str | None) -> str:
 
 async def start_execution(client: PrefectClient, *, deployment: DeploymentResponse,
                           pipeline_id: str, branch: str | None, trigger: dict[str, Any],
-                          definition: dict[str, Any] | None = None) -> FlowRun:
+                          definition: dict[str, Any] | None = None,
+                          run_key: str | None = None, patient: bool = False) -> FlowRun:
     """Start an execution: take the next run number, then create the flow run with it.
 
     Args:
         definition: run this definition instead of the pipeline's current one (a rerun).
+        run_key: the run's idempotency key when it must be made once whatever the number
+            (a webhook delivery's, `translator.mapping.delivery_key`); when that run exists
+            already, it is returned and the number taken is given back.
+        patient: wait for this process's turn to create a run as long as it takes, instead
+            of RUN_QUEUE_SECONDS (the delivery dispatcher, whose callers were answered).
+
+    Raises:
+        ServiceUnavailableError: the turn did not come in RUN_QUEUE_SECONDS; nothing was
+            created.
 
     Across facades, workers and Prefect's own triggers, the run-number claims keep the
-    numbers unique.
+    numbers unique. When the creation fails, the number is given back only once Prefect
+    says the run does not exist: an error answer (or a lost connection) after the run was
+    stored neither loses the run nor lets its number be taken twice.
     """
     current = (deployment.parameters or {}).get("pipeline") or {}
     resolved = resolve_branch(definition if definition is not None else current, branch)
@@ -410,29 +426,62 @@ async def start_execution(client: PrefectClient, *, deployment: DeploymentRespon
     # A caller that would wait in line too long is told to come back (503, Retry-After)
     # rather than left hanging past its own timeout.
     gate = write_gate()
-    wait = get_settings().run_queue_seconds
+    wait = None if patient else get_settings().run_queue_seconds
     try:
         async with asyncio.timeout(wait):  # Lock.acquire stays unlocked when cancelled
             await gate.acquire()
     except TimeoutError:
         raise ServiceUnavailableError(
-            f"runs are being started faster than the store takes them (waited {wait:.0f} s); "
+            f"runs are being started faster than the store takes them (waited {wait or 0:.0f} s); "
             "retry", retry_after=5) from None
     try:
         number = await run_numbers.take(client, deployment.id)
+        key = run_key or idempotency_key(deployment.id, number)
         try:
-            return await client.create_flow_run_from_deployment(
+            flow_run = await client.create_flow_run_from_deployment(
                 deployment.id,
                 parameters=parameters,
                 name=execution_name(pipeline_id, number),
                 tags=[run_tag(number), TAG_EXECUTION],
-                idempotency_key=idempotency_key(deployment.id, number),
+                idempotency_key=key,
             )
         except BaseException:
+            found = await _created_anyway(client, deployment.id, key, number)
+            if found is None:
+                raise
+            flow_run = found
+        if tagged_run_number(flow_run.tags) != number:
+            # The run of this key existed already (an earlier try made it): not a second run.
             await run_numbers.give_back(client, deployment.id, number)
-            raise
+        return flow_run
     finally:
         gate.release()
+
+
+async def _created_anyway(client: PrefectClient, deployment_id: UUID, key: str,
+                          number: int) -> FlowRun | None:
+    """After a failed creation: the run if Prefect stored it anyway; None (and the number
+    given back) when it did not; None with the number kept when Prefect cannot tell."""
+    try:
+        found = await run_with_key(client, deployment_id, key)
+    except Exception as exc:  # noqa: BLE001 - the number stays taken: never two runs on it
+        _log.warning("could not tell whether run %d of deployment %s was stored (%s); its "
+                     "number stays taken", number, deployment_id, exc)
+        return None
+    if found is None:
+        await run_numbers.give_back(client, deployment_id, number)
+    return found
+
+
+async def run_with_key(client: PrefectClient, deployment_id: UUID | str, key: str
+                       ) -> FlowRun | None:
+    """The flow run of a pipeline made with this idempotency key, if there is one."""
+    runs = await client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            deployment_id=FlowRunFilterDeploymentId(any_=[UUID(str(deployment_id))]),
+            idempotency_key=FlowRunFilterIdempotencyKey(any_=[key])),
+        limit=1)
+    return runs[0] if runs else None
 
 
 _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -12,6 +13,7 @@ TAG_PIPELINE = "pipeline:"
 TAG_RUN = "run:"
 TAG_EXECUTION = "pipeline-execution"
 IDEMPOTENCY_PREFIX = "pipeline-run:"
+DELIVERY_PREFIX = "pipeline-delivery:"
 
 _RUN_TAG = re.compile(r"run:(\d+)")
 _BLOCK_NAME_BAD = re.compile(r"[^a-z0-9-]+")
@@ -45,17 +47,30 @@ def idempotency_key(deployment_id: Any, number: int) -> str:
     return f"{IDEMPOTENCY_PREFIX}{deployment_id}:{number}"
 
 
+def delivery_digest(delivery_id: str) -> str:
+    """A fixed-length name part for a webhook delivery id."""
+    return hashlib.sha256(delivery_id.encode()).hexdigest()[:32]
+
+
+def delivery_key(deployment_id: Any, delivery_id: str) -> str:
+    """The idempotency key of the run of a webhook delivery: one run per delivery, however
+    often its creation is tried."""
+    return f"{DELIVERY_PREFIX}{deployment_id}:{delivery_digest(delivery_id)}"
+
+
 def run_number_of(tags: list[str], key: str | None, deployment_id: Any) -> int | None:
     """The run number a flow run was created with by the facade, if it was.
 
-    A tag alone is not trusted (anyone can tag a run); the idempotency key, unique per
-    flow in Prefect's database, is what proves the number was taken for this run.
+    A tag alone is not trusted (anyone can tag a run): the idempotency key must say the
+    facade made it, either for that number or for a webhook delivery of this pipeline
+    (whose number is the tag the facade gave it; the claim block keeps it unique).
     """
     for tag in tags:
         match = _RUN_TAG.fullmatch(tag)
         if match:
             number = int(match.group(1))
-            if key == idempotency_key(deployment_id, number):
+            if key == idempotency_key(deployment_id, number) or (
+                    key or "").startswith(f"{DELIVERY_PREFIX}{deployment_id}:"):
                 return number
     return None
 

@@ -17,9 +17,9 @@ import pytest
 
 from tests.support.api import assert_error, new_project, script_step, step_log, wait_state
 from tests.support.procs import wait_for
+from tests.support.webhooks import delivery, send
 
 pytestmark = pytest.mark.usefixtures("worker")
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "github"
 
 
 def cluster_url(cluster: str) -> str:
@@ -237,28 +237,6 @@ class TestCredentialsAndRepositories:
         assert_error(api.get(f"/v3/sourcecodecredentials/{credential['id']}"), 404)
 
 
-def delivery(name: str, **changes: Any) -> dict[str, Any]:
-    payload = json.loads((FIXTURES / name).read_text())
-    for path, value in changes.items():
-        target = payload
-        *parents, key = path.split(".")
-        for parent in parents:
-            target = target[parent]
-        target[key] = value
-    return payload
-
-
-def send(facade_url: str, pipeline: str, event: str, payload: dict[str, Any], secret: str | None,
-         delivery_id: str | None = None) -> httpx.Response:
-    body = json.dumps(payload).encode()
-    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
-               "Content-Type": "application/json"}
-    if secret is not None:
-        headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return httpx.post(f"{facade_url}/hooks", params={"pipelineId": pipeline}, content=body,
-                      headers=headers, timeout=60)
-
-
 class TestWebhooks:
     @pytest.fixture
     def hooked(self, api, github_setup, fake_github):  # type: ignore[no-untyped-def]
@@ -301,12 +279,15 @@ class TestWebhooks:
         payload = delivery("push-new-branch.json", ref="refs/heads/dev", after=commit,
                            **{"repository.clone_url": hooked["repo"]["clone_url"]})
         response = send(facade.url, hooked["ref"], "push", payload, hooked["secret"], delivery_id="d-push-1")
-        assert response.status_code == 201, response.text
-        execution_id = response.json()["executionId"]
-        assert execution_id == f"{hooked['name']}-1"
-        again = send(facade.url, hooked["ref"], "push", payload, hooked["secret"], delivery_id="d-push-1")
-        assert again.status_code == 200 and "handled already" in again.json()["message"]
+        assert response.status_code == 202, response.text
+        assert response.json()["message"] == "accepted push of dev: queued to run"
+        execution_id = f"{hooked['name']}-1"
         done = wait_state(api, hooked["project"], execution_id)
+        # A redelivery once the run exists names it and runs nothing more.
+        again = send(facade.url, hooked["ref"], "push", payload, hooked["secret"], delivery_id="d-push-1")
+        assert again.status_code == 200, again.text
+        assert again.json()["executionId"] == execution_id
+        assert "handled already" in again.json()["message"]
         assert done["state"] == "success" and done["triggeredBy"] == "webhook" and done["commit"] == commit
         output = step_log(api, hooked["project"], execution_id, 0, 1)
         assert "pushed to dev" in output and f"event=push commit={commit} branch=dev" in output
@@ -348,8 +329,8 @@ class TestWebhooks:
         commit = fake_github.push(github_setup["alice"].login, "service", "refs/tags/v1.2.0", {"hello.txt": "tagged\n"})
         payload = delivery("push-new-branch.json", ref="refs/tags/v1.2.0", after=commit)
         response = send(facade.url, hooked["ref"], "push", payload, hooked["secret"])
-        assert response.status_code == 201, response.text
-        done = wait_state(api, hooked["project"], response.json()["executionId"])
+        assert response.status_code == 202, response.text
+        done = wait_state(api, hooked["project"], f"{hooked['name']}-1")
         assert done["state"] == "success"
         output = step_log(api, hooked["project"], done["id"], 0, 1)
         assert "tagged" in output and f"event=tag commit={commit} branch=v1.2.0" in output
@@ -359,8 +340,8 @@ class TestWebhooks:
         payload = delivery("pull_request-opened.json", **{"pull_request.head.sha": head,
                                                           "pull_request.base.ref": "main"})
         response = send(facade.url, hooked["ref"], "pull_request", payload, hooked["secret"])
-        assert response.status_code == 201, response.text
-        done = wait_state(api, hooked["project"], response.json()["executionId"])
+        assert response.status_code == 202, response.text
+        done = wait_state(api, hooked["project"], f"{hooked['name']}-1")
         assert done["state"] == "success" and done["commit"] == head
         output = step_log(api, hooked["project"], done["id"], 0, 1)
         assert "from the PR" in output and "event=pull_request" in output and "branch=main" in output
@@ -385,9 +366,8 @@ class TestWebhooks:
                                       {"hello.txt": f"hostile {number}\n"})
             push = delivery("push-new-branch.json", ref=f"refs/heads/{branch}", after=commit)
             answer = send(facade.url, hooked["ref"], "push", push, hooked["secret"])
-            assert answer.status_code == 201, answer.text
+            assert answer.status_code == 202, answer.text
             execution_id = f"{hooked['name']}-{number}"
-            assert answer.json()["executionId"] == execution_id
             done = wait_state(api, hooked["project"], execution_id)
             assert done["state"] == "success", done
             output = step_log(api, hooked["project"], execution_id, 0, 1)

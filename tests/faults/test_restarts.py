@@ -18,6 +18,7 @@ from prefect_pipelines.embedded import prefect_server_argv, wait_healthy
 from tests.support.api import FINISHED, create, definition, script_step, step_log, wait_state
 from tests.support.procs import Proc, free_port, wait_for
 from tests.support.stack import Stack
+from tests.support.webhooks import hooked_pipeline
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -99,7 +100,22 @@ def test_a_burst_on_sqlite_loses_nothing_and_never_answers_500(sqlite_stack) -> 
         for execution_id in ids:
             done = wait_state(api, project, execution_id, timeout=300)
             assert done["state"] == "success", done
+        # A 503 created nothing: the project holds exactly the runs that were answered 200.
+        listed = api.get(f"/v3/projects/{project}/pipelineexecutions", params={"limit": 100})
+        assert sorted(e["id"] for e in listed.json()["data"]) == ids
         assert step_log(api, project, ids[0], 0, 0) == ids[0].rsplit("-", 1)[1]
+
+
+@pytest.mark.slow
+def test_a_burst_of_deliveries_on_sqlite_makes_one_run_per_delivery(sqlite_stack, fake_github) -> None:  # type: ignore[no-untyped-def]
+    """80 signed deliveries at once, each redelivered until accepted (tests/faults/test_deliveries.py
+    sends the same burst to PostgreSQL)."""
+    from tests.faults.test_deliveries import BURST, check_burst
+
+    stack: Stack = sqlite_stack["stack"]
+    with stack.client(sqlite_stack["url"]) as api:
+        hooked = hooked_pipeline(api, fake_github)
+    check_burst(sqlite_stack["url"], sqlite_stack["server"].url, hooked, BURST, finish_timeout=480)
 
 
 def test_the_prefect_server_restarted_mid_run_and_the_facade_restarted(

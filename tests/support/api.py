@@ -48,10 +48,13 @@ def execution(api: httpx.Client, project: str, execution_id: str) -> dict[str, A
 
 def wait_state(api: httpx.Client, project: str, execution_id: str, states: tuple[str, ...] = FINISHED,
                timeout: float = 90) -> dict[str, Any]:
-    """Poll an execution until its state is one of `states`."""
+    """Poll an execution until its state is one of `states` (one that does not exist yet,
+    a webhook delivery's, is waited for too)."""
     deadline = time.monotonic() + timeout
     while True:
-        current = execution(api, project, execution_id)
+        response = api.get(f"/v3/projects/{project}/pipelineexecutions/{execution_id}")
+        assert response.status_code in (200, 404), response.text
+        current = response.json() if response.status_code == 200 else {"state": "not made yet"}
         if current["state"] in states:
             return current
         if time.monotonic() > deadline:

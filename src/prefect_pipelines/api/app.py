@@ -31,6 +31,9 @@ from prefect_pipelines.translator import PipelineSpecError
 from prefect_pipelines.translator.validation import format_path
 
 _log = logging.getLogger("prefect_pipelines.api")
+# How long the webhook receiver trusts a pipeline's token and deployment it read: a
+# pipeline deactivated or deleted stops taking deliveries within this time.
+RECEIVER_SECONDS = 1.0
 
 
 @asynccontextmanager
@@ -39,8 +42,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     from prefect.settings import PREFECT_API_URL
 
     from prefect_pipelines.services.client import pipelines_client
-
+    from prefect_pipelines.services.deliveries import Dispatcher
     from prefect_pipelines.services.lost_runs import ensure_lost_runs_automation
+    from prefect_pipelines.services.memo import Recent
     from prefect_pipelines.services.pools import ensure_work_pool
     from prefect_pipelines.services.tokens import TokenCache
     from prefect_pipelines.settings import get_settings
@@ -58,7 +62,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await ensure_lost_runs_automation(client, get_settings().lost_after_seconds)
         except Exception as exc:  # noqa: BLE001 - every worker makes it too
             _log.warning("could not set up lost-run detection: %s", exc)
-        yield
+        app.state.receivers = Recent(RECEIVER_SECONDS)
+        app.state.deliveries = Dispatcher(client, get_settings().delivery_sweep_seconds)
+        app.state.deliveries.start()
+        try:
+            yield
+        finally:
+            await app.state.deliveries.close()
 
 
 def _error(status: int, code: str, message: str, field: str | None = None,

@@ -5,25 +5,25 @@ pull_request events, JSON, signed with the pipeline's token); its id is kept in 
 pipeline's secrets block. A delivery runs the pipeline only with a valid
 `X-Hub-Signature-256` for that token, for a push (a pushed tag is event `tag`) or an
 opened / synchronized pull request, on a branch the pipeline builds, while the pipeline is
-active; a redelivery of the same `X-GitHub-Delivery` starts nothing.
+active. What such a delivery asks to run is recorded before it is answered
+(services/deliveries.py); a redelivery of the same `X-GitHub-Delivery` runs nothing more.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prefect.client.schemas.actions import BlockDocumentCreate
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.exceptions import ObjectNotFound
 
 from prefect_pipelines.blocks import PipelineSecrets
 from prefect_pipelines.errors import InvalidInputError, NotFoundError, UnauthorizedError
 from prefect_pipelines.services import github, sourcecode
-from prefect_pipelines.services.numbering import claim_block_ids
+from prefect_pipelines.services.pipelines import read_deployment
 from prefect_pipelines.settings import Settings
 from prefect_pipelines.translator import BranchCondition, PipelineConfig, PipelineSpecError
 from prefect_pipelines.translator.branches import validate_branch_name
@@ -31,9 +31,9 @@ from prefect_pipelines.translator.mapping import secrets_block_name
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.responses import DeploymentResponse
 
 RUN_ACTIONS = {"opened", "synchronize", "reopened"}
-_DELIVERY = re.compile(r"[A-Za-z0-9-]{1,100}")
 
 
 class SignatureError(UnauthorizedError):
@@ -80,6 +80,22 @@ async def hook_target(client: PrefectClient, config: PipelineConfig, *, user_id:
 def hook_url(settings: Settings, project_id: str, pipeline_id: str) -> str:
     """The receiver URL GitHub posts a pipeline's deliveries to."""
     return f"{settings.public_url.rstrip('/')}/hooks?pipelineId={project_id}:{pipeline_id}"
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """What receiving a pipeline's delivery needs: its webhook token and its deployment."""
+
+    token: str
+    deployment: DeploymentResponse
+
+
+async def receiver(client: PrefectClient, project_id: str, pipeline_id: str) -> Receiver:
+    """The pipeline's webhook token and deployment (NotFoundError: no such pipeline)."""
+    secrets, deployment = await asyncio.gather(
+        load_secrets(client, project_id, pipeline_id),
+        read_deployment(client, project_id, pipeline_id))
+    return Receiver(secrets.token.get_secret_value(), deployment)
 
 
 async def load_secrets(client: PrefectClient, project_id: str, pipeline_id: str) -> PipelineSecrets:
@@ -145,6 +161,12 @@ class Delivery:
     author: str = ""
     html_link: str = ""
 
+    def trigger(self) -> dict[str, Any]:
+        """The run's `trigger` parameter."""
+        return {"triggeredBy": "webhook", "event": self.event, "commit": self.commit,
+                "ref": self.ref, "message": self.message, "author": self.author,
+                "htmlLink": self.html_link}
+
 
 class Skip(Exception):
     """A valid delivery that runs nothing (answered 200 with the reason)."""
@@ -207,21 +229,6 @@ def _pull_request(payload: dict[str, Any]) -> Delivery:
                     commit=_text(pull, "head", "sha"), ref=f"refs/pull/{number}/head",
                     message=_text(pull, "title"), author=_text(pull, "user", "login"),
                     html_link=_text(pull, "html_url"))
-
-
-async def claim_delivery(client: PrefectClient, deployment_id: Any, delivery_id: str) -> bool:
-    """Record a delivery id; False when it was seen before (a redelivery)."""
-    if not _DELIVERY.fullmatch(delivery_id):
-        raise InvalidInputError("X-GitHub-Delivery is not a delivery id", field_name="X-GitHub-Delivery")
-    type_id, schema_id = await claim_block_ids(client)
-    digest = hashlib.sha256(delivery_id.encode()).hexdigest()[:32]
-    try:
-        await client.create_block_document(BlockDocumentCreate(
-            name=f"delivery-{deployment_id}-{digest}", data={}, block_type_id=type_id,
-            block_schema_id=schema_id, is_anonymous=True))
-        return True
-    except ObjectAlreadyExists:
-        return False
 
 
 def check_branch(config: dict[str, Any], delivery: Delivery) -> None:

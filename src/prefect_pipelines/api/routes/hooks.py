@@ -11,9 +11,8 @@ from prefect_pipelines.api.body import read_body
 from prefect_pipelines.api.deps import AppSettings, Client, strict_query
 from prefect_pipelines.api.schemas import ERROR_RESPONSES, HookAnswer
 from prefect_pipelines.errors import InvalidInputError, NotFoundError
-from prefect_pipelines.services import webhooks
-from prefect_pipelines.services.pipelines import check_project_id, read_deployment, start_execution
-from prefect_pipelines.translator.mapping import execution_name
+from prefect_pipelines.services import deliveries, webhooks
+from prefect_pipelines.services.pipelines import check_project_id
 
 router = APIRouter(tags=["webhooks"], responses=ERROR_RESPONSES)
 MAX_DELIVERY_BYTES = 25 << 20  # GitHub caps payloads at 25 MB
@@ -25,28 +24,35 @@ def _answer(message: str, execution_id: str | None = None, status: int = 200) ->
 
 
 @router.post("/hooks", response_model=HookAnswer, dependencies=[strict_query("pipelineId")],
+             responses={202: {"model": HookAnswer, "description": "Recorded: the run is made "
+                              "from the record (a new delivery, or a redelivery of one waiting)"}},
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": {"type": "object"}}}}})
 async def receive_delivery(
     request: Request, client: Client, settings: AppSettings,
     pipelineId: str = Query(description="<clusterId>:<projectId>:<pipelineId>"),  # noqa: N803
 ) -> Any:
-    """A GitHub delivery: runs the pipeline on a signed push or pull request it builds."""
+    """A GitHub delivery: runs the pipeline on a signed push or pull request it builds.
+
+    Such a delivery is recorded and answered 202; its run is made from the record (in
+    arrival order per pipeline). A redelivery runs nothing more: 202 while it waits, 200
+    with the execution once its run exists."""
     project_id, _, pipeline_id = pipelineId.rpartition(":")
     try:
         check_project_id(project_id)
     except InvalidInputError:
         raise NotFoundError(f"pipeline {pipelineId!r} not found") from None
     body = await read_body(request, MAX_DELIVERY_BYTES)
-    secrets = await webhooks.load_secrets(client, project_id, pipeline_id)
-    webhooks.verify_signature(secrets.token.get_secret_value(), body,
-                              request.headers.get("x-hub-signature-256"))
+    # A burst to one pipeline reads its token and deployment once a second, not per delivery.
+    pipeline = await request.app.state.receivers.get(
+        (project_id, pipeline_id), lambda: webhooks.receiver(client, project_id, pipeline_id))
+    webhooks.verify_signature(pipeline.token, body, request.headers.get("x-hub-signature-256"))
     event = request.headers.get("x-github-event")
     if not event:
         raise InvalidInputError("the delivery has no X-GitHub-Event header", field_name="X-GitHub-Event")
+    deployment = pipeline.deployment
     try:
         delivery = webhooks.parse_delivery(event, body)
-        deployment = await read_deployment(client, project_id, pipeline_id)
         definition = (deployment.parameters or {}).get("pipeline") or {}
         if deployment.paused:
             raise webhooks.Skip("the pipeline is inactive")
@@ -59,14 +65,14 @@ async def receive_delivery(
     if not delivery_id:
         raise InvalidInputError("the delivery has no X-GitHub-Delivery header",
                                 field_name="X-GitHub-Delivery")
-    if not await webhooks.claim_delivery(client, deployment.id, delivery_id):
-        return _answer(f"delivery {delivery_id} was handled already")
-    flow_run = await start_execution(
-        client, deployment=deployment, pipeline_id=pipeline_id, branch=delivery.branch,
-        trigger={"triggeredBy": "webhook", "event": delivery.event, "commit": delivery.commit,
-                 "ref": delivery.ref, "message": delivery.message, "author": delivery.author,
-                 "htmlLink": delivery.html_link},
-    )
-    run = int(flow_run.name.rpartition("-")[2])
-    return _answer(f"started {delivery.event} of {delivery.branch}",
-                   execution_name(pipeline_id, run), status=201)
+    outcome, item = await deliveries.record(
+        client, deployment=deployment, project_id=project_id, pipeline_id=pipeline_id,
+        delivery_id=delivery_id, branch=delivery.branch, trigger=delivery.trigger())
+    if item is not None:
+        request.app.state.deliveries.submit(item)
+    if outcome.status == "handled":
+        return _answer(f"delivery {delivery_id} was handled already: execution "
+                       f"{outcome.execution_id}", outcome.execution_id)
+    if outcome.status == "queued already":
+        return _answer(f"delivery {delivery_id} is queued already", status=202)
+    return _answer(f"accepted {delivery.event} of {delivery.branch}: queued to run", status=202)

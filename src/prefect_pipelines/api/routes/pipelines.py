@@ -98,15 +98,17 @@ async def update_pipeline(request: Request, project_id: Project, pipeline_id: st
     config = await read_definition(request, settings, project_id)
     record = await service.update_pipeline(client, project_id=project_id, pipeline_id=pipeline_id,
                                            config=config, user_id=user, settings=settings)
+    request.app.state.receivers.forget((project_id, pipeline_id))
     return pipeline_resource(request, record)
 
 
 @router.delete("/{pipeline_id}", status_code=status.HTTP_204_NO_CONTENT,
                response_class=Response, dependencies=[strict_query()])
-async def delete_pipeline(project_id: Project, pipeline_id: str, client: Client, user: User
-                          ) -> Response:
+async def delete_pipeline(request: Request, project_id: Project, pipeline_id: str,
+                          client: Client, user: User) -> Response:
     """Delete a pipeline (its executions go with it)."""
     await service.delete_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
+    request.app.state.receivers.forget((project_id, pipeline_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -131,6 +133,7 @@ async def pipeline_action(
         return execution_resource(request, ExecutionRecord(flow_run, [], project_id, pipeline_id))
     record = await service.set_active(client, project_id=project_id, pipeline_id=pipeline_id,
                                       active=(action == "activate"))
+    request.app.state.receivers.forget((project_id, pipeline_id))
     return pipeline_resource(request, record)
 
 

@@ -87,6 +87,17 @@ class UpstreamError(ApiError):
     code = "UpstreamError"
 
 
+class StoreUncertainError(ApiError):
+    """Prefect's answer to a write was lost, and it cannot tell yet whether the write was
+    made: retrying blindly could make it twice.
+
+    504 Gateway Timeout: look (for example at the executions) before trying again.
+    """
+
+    status = 504
+    code = "StoreUncertain"
+
+
 class ServiceUnavailableError(ApiError):
     """The store is busy or unreachable; the request may be retried."""
 

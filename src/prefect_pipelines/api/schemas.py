@@ -157,6 +157,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         400: "Bad request", 401: "No valid token", 403: "Not allowed", 404: "Not found",
         409: "Conflict or action not available", 413: "Too large", 415: "Unsupported media type",
         422: "Invalid input", 424: "GitHub failed or refused", 503: "Busy; retry",
+        504: "Prefect did not say whether the write was made; look before retrying",
     }.items()
 }
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import httpx
 from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -30,6 +31,7 @@ from prefect_pipelines.errors import (
     InvalidInputError,
     NotFoundError,
     ServiceUnavailableError,
+    StoreUncertainError,
 )
 from prefect_pipelines.flows import ENTRYPOINT, FLOW_NAME
 from prefect_pipelines.services.numbering import RunNumbers, highest_run, release_all
@@ -414,7 +416,8 @@ async def start_execution(client: PrefectClient, *, deployment: DeploymentRespon
     Across facades, workers and Prefect's own triggers, the run-number claims keep the
     numbers unique. When the creation fails, the number is given back only once Prefect
     says the run does not exist: an error answer (or a lost connection) after the run was
-    stored neither loses the run nor lets its number be taken twice.
+    stored neither loses the run nor lets its number be taken twice: a number is given back
+    only when Prefect answered the creation with an error and has no such run.
     """
     current = (deployment.parameters or {}).get("pipeline") or {}
     resolved = resolve_branch(definition if definition is not None else current, branch)
@@ -445,10 +448,24 @@ async def start_execution(client: PrefectClient, *, deployment: DeploymentRespon
                 tags=[run_tag(number), TAG_EXECUTION],
                 idempotency_key=key,
             )
-        except BaseException:
-            found = await _created_anyway(client, deployment.id, key, number)
+        except httpx.HTTPStatusError:
+            # Prefect answered: its transaction is over, so a look tells for sure.
+            found = await _stored_anyway(client, deployment.id, key, number)
             if found is None:
+                await run_numbers.give_back(client, deployment.id, number)
                 raise
+            flow_run = found
+        except asyncio.CancelledError:
+            raise  # the number stays taken: the run may still be stored
+        except Exception as exc:
+            # No answer (a timeout, a lost connection): the run may be stored still, so the
+            # number stays taken (a gap at worst, never two runs on one number).
+            found = await _stored_anyway(client, deployment.id, key, number)
+            if found is None:
+                raise StoreUncertainError(
+                    f"Prefect did not answer whether run {number} of {pipeline_id} was made "
+                    f"({type(exc).__name__}); look at the pipeline's executions before "
+                    "running it again") from exc
             flow_run = found
         if tagged_run_number(flow_run.tags) != number:
             # The run of this key existed already (an earlier try made it): not a second run.
@@ -458,19 +475,21 @@ async def start_execution(client: PrefectClient, *, deployment: DeploymentRespon
         gate.release()
 
 
-async def _created_anyway(client: PrefectClient, deployment_id: UUID, key: str,
-                          number: int) -> FlowRun | None:
-    """After a failed creation: the run if Prefect stored it anyway; None (and the number
-    given back) when it did not; None with the number kept when Prefect cannot tell."""
+async def _stored_anyway(client: PrefectClient, deployment_id: UUID, key: str,
+                         number: int) -> FlowRun | None:
+    """After a failed creation: the run if Prefect stored it anyway, else None.
+
+    Raises:
+        StoreUncertainError: Prefect cannot be asked now (the number stays taken).
+    """
     try:
-        found = await run_with_key(client, deployment_id, key)
-    except Exception as exc:  # noqa: BLE001 - the number stays taken: never two runs on it
+        return await run_with_key(client, deployment_id, key)
+    except Exception as exc:
         _log.warning("could not tell whether run %d of deployment %s was stored (%s); its "
                      "number stays taken", number, deployment_id, exc)
-        return None
-    if found is None:
-        await run_numbers.give_back(client, deployment_id, number)
-    return found
+        raise StoreUncertainError(
+            f"Prefect did not answer whether run {number} was made; look at the pipeline's "
+            "executions before running it again") from None
 
 
 async def run_with_key(client: PrefectClient, deployment_id: UUID | str, key: str

@@ -108,9 +108,9 @@ class Settings(BaseSettings):
         "run in one facade before it is answered 503 with Retry-After.",
     )
     delivery_sweep_seconds: float = Field(
-        default=30, gt=0, description="How often a facade looks for accepted webhook "
-        "deliveries that have no run yet (their facade stopped before making it) and makes "
-        "their runs; a delivery is taken over only once it has waited this long.",
+        default=30, gt=0, description="How often a facade looks for recorded webhook "
+        "deliveries whose facade stopped before making their runs, and makes them; a "
+        "facade that stops unasked is noticed within two of these.",
     )
     min_cron_interval: float = Field(
         default=300, ge=0, description="Shortest gap (seconds) a cron trigger may have."

@@ -2,20 +2,22 @@
 
 A burst of signed deliveries, each redelivered until accepted as GitHub's Redeliver
 button does, makes exactly one execution per delivery, and every answer comes inside
-GitHub's 10 s. A delivery whose facade stopped before making its run is run by another;
-a run tried twice (a retry, two facades) is made once.
+GitHub's 10 s. A delivery whose facade stopped before making its run is run by another,
+and a live facade's are left to it; a run tried twice (a retry, two facades) is made once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
-from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.orchestration import PrefectClient, SyncPrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
 from prefect.client.schemas.objects import FlowRun
 
@@ -98,16 +100,16 @@ def test_a_burst_on_postgresql_makes_one_run_per_delivery(prefect_api, fake_gith
         stack.close()
 
 
-def _pending(hooked: Hooked, delivery_id: str) -> deliveries.Pending:
-    """Record a delivery as a facade does before it answers, and hand it to nobody: as if
-    that facade stopped right after answering."""
+def _pending(hooked: Hooked, delivery_id: str, owner: str) -> deliveries.Pending:
+    """Record a delivery as the facade `owner` does before it answers, and hand it to
+    nobody (as if that facade stopped right after answering)."""
 
     async def make() -> deliveries.Pending:
         async with get_client() as client:
             deployment = await read_deployment(client, hooked.project, hooked.name)
             outcome, item = await deliveries.record(
                 client, deployment=deployment, project_id=hooked.project,
-                pipeline_id=hooked.name, delivery_id=delivery_id, branch="main",
+                pipeline_id=hooked.name, delivery_id=delivery_id, branch="main", owner=owner,
                 trigger={"triggeredBy": "webhook", "event": "push", "commit": hooked.commit,
                          "ref": "refs/heads/main"})
             assert outcome.status == "queued" and item is not None
@@ -116,51 +118,93 @@ def _pending(hooked: Hooked, delivery_id: str) -> deliveries.Pending:
     return asyncio.run(make())
 
 
-def test_a_delivery_left_by_a_stopped_facade_is_run_by_another(
+def _runs_by_delivery(api_url: str, hooked: Hooked) -> dict[str, str]:
+    return {r.parameters["trigger"]["deliveryId"]: r.name for r in flow_runs(api_url, hooked)}
+
+
+def test_a_stopped_facades_deliveries_are_taken_over_and_a_live_ones_are_not(
         api, facade, prefect_api, fake_github, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One record of a facade that holds no lease (it stopped), one of a facade whose lease
+    keeps changing (alive: the test renews it), then stops changing (it died)."""
+    from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+
     hooked = hooked_pipeline(api, fake_github)
-    delivery_id = str(uuid.uuid4())
-    _pending(hooked, delivery_id)
-    # Another facade, sweeping every 2 s, takes it over once it has waited 2 s.
+    live = f"live-{uuid.uuid4().hex[:8]}"
+    lease = f"{deliveries.LEASE_PREFIX}{live}"
+    alive = threading.Event()
+    alive.set()
+
+    with SyncPrefectClient(prefect_api) as client:
+        client.create_variable(VariableCreate(name=lease, value={"beat": 0},
+                                              tags=[deliveries.LEASE_TAG]))
+
+    def renew() -> None:  # what a live facade's dispatcher does, every 0.5 s
+        with SyncPrefectClient(prefect_api) as client:
+            beat = 0
+            while alive.is_set():
+                beat += 1
+                client.update_variable(VariableUpdate(name=lease, value={"beat": beat}))
+                time.sleep(0.5)
+
+    renewer = threading.Thread(target=renew, daemon=True)
+    renewer.start()
+    gone_id, live_id = f"d-gone-{uuid.uuid4().hex[:6]}", f"d-live-{uuid.uuid4().hex[:6]}"
+    _pending(hooked, gone_id, owner=f"gone-{uuid.uuid4().hex[:8]}")
+    _pending(hooked, live_id, owner=live)
     stack = Stack(tmp_path, prefect_api, delivery_sweep_seconds="2")
     try:
         stack.facade("sweeper")
-        runs = wait_for(lambda: flow_runs(prefect_api, hooked), timeout=60, what="the swept run")
-        assert [r.parameters["trigger"]["deliveryId"] for r in runs] == [delivery_id]
-        assert runs[0].name == f"{hooked.name}-1"
+        runs = wait_for(lambda: _runs_by_delivery(prefect_api, hooked), timeout=60,
+                        what="the stopped facade's delivery to run")
+        assert runs == {gone_id: f"{hooked.name}-1"}
+        time.sleep(10)  # five sweeps leave the live facade's delivery alone
+        assert renewer.is_alive() and _runs_by_delivery(prefect_api, hooked) == runs
+        alive.clear()  # the live facade dies
+        renewer.join(timeout=10)
+        runs = wait_for(lambda: (found := _runs_by_delivery(prefect_api, hooked)) and len(found) == 2
+                        and found, timeout=60, what="the dead facade's delivery to run")
+        assert runs == {gone_id: f"{hooked.name}-1", live_id: f"{hooked.name}-2"}
 
         async def left() -> list[str]:
             async with get_client() as client:
                 return [p.name for p in await deliveries.pending(client)
-                        if p.delivery.deployment_id == str(runs[0].deployment_id)]
+                        if p.delivery.pipeline_id == hooked.name
+                        and p.delivery.project_id == hooked.project]
 
-        wait_for(lambda: not asyncio.run(left()), timeout=30, what="the record to go")
-        time.sleep(5)  # two more sweeps make no second run
-        assert len(flow_runs(prefect_api, hooked)) == 1
-        assert "took over 1 recorded deliveries" in stack.procs[0].log_text()
+        wait_for(lambda: not asyncio.run(left()), timeout=30, what="the records to go")
     finally:
+        alive.clear()
         stack.close()
+        with SyncPrefectClient(prefect_api) as client:
+            client.delete_variable_by_name(lease)
 
 
 def test_a_run_tried_twice_or_by_two_facades_at_once_is_made_once(
         api, facade, prefect_api, fake_github) -> None:  # type: ignore[no-untyped-def]
     hooked = hooked_pipeline(api, fake_github)
-    first, second = _pending(hooked, "d-twice-1"), _pending(hooked, "d-twice-2")
+    owner = f"gone-{uuid.uuid4().hex[:8]}"
+    first, second = _pending(hooked, "d-twice-1", owner), _pending(hooked, "d-twice-2", owner)
 
-    async def make_runs() -> tuple[list[str], str]:
-        async with get_client() as one, get_client() as other:
-            # Two facades take the same record at once (two clients, like two processes).
-            together = await asyncio.gather(deliveries.make_run(one, first),
-                                            deliveries.make_run(other, first))
-            # A retry after the run was made but before its record went.
-            again = await deliveries.make_run(one, first)
-            return [*together, again], await deliveries.make_run(one, second)
+    def make_run(item: deliveries.Pending) -> str:
+        async def make() -> str:
+            async with PrefectClient(prefect_api) as client:
+                return await deliveries.make_run(client, item)
 
-    made, later = asyncio.run(make_runs())
-    assert set(made) == {f"{hooked.name}-1"}, made
-    assert later == f"{hooked.name}-2"  # the numbers the duplicates took were given back
-    assert sorted(r.name for r in flow_runs(prefect_api, hooked)) == [f"{hooked.name}-1", f"{hooked.name}-2"]
-    assert run(api, hooked.project, hooked.name)["id"] == f"{hooked.name}-3"
+        return asyncio.run(make())
+
+    # Two facades take the same record at once: two threads, each with its own event loop
+    # and client, as two processes would.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = list(pool.map(make_run, [first, first]))
+    assert len(set(together)) == 1, together
+    # A retry after the run was made but before its record went takes no number at all.
+    assert make_run(first) == together[0]
+    later = make_run(second)
+    names = sorted(r.name for r in flow_runs(prefect_api, hooked))
+    assert names == sorted([together[0], later]), names
+    number = int(later.rsplit("-", 1)[1])
+    assert number == max(int(n.rsplit("-", 1)[1]) for n in names)
+    assert run(api, hooked.project, hooked.name)["id"] == f"{hooked.name}-{number + 1}"
 
 
 def test_one_pipelines_deliveries_run_in_the_order_they_arrived(

@@ -64,7 +64,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             _log.warning("could not set up lost-run detection: %s", exc)
         app.state.receivers = Recent(RECEIVER_SECONDS)
         app.state.deliveries = Dispatcher(client, get_settings().delivery_sweep_seconds)
-        app.state.deliveries.start()
+        try:
+            await app.state.deliveries.start()
+        except Exception as exc:  # noqa: BLE001 - its records are still run, by a sweep
+            _log.warning("could not take the delivery lease: %s", exc)
         try:
             yield
         finally:

@@ -14,8 +14,8 @@ the order they arrived, retried until Prefect takes them; a record is deleted on
 exists. The run's idempotency key is the delivery's (`mapping.delivery_key`): however
 often a run is tried (a retry after a lost answer, another facade taking the record over),
 a delivery has one run, and a redelivery of a delivery whose run exists is answered with
-that run. Records a stopped facade left are taken over by any facade's sweep once they
-have waited DELIVERY_SWEEP_SECONDS.
+that run. Each record names the facade process that makes its run; when that process
+stops, the next sweep of any facade takes its records over (see `Dispatcher`).
 """
 
 from __future__ import annotations
@@ -24,13 +24,17 @@ import asyncio
 import json
 import logging
 import math
+import os
 import re
+import socket
+import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
-from prefect.client.schemas.actions import VariableCreate
+import httpx
+from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.types import MAX_VARIABLE_VALUE_LENGTH
 from pydantic import BaseModel, ValidationError
@@ -48,8 +52,11 @@ _log = logging.getLogger(__name__)
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
 PREFIX = "pipelines-delivery-"
 TAG = "webhook-delivery"
+LEASE_PREFIX = "pipelines-facade-"
+LEASE_TAG = "facade-lease"
 _MAX_BACKOFF = 30.0
 _PAGE = 200
+_unreadable: set[str] = set()
 
 
 class Delivery(BaseModel):
@@ -61,6 +68,7 @@ class Delivery(BaseModel):
     pipeline_id: str
     branch: str
     trigger: dict[str, Any]
+    owner: str = ""  # the Dispatcher (facade process) that makes its run
 
 
 @dataclass(frozen=True)
@@ -93,20 +101,29 @@ def check_delivery_id(delivery_id: str) -> str:
 
 
 async def record(client: PrefectClient, *, deployment: DeploymentResponse, project_id: str,
-                 pipeline_id: str, delivery_id: str, branch: str, trigger: dict[str, Any]
-                 ) -> tuple[Outcome, Pending | None]:
-    """Store a delivery that asks for a run; the pending record to dispatch, if new."""
+                 pipeline_id: str, delivery_id: str, branch: str, trigger: dict[str, Any],
+                 owner: str) -> tuple[Outcome, Pending | None]:
+    """Store a delivery that asks for a run, to be run by `owner` (a Dispatcher); the
+    pending record to hand to it, if new.
+
+    Raises:
+        InvalidInputError: the delivery id is not one, or its fields are too long to keep.
+    """
     check_delivery_id(delivery_id)
     existing = await run_with_key(client, deployment.id, delivery_key(deployment.id, delivery_id))
     if existing is not None:
         return Outcome("handled", existing.name), None
     delivery = Delivery(delivery_id=delivery_id, deployment_id=str(deployment.id),
                         project_id=project_id, pipeline_id=pipeline_id, branch=branch,
-                        trigger={**trigger, "deliveryId": delivery_id})
+                        trigger={**trigger, "deliveryId": delivery_id}, owner=owner)
     name = record_name(deployment.id, delivery_id)
+    value = _fit(delivery)
+    if len(json.dumps(value)) > MAX_VARIABLE_VALUE_LENGTH:
+        raise InvalidInputError("the delivery's branch, ref or links are too long to record",
+                                field_name="ref")
     try:
         variable = await client.create_variable(VariableCreate(
-            name=name, value=_fit(delivery), tags=[TAG_PLUGIN, TAG]))
+            name=name, value=value, tags=[TAG_PLUGIN, TAG]))
     except ObjectAlreadyExists:
         return Outcome("queued already"), None
     return Outcome("queued"), Pending(name, variable.created or datetime.now(timezone.utc), delivery)
@@ -141,13 +158,17 @@ async def pending(client: PrefectClient) -> list[Pending]:
                 found.append(Pending(variable["name"], datetime.fromisoformat(variable["created"]),
                                      Delivery.model_validate(variable["value"])))
             except (KeyError, TypeError, ValueError, ValidationError) as exc:
-                _log.warning("ignoring delivery record %s: %s", variable.get("name"), exc)
+                if variable.get("name") not in _unreadable:
+                    _unreadable.add(variable.get("name"))
+                    _log.error("cannot read delivery record %s (left as it is): %s",
+                               variable.get("name"), exc)
         if len(page) < _PAGE:
             return sorted(found, key=lambda item: item.created)
 
 
 class _Drop(Exception):
-    """The delivery can never run (its pipeline is gone): the record is removed."""
+    """The delivery can never run (its pipeline is gone, Prefect refuses its run): the
+    record is removed."""
 
 
 async def make_run(client: PrefectClient, item: Pending) -> str:
@@ -162,13 +183,20 @@ async def make_run(client: PrefectClient, item: Pending) -> str:
         deployment = await client.read_deployment(UUID(delivery.deployment_id))
     except ObjectNotFound:
         raise _Drop("its pipeline was deleted") from None
-    try:
-        flow_run = await start_execution(
-            client, deployment=deployment, pipeline_id=delivery.pipeline_id,
-            branch=delivery.branch, trigger=delivery.trigger,
-            run_key=delivery_key(deployment.id, delivery.delivery_id), patient=True)
-    except (InvalidInputError, NotFoundError, PipelineSpecError) as exc:
-        raise _Drop(str(exc)) from None
+    key = delivery_key(deployment.id, delivery.delivery_id)
+    flow_run = await run_with_key(client, deployment.id, key)  # made by an earlier try
+    if flow_run is None:
+        try:
+            flow_run = await start_execution(
+                client, deployment=deployment, pipeline_id=delivery.pipeline_id,
+                branch=delivery.branch, trigger=delivery.trigger, run_key=key, patient=True)
+        except (InvalidInputError, NotFoundError, PipelineSpecError) as exc:
+            raise _Drop(str(exc)) from None
+        except httpx.HTTPStatusError as exc:
+            if 400 <= exc.response.status_code < 500 and exc.response.status_code not in (408, 429):
+                raise _Drop(f"Prefect refuses its run ({exc.response.status_code}: "
+                            f"{exc.response.text[:200]})") from None
+            raise
     await forget(client, item)
     return flow_run.name
 
@@ -181,29 +209,50 @@ async def forget(client: PrefectClient, item: Pending) -> None:
 
 
 class Dispatcher:
-    """Makes the runs of a process's recorded deliveries, and takes over stale ones.
+    """Makes the runs of a process's recorded deliveries, and takes over those of a
+    facade that stopped.
 
     Each pipeline has a queue worked in order; a run that Prefect does not take is tried
-    again after a back-off (0.5 s doubling to 30 s) for as long as the process runs.
+    again after a back-off (0.5 s doubling to 30 s) for as long as the process runs. A
+    dispatcher holds a lease, a variable `pipelines-facade-<owner>` it rewrites three times
+    per DELIVERY_SWEEP_SECONDS; every sweep takes over the records whose owner has no lease
+    (it stopped cleanly) or whose lease did not change since the sweep before (it died).
+    Comparing a lease with itself needs no clock shared between hosts.
     """
 
-    def __init__(self, client: PrefectClient, sweep_seconds: float) -> None:
+    def __init__(self, client: PrefectClient, sweep_seconds: float, owner: str | None = None) -> None:
         self._client = client
         self._sweep_seconds = sweep_seconds
+        self.owner = owner or uuid.uuid4().hex[:16]
         self._queues: dict[str, list[Pending]] = {}
         self._drains: dict[str, asyncio.Task[None]] = {}
         self._known: set[str] = set()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._leases_seen: dict[str, str] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._beats = 0
 
-    def start(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep_forever())
+    @property
+    def lease_name(self) -> str:
+        return f"{LEASE_PREFIX}{self.owner}"
+
+    async def start(self) -> None:
+        """Take the lease (before any delivery is recorded for this owner), then keep it
+        fresh and sweep in the background."""
+        await self._renew_lease()
+        self._tasks = [asyncio.create_task(self._keep_lease()),
+                       asyncio.create_task(self._sweep_forever())]
 
     async def close(self) -> None:
-        """Stop; what is still queued stays recorded, for the next sweep of any facade."""
-        tasks = [*self._drains.values(), *([self._sweeper] if self._sweeper else [])]
+        """Stop and give the lease up: what is still queued stays recorded, and the next
+        sweep of any facade takes it over."""
+        tasks = [*self._drains.values(), *self._tasks]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self._client.delete_variable_by_name(self.lease_name)
+        except Exception as exc:  # noqa: BLE001 - others take over once it goes stale
+            _log.warning("could not give up the delivery lease: %s", _describe(exc))
 
     def submit(self, item: Pending) -> None:
         """Queue a recorded delivery behind its pipeline's earlier ones."""
@@ -239,7 +288,8 @@ class Dispatcher:
                 _log.info("delivery %s: execution %s", item.delivery.delivery_id, execution)
                 return
             except _Drop as exc:
-                _log.warning("delivery %s runs nothing: %s", item.delivery.delivery_id, exc)
+                _log.error("delivery %s of pipeline %s runs nothing: %s",
+                           item.delivery.delivery_id, item.delivery.pipeline_id, exc)
                 await _forget_quietly(self._client, item)
                 return
             except Exception as exc:  # noqa: BLE001 - kept recorded, tried again
@@ -248,27 +298,66 @@ class Dispatcher:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_BACKOFF)
 
-    async def sweep(self, min_age: float) -> int:
-        """Queue recorded deliveries that waited at least `min_age` seconds; how many."""
-        cutoff = datetime.now(timezone.utc) - timedelta(seconds=min_age)
+    async def _renew_lease(self) -> None:
+        self._beats += 1
+        value = {"host": socket.gethostname(), "pid": os.getpid(), "beat": self._beats}
+        try:
+            await self._client.update_variable(VariableUpdate(name=self.lease_name, value=value))
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 404:
+                raise
+            await self._client.create_variable(VariableCreate(
+                name=self.lease_name, value=value, tags=[TAG_PLUGIN, LEASE_TAG]))
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_seconds / 3)
+            try:
+                await self._renew_lease()
+            except Exception as exc:  # noqa: BLE001 - the next beat tries again
+                _log.warning("could not renew the delivery lease: %s", _describe(exc))
+
+    async def sweep(self) -> int:
+        """Queue the recorded deliveries this dispatcher should run (its own that are not
+        queued, those of stopped facades); how many it took over from others."""
+        leases = await _leases(self._client)
+        stale = {owner for owner, beat in leases.items()
+                 if owner != self.owner and self._leases_seen.get(owner) == beat}
+        self._leases_seen = leases
         taken = 0
         for item in await pending(self._client):
-            if item.name in self._known or item.created > cutoff:
+            owner = item.delivery.owner
+            if item.name in self._known or (owner in leases and owner not in stale
+                                            and owner != self.owner):
                 continue
             self.submit(item)
-            taken += 1
+            taken += owner != self.owner
         return taken
 
     async def _sweep_forever(self) -> None:
         while True:
             try:
-                taken = await self.sweep(self._sweep_seconds)
+                taken = await self.sweep()
                 if taken:
                     _log.warning("took over %d recorded deliveries that had no run (their "
                                  "facade stopped before making it)", taken)
             except Exception as exc:  # noqa: BLE001 - the next sweep tries again
                 _log.warning("could not look for recorded deliveries: %s", _describe(exc))
             await asyncio.sleep(self._sweep_seconds)
+
+
+async def _leases(client: PrefectClient) -> dict[str, str]:
+    """owner -> the lease's last change, of every dispatcher holding a lease."""
+    leases: dict[str, str] = {}
+    while True:
+        response = await client.request("POST", "/variables/filter", json={
+            "variables": {"name": {"like_": LEASE_PREFIX}, "tags": {"all_": [LEASE_TAG]}},
+            "sort": "NAME_ASC", "offset": len(leases), "limit": _PAGE})
+        page = response.json()
+        for variable in page:
+            leases[variable["name"][len(LEASE_PREFIX):]] = f"{variable.get('updated')}:{variable.get('value')}"
+        if len(page) < _PAGE:
+            return leases
 
 
 async def _forget_quietly(client: PrefectClient, item: Pending) -> None:

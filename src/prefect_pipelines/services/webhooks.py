@@ -15,7 +15,8 @@ import asyncio
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prefect.exceptions import ObjectNotFound
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from prefect.client.schemas.responses import DeploymentResponse
 
 RUN_ACTIONS = {"opened", "synchronize", "reopened"}
+_COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
 
 
 class SignatureError(UnauthorizedError):
@@ -86,7 +88,7 @@ def hook_url(settings: Settings, project_id: str, pipeline_id: str) -> str:
 class Receiver:
     """What receiving a pipeline's delivery needs: its webhook token and its deployment."""
 
-    token: str
+    token: str = field(repr=False)
     deployment: DeploymentResponse
 
 
@@ -201,6 +203,14 @@ def _text(payload: dict[str, Any], *path: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _commit(payload: dict[str, Any], *path: str) -> str:
+    """A commit hash of the payload (a 422 naming the field when it is not one)."""
+    commit = _text(payload, *path)
+    if not _COMMIT.fullmatch(commit):
+        raise InvalidInputError(f"{'.'.join(path)} is not a commit hash", field_name=".".join(path))
+    return commit
+
+
 def _push(payload: dict[str, Any]) -> Delivery:
     ref = _text(payload, "ref")
     if payload.get("deleted") is True or set(_text(payload, "after")) == {"0"}:
@@ -211,7 +221,7 @@ def _push(payload: dict[str, Any]) -> Delivery:
         event, name = "push", ref[len("refs/heads/"):]
     else:
         raise InvalidInputError(f"push of an unexpected ref {ref!r}", field_name="ref")
-    return Delivery(event=event, branch=name, commit=_text(payload, "after"), ref=ref,
+    return Delivery(event=event, branch=name, commit=_commit(payload, "after"), ref=ref,
                     message=_text(payload, "head_commit", "message"),
                     author=_text(payload, "head_commit", "author", "name"),
                     html_link=_text(payload, "compare"))
@@ -226,7 +236,7 @@ def _pull_request(payload: dict[str, Any]) -> Delivery:
     if not isinstance(number, int):
         raise InvalidInputError("the pull request has no number", field_name="number")
     return Delivery(event="pull_request", branch=_text(pull, "base", "ref"),
-                    commit=_text(pull, "head", "sha"), ref=f"refs/pull/{number}/head",
+                    commit=_commit(pull, "head", "sha"), ref=f"refs/pull/{number}/head",
                     message=_text(pull, "title"), author=_text(pull, "user", "login"),
                     html_link=_text(pull, "html_url"))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -10,12 +11,16 @@ from fastapi.responses import JSONResponse
 from prefect_pipelines.api.body import read_body
 from prefect_pipelines.api.deps import AppSettings, Client, strict_query
 from prefect_pipelines.api.schemas import ERROR_RESPONSES, HookAnswer
-from prefect_pipelines.errors import InvalidInputError, NotFoundError
+from prefect_pipelines.errors import InvalidInputError, NotFoundError, ServiceUnavailableError
 from prefect_pipelines.services import deliveries, webhooks
 from prefect_pipelines.services.pipelines import check_project_id
 
 router = APIRouter(tags=["webhooks"], responses=ERROR_RESPONSES)
 MAX_DELIVERY_BYTES = 25 << 20  # GitHub caps payloads at 25 MB
+# Longest a delivery waits on Prefect before it is answered 503: GitHub gives up at 10 s.
+# A record made just as the wait ran out is still run (the sweep finds it), and its
+# redelivery is answered "queued already".
+ANSWER_SECONDS = 6.0
 
 
 def _answer(message: str, execution_id: str | None = None, status: int = 200) -> JSONResponse:
@@ -43,6 +48,17 @@ async def receive_delivery(
     except InvalidInputError:
         raise NotFoundError(f"pipeline {pipelineId!r} not found") from None
     body = await read_body(request, MAX_DELIVERY_BYTES)
+    try:
+        async with asyncio.timeout(ANSWER_SECONDS):
+            return await _receive(request, client, project_id, pipeline_id, body)
+    except TimeoutError:
+        raise ServiceUnavailableError(
+            "Prefect is busy or unreachable; redeliver (a redelivery never runs twice)",
+            retry_after=5) from None
+
+
+async def _receive(request: Request, client: Any, project_id: str, pipeline_id: str,
+                   body: bytes) -> JSONResponse:
     # A burst to one pipeline reads its token and deployment once a second, not per delivery.
     pipeline = await request.app.state.receivers.get(
         (project_id, pipeline_id), lambda: webhooks.receiver(client, project_id, pipeline_id))
@@ -65,11 +81,13 @@ async def receive_delivery(
     if not delivery_id:
         raise InvalidInputError("the delivery has no X-GitHub-Delivery header",
                                 field_name="X-GitHub-Delivery")
+    dispatcher = request.app.state.deliveries
     outcome, item = await deliveries.record(
         client, deployment=deployment, project_id=project_id, pipeline_id=pipeline_id,
-        delivery_id=delivery_id, branch=delivery.branch, trigger=delivery.trigger())
+        delivery_id=delivery_id, branch=delivery.branch, trigger=delivery.trigger(),
+        owner=dispatcher.owner)
     if item is not None:
-        request.app.state.deliveries.submit(item)
+        dispatcher.submit(item)
     if outcome.status == "handled":
         return _answer(f"delivery {delivery_id} was handled already: execution "
                        f"{outcome.execution_id}", outcome.execution_id)

@@ -168,8 +168,9 @@ def facade(prefect_api):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def tokens(facade):  # type: ignore[no-untyped-def]
-    """API tokens of two users, alice and bob."""
-    return {user: facade.create_token(user) for user in ("alice", "bob")}
+    """API tokens of two users: alice, an admin (she sets up GitHub apps for the tests), and
+    bob, who is not."""
+    return {"alice": facade.create_token("alice", admin=True), "bob": facade.create_token("bob")}
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from prefect_pipelines.embedded import CrashLoop, Child, Supervisor, prefect_server_env
-from tests.support.api import create, definition, run, script_step, wait_state
+from tests.support.api import create, definition, run, script_step, wait_state, new_project
 from tests.support.docker_engine import containers_of
 from tests.support.procs import Proc, free_port, wait_for
 from tests.support.secret_scan import scan
@@ -356,11 +356,11 @@ def server(tmp_path: Path) -> Iterator[Server]:
 @pytest.mark.timeout(300)
 def test_a_killed_worker_is_restarted_and_the_run_it_held_fails_worker_lost(
         server: Server, docker_client: Any) -> None:
-    project = f"c-emb:p-{uuid.uuid4().hex[:8]}"
     long = f"long{uuid.uuid4().hex[:6]}"  # container labels are looked up on a shared engine
     flow_run_id = None
     try:
         with server.client() as api:
+            project = new_project(api, "c-emb")
             create(api, project, definition(long, [script_step("sleep 600")]))
             create(api, project, definition("quick", [script_step("echo fine")]))
             held = run(api, project, long)
@@ -405,8 +405,8 @@ def test_a_killed_worker_is_restarted_and_the_run_it_held_fails_worker_lost(
 @pytest.mark.timeout(300)
 def test_a_restarted_prefect_server_keeps_its_port_and_data_and_the_others_reconnect(
         server: Server, docker_client: Any) -> None:
-    project = f"c-emb:p-{uuid.uuid4().hex[:8]}"
     with server.client() as api:
+        project = new_project(api, "c-emb")
         create(api, project, definition("kept", [script_step("echo $CICD_EXECUTION_SEQUENCE")]))
         assert wait_state(api, project, run(api, project, "kept")["id"])["state"] == "success"
         worker, facade = (server.part("prefect_pipelines.cli", "worker"),

@@ -171,11 +171,20 @@ def _with_client(work):  # type: ignore[no-untyped-def]
 @token_app.command("create")
 def token_create(
     user: Annotated[str, typer.Option("--user", "-u", help="The user id the token stands for.")],
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin (every role "
+                                        "in every project, cluster pipelines).")] = False,
 ) -> None:
     """Create a token for a user and print it (it cannot be shown again)."""
+    from prefect_pipelines.services.projects import set_admin
     from prefect_pipelines.services.tokens import create_token
 
-    typer.echo(_with_client(lambda client: create_token(client, user)))
+    async def make(client):  # type: ignore[no-untyped-def]
+        token = await create_token(client, user)
+        if admin:
+            await set_admin(client, user, True)
+        return token
+
+    typer.echo(_with_client(make))
 
 
 @token_app.command("revoke")
@@ -201,10 +210,16 @@ def token_list(
     user: Annotated[Optional[str], typer.Option("--user", "-u", help="Only this user's tokens.")] = None,
 ) -> None:
     """List tokens: user, creation time, the start of the hash (never the token)."""
+    from prefect_pipelines.services.projects import admins
     from prefect_pipelines.services.tokens import list_tokens
 
-    for info in _with_client(lambda client: list_tokens(client, user)):
-        typer.echo(f"{info.user_id}\t{info.created}\tsha256:{info.digest_prefix}...")
+    async def read(client):  # type: ignore[no-untyped-def]
+        return await list_tokens(client, user), await admins(client)
+
+    infos, admin_users = _with_client(read)
+    for info in infos:
+        role = "admin" if info.user_id in admin_users else "user"
+        typer.echo(f"{info.user_id}\t{role}\t{info.created}\tsha256:{info.digest_prefix}...")
 
 
 def _quiet_prefect_console() -> None:

@@ -17,8 +17,8 @@ CLI = [sys.executable, "-m", "prefect_pipelines.cli"]
 
 
 class TestTokens:
-    def test_no_or_bad_token_is_401(self, facade) -> None:  # type: ignore[no-untyped-def]
-        project = new_project()
+    def test_no_or_bad_token_is_401(self, facade, api) -> None:  # type: ignore[no-untyped-def]
+        project = new_project(api)
         url = f"{facade.url}/v3/projects/{project}/pipelines"
         for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"},
                         {"Authorization": "Bearer ppt_" + "x" * 43}):
@@ -30,8 +30,8 @@ class TestTokens:
         assert made.returncode == 0, made.stderr
         token = made.stdout.strip()
         headers = {"Authorization": f"Bearer {token}"}
-        project = new_project()
         with httpx.Client(base_url=facade.url, headers=headers) as carol:
+            project = new_project(carol)
             created = carol.post(f"/v3/projects/{project}/pipelines", json=definition("mine", SIMPLE))
             assert created.status_code == 201 and created.json()["creatorId"] == "carol"
             listed = subprocess.run([*CLI, "token", "list", "--user", "carol"], capture_output=True,
@@ -81,7 +81,7 @@ BAD_BODIES = [
 @pytest.mark.parametrize(("body", "status", "field"), [case[1:] for case in BAD_BODIES],
                          ids=[case[0] for case in BAD_BODIES])
 def test_bad_pipeline_bodies(api: httpx.Client, body: object, status: int, field: str | None) -> None:
-    project = new_project()
+    project = new_project(api)
     response = api.post(f"/v3/projects/{project}/pipelines", json=body)
     assert_error(response, status, field=field)
     assert api.get(f"/v3/projects/{project}/pipelines").json()["data"] == []
@@ -89,7 +89,7 @@ def test_bad_pipeline_bodies(api: httpx.Client, body: object, status: int, field
 
 class TestOtherBadInput:
     def test_bodies_that_are_not_json_or_yaml(self, api: httpx.Client) -> None:
-        url = f"/v3/projects/{new_project()}/pipelines"
+        url = f"/v3/projects/{new_project(api)}/pipelines"
         assert_error(api.post(url, content=b"{not json", headers={"Content-Type": "application/json"}),
                      422, code="InvalidBodyContent")
         assert_error(api.post(url, content=b"stages: [", headers={"Content-Type": "application/yaml"}), 422)
@@ -101,13 +101,14 @@ class TestOtherBadInput:
         assert_error(api.post(url, content=b"a" * (2 << 20), headers={"Content-Type": "application/json"}), 413)
 
     def test_bad_project_ids_and_paths(self, api: httpx.Client) -> None:
-        assert_error(api.get("/v3/projects/not-a-project/pipelines"), 422, field="projectId")
-        assert_error(api.get("/v3/projects/C-1:P-1/pipelines"), 422, field="projectId")
+        # A malformed id names no project: 404, as for one the caller holds no role in.
+        assert_error(api.get("/v3/projects/not-a-project/pipelines"), 404)
+        assert_error(api.get("/v3/projects/C-1:P-1/pipelines"), 404)
         assert_error(api.get("/v3/nothing-here"), 404)
-        assert_error(api.patch(f"/v3/projects/{new_project()}/pipelines"), 405)
+        assert_error(api.patch(f"/v3/projects/{new_project(api)}/pipelines"), 405)
 
     def test_unknown_query_parameters_and_bad_pages(self, api: httpx.Client) -> None:
-        url = f"/v3/projects/{new_project()}/pipelines"
+        url = f"/v3/projects/{new_project(api)}/pipelines"
         assert_error(api.get(url, params={"colour": "red"}), 422, field="colour")
         assert_error(api.get(url, params={"limit": 0}), 422, field="limit")
         assert_error(api.get(url, params={"limit": "ten"}), 422, field="limit")
@@ -115,7 +116,7 @@ class TestOtherBadInput:
         assert_error(api.get(url, params={"state": "sleeping"}), 422, field="state")
 
     def test_actions_on_a_missing_pipeline_and_bad_run_input(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         assert_error(api.post(f"/v3/projects/{project}/pipelines/ghost", params={"action": "run"}), 404)
         assert_error(api.delete(f"/v3/projects/{project}/pipelines/ghost"), 404)
         assert_error(api.put(f"/v3/projects/{project}/pipelines/ghost", json=definition("ghost", SIMPLE)), 404)
@@ -169,7 +170,7 @@ def test_hostile_pipeline_bodies_are_refused_fast(api: httpx.Client, media: str,
                                                   status: int) -> None:
     """Refused with a 4xx that says why, quickly (a generous bound for a shared machine:
     the point is "not exponential, not buffered whole"), and nothing is stored."""
-    project = new_project()
+    project = new_project(api)
     # The big YAML comes without a Content-Length: the limit must hold while streaming.
     streamed = _chunked(body) if media == "application/yaml" and len(body) > (1 << 20) else body
     started = time.monotonic()

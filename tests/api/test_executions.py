@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 class TestShape:
     def test_a_successful_execution(self, api: httpx.Client, app_repo) -> None:  # type: ignore[no-untyped-def]
-        project = new_project()
+        project = new_project(api)
         body = definition(
             "shape",
             [{"sourceCodeConfig": {"url": app_repo["url"], "branch": "main|dev"}},
@@ -60,7 +60,7 @@ class TestShape:
         assert "hello from dev" in step_log(api, project, "shape-1", 0, 1)
 
     def test_a_failed_execution_skips_later_stages(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         create(api, project, definition("fails", [script_step("exit 2"), script_step("sleep 30")],
                                         [script_step("echo never")]))
         run(api, project, "fails")
@@ -79,7 +79,7 @@ class TestShape:
         """A run records its steps on its flow run as it ends; the API reads a finished
         execution from that record, and a record it cannot trust (here: of an earlier
         attempt) sends it back to the task runs, with the same answer."""
-        project = new_project()
+        project = new_project(api)
         create(api, project, definition("record", [script_step("exit 2"), script_step("sleep 30")],
                                         [script_step("echo never")]))
         run(api, project, "record")
@@ -99,7 +99,7 @@ class TestShape:
         assert from_task_runs == {**from_record, "links": from_task_runs["links"]}
 
     def test_waiting_steps_are_listed_while_running(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         create(api, project, definition("slow", [script_step("sleep 4")], [script_step("true")]))
         run(api, project, "slow")
         running = wait_state(api, project, "slow-1", states=("running",))
@@ -110,7 +110,7 @@ class TestShape:
 
 class TestListing:
     def test_filters_order_and_pages(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         create(api, project, definition("ok", [script_step("true")]))
         create(api, project, definition("bad", [script_step("false")]))
         for _ in range(3):
@@ -135,7 +135,7 @@ class TestListing:
         assert_error(api.get(url, params={"state": "done"}), 422, field="state")
 
     def test_a_pipeline_deleted_and_made_again_does_not_inherit_the_old_runs(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         create(api, project, definition("again", [script_step("echo v1")]))
         run(api, project, "again")
         assert wait_state(api, project, "again-1")["state"] == "success"
@@ -154,7 +154,7 @@ class TestListing:
 
 class TestActions:
     def test_stop_a_running_execution(self, api: httpx.Client, docker_client) -> None:  # type: ignore[no-untyped-def]
-        project = new_project()
+        project = new_project(api)
         create(api, project, definition("long", [script_step("sleep 120")], [script_step("true")]))
         run(api, project, "long")
         running = wait_state(api, project, "long-1", states=("running",))
@@ -175,7 +175,7 @@ class TestActions:
         assert "finished" in body["message"]
 
     def test_stop_a_waiting_execution(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         create(api, project, definition("queued", [script_step("sleep 60")]))
         # The project's quota is 2: the third run waits for a slot.
         for _ in range(3):
@@ -190,7 +190,7 @@ class TestActions:
             assert wait_state(api, project, execution_id)["state"] == "aborted"
 
     def test_rerun_uses_the_same_definition_and_branch(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         body = definition("again", [script_step('echo "v1 on $CICD_GIT_BRANCH"')])
         create(api, project, body)
         run(api, project, "again", branch="topic")
@@ -207,7 +207,7 @@ class TestActions:
         assert "v2" in step_log(api, project, wait_state(api, project, "again-3")["id"], 0, 0)
 
     def test_rerun_of_a_running_execution_is_refused(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         create(api, project, definition("busy", [script_step("sleep 20")]))
         run(api, project, "busy")
         wait_state(api, project, "busy-1", states=("running",))
@@ -217,7 +217,7 @@ class TestActions:
         wait_state(api, project, "busy-1")
 
     def test_unknown_execution_and_action(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         create(api, project, definition("x", [script_step("true")]))
         assert_error(api.get(f"/v3/projects/{project}/pipelineexecutions/x-9"), 404)
         assert_error(api.get(f"/v3/projects/{project}/pipelineexecutions/garbage"), 404)
@@ -226,7 +226,7 @@ class TestActions:
 
 
 def test_a_run_started_with_prefect_deployment_run_is_an_execution(api: httpx.Client) -> None:
-    project = new_project()
+    project = new_project(api)
     create(api, project, definition("cli", [script_step('echo "from the cli $CICD_EXECUTION_ID"')]))
     run(api, project, "cli")
     wait_state(api, project, "cli-1")
@@ -266,4 +266,4 @@ def _flow_run_of_running_container(client, execution_id: str) -> str | None:  # 
 def test_execution_helper_reads(api: httpx.Client) -> None:
     """`execution()` fails loudly on errors (guards the helpers the other tests lean on)."""
     with pytest.raises(AssertionError):
-        execution(api, new_project(), "none-1")
+        execution(api, new_project(api), "none-1")

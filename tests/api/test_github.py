@@ -152,9 +152,10 @@ class TestOAuth:
 
         cluster = f"c-dep{uuid.uuid4().hex[:6]}"
         api.post(f"/v3/clusters/{cluster}/clusterpipelines", json={"clusterId": cluster})
-        project = f"{cluster}:p-1"
-        api.post(f"/v3/projects/{project}/pipelines", json={
+        project = new_project(api, cluster)
+        made = api.post(f"/v3/projects/{project}/pipelines", json={
             "name": "on-cluster", "stages": [{"name": "s", "steps": [script_step("true")]}]})
+        assert made.status_code == 201, made.text
 
         def pool_of_deployment() -> tuple[bool, str]:
             async def read() -> tuple[bool, str]:
@@ -218,7 +219,7 @@ class TestCredentialsAndRepositories:
                    for r in api.get("/v3/sourcecoderepositories").json()["data"])
 
     def test_a_pipeline_cannot_use_someone_elses_credential(self, api, github_setup) -> None:  # type: ignore[no-untyped-def]
-        project = new_project()
+        project = new_project(api)
         body = {"name": "steal", "stages": [{"name": "s", "steps": [{"sourceCodeConfig": {
             "url": github_setup["repo"]["clone_url"].replace("service", "bob-private"), "branch": "main",
             "sourceCodeCredentialId": github_setup["bob_credential"]["id"]}}]}]}
@@ -241,7 +242,7 @@ class TestWebhooks:
     @pytest.fixture
     def hooked(self, api, github_setup, fake_github):  # type: ignore[no-untyped-def]
         """A pipeline on alice's repository with its webhook on."""
-        project = new_project()
+        project = new_project(api)
         name = f"hooked-{uuid.uuid4().hex[:4]}"
         repo = github_setup["repo"]
         body = {"name": name, "triggerWebhook": True, "stages": [
@@ -381,7 +382,7 @@ def _statuses(fake, hooked, commit: str, count: int):  # type: ignore[no-untyped
 
 
 def test_a_private_clone_uses_the_credential(api, github_setup) -> None:  # type: ignore[no-untyped-def]
-    project = new_project()
+    project = new_project(api)
     body = {"name": "private", "stages": [{"name": "build", "steps": [
         {"sourceCodeConfig": {"url": github_setup["repo"]["clone_url"], "branch": "main",
                               "sourceCodeCredentialId": github_setup["alice_credential"]["id"]}},
@@ -409,7 +410,7 @@ def test_revokeapp_keeps_existing_credentials_usable(api, fake_github) -> None: 
         "code": fake_github.new_code(client_id, user.login)})
     credential = _credential_of(api, user.login)
     assert api.post(cluster_url(cluster), params={"action": "revokeapp"}).json()["githubConfig"] is None
-    project = new_project()
+    project = new_project(api)
     api.post(f"/v3/projects/{project}/pipelines", json={"name": "after-revoke", "stages": [
         {"name": "b", "steps": [{"sourceCodeConfig": {"url": repo["clone_url"], "branch": "main",
                                                        "sourceCodeCredentialId": credential["id"]}},

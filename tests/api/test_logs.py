@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 
 def test_a_step_log_holds_its_output_in_order(api: httpx.Client) -> None:
-    project = new_project()
+    project = new_project(api)
     create(api, project, definition("lines", [script_step("for i in 1 2 3 4 5; do echo line $i; done; echo err >&2")]))
     run(api, project, "lines")
     wait_state(api, project, "lines-1")
@@ -25,7 +25,7 @@ def test_a_step_log_holds_its_output_in_order(api: httpx.Client) -> None:
 
 
 def test_the_collection_lists_every_step_of_an_execution(api: httpx.Client) -> None:
-    project = new_project()
+    project = new_project(api)
     # Siblings of a failing step are aborted, so the failure gets a stage of its own.
     create(api, project, definition("many", [script_step("echo a"), script_step("echo b")],
                                     [script_step("exit 1")], [script_step("echo d")]))
@@ -44,7 +44,7 @@ def test_the_collection_lists_every_step_of_an_execution(api: httpx.Client) -> N
 
 
 def test_a_log_over_the_limit_keeps_its_latest_section(api: httpx.Client, facade) -> None:  # type: ignore[no-untyped-def]
-    project = new_project()
+    project = new_project(api)
     create(api, project, definition("big", [script_step("i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done")]))
     run(api, project, "big")
     wait_state(api, project, "big-1")
@@ -64,7 +64,7 @@ def test_a_log_over_the_limit_keeps_its_latest_section(api: httpx.Client, facade
 
 
 def test_follow_streams_while_the_step_runs(api: httpx.Client) -> None:
-    project = new_project()
+    project = new_project(api)
     create(api, project, definition("live", [script_step("echo first; sleep 4; echo second")]))
     run(api, project, "live")
     url = f"/v3/projects/{project}/pipelineexecutionlogs/live-1-0-0"

@@ -39,7 +39,7 @@ def prefect_deployment(project: str, pipeline: str):  # type: ignore[no-untyped-
 
 class TestCrud:
     def test_create_read_list_update_delete(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         body = definition("build", SIMPLE, [script_step("echo two")], timeout=30)
         created = create(api, project, body)
         assert created["id"] == "build" and created["type"] == "pipeline"
@@ -72,14 +72,14 @@ class TestCrud:
         assert api.get(f"/v3/projects/{project}/pipelines").json()["data"] == []
 
     def test_names_are_unique_per_project(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         create(api, project, definition("dup", SIMPLE))
         assert_error(api.post(f"/v3/projects/{project}/pipelines", json=definition("dup", SIMPLE)),
                      409, field="name")
-        create(api, new_project(), definition("dup", SIMPLE))  # another project: fine
+        create(api, new_project(api), definition("dup", SIMPLE))  # another project: fine
 
     def test_filters_and_pagination(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         for name in ("a1", "a2", "a3"):
             create(api, project, definition(name, SIMPLE))
         api.post(f"/v3/projects/{project}/pipelines/a2", params={"action": "deactivate"})
@@ -96,13 +96,13 @@ class TestCrud:
         assert [p["id"] for p in second["data"]] == ["a3"] and second["pagination"]["next"] is None
 
     def test_rename_through_put_is_refused(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         create(api, project, definition("keep", SIMPLE))
         assert_error(api.put(f"/v3/projects/{project}/pipelines/keep", json=definition("other", SIMPLE)),
                      422, field="name")
 
     def test_project_in_body_must_match_the_path(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         body = {**definition("p", SIMPLE), "projectId": "c-x:p-other"}
         assert_error(api.post(f"/v3/projects/{project}/pipelines", json=body), 422, field="projectId")
         body["projectId"] = project
@@ -111,7 +111,7 @@ class TestCrud:
 
 class TestCron:
     def test_next_start_is_the_next_fire_in_the_timezone(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         created = create(api, project, definition("nightly", SIMPLE, triggerCronExpression="30 8 * * *",
                                                   triggerCronTimezone="America/New_York"))
         assert created["triggerCronExpression"] == "30 8 * * *"
@@ -132,7 +132,7 @@ class TestCron:
         assert first == expected
 
     def test_deactivate_and_activate_change_next_start(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         created = create(api, project, definition("cr", SIMPLE, triggerCronExpression="0 */6 * * *",
                                                   triggerCronTimezone="Asia/Kolkata"))
         assert created["nextStart"] is not None
@@ -145,7 +145,7 @@ class TestCron:
         assert resumed["state"] == "active" and resumed["nextStart"] == created["nextStart"]
 
     def test_removing_the_expression_removes_the_schedule(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         body = definition("cr2", SIMPLE, triggerCronExpression="15 3 * * 1", triggerCronTimezone="Europe/Berlin")
         create(api, project, body)
         body.pop("triggerCronExpression")
@@ -161,7 +161,7 @@ class TestCron:
         ({"triggerCronExpression": "*/3 * * * *"}, "triggerCronExpression"),
     ])
     def test_bad_cron_is_422_naming_the_field(self, api: httpx.Client, extra: dict, field: str) -> None:  # type: ignore[type-arg]
-        project = new_project()
+        project = new_project(api)
         assert_error(api.post(f"/v3/projects/{project}/pipelines", json=definition("c", SIMPLE, **extra)),
                      422, field=field)
         assert api.get(f"/v3/projects/{project}/pipelines").json()["data"] == []  # nothing half-saved
@@ -185,7 +185,7 @@ def _first_scheduled_run(deployment_id) -> str | None:  # type: ignore[no-untype
 
 class TestActionsAndLinks:
     def test_run_returns_the_new_execution(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         create(api, project, definition("r", [script_step("echo run-me")]))
         execution = run(api, project, "r")
         assert execution["type"] == "pipelineExecution" and execution["id"] == "r-1"
@@ -199,14 +199,14 @@ class TestActionsAndLinks:
         assert pipeline["lastRunState"] == "success" and pipeline["lastStarted"]
 
     def test_an_inactive_pipeline_still_runs_by_hand(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         create(api, project, definition("off", SIMPLE))
         api.post(f"/v3/projects/{project}/pipelines/off", params={"action": "deactivate"})
         run(api, project, "off")
         assert wait_state(api, project, "off-1")["state"] == "success"
 
     def test_view_and_export_then_import(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         body = definition("exp", [script_step("echo a", env=["K=V"])], [script_step("echo b")],
                           timeout=15, triggerCronExpression="0 2 * * *", triggerCronTimezone="Europe/Paris")
         original = create(api, project, body)
@@ -224,7 +224,7 @@ class TestActionsAndLinks:
         assert {k: again.json()[k] for k in fields} == {k: original[k] for k in fields}
 
     def test_twenty_concurrent_runs_get_numbers_one_to_twenty(self, api: httpx.Client) -> None:
-        project = new_project()
+        project = new_project(api)
         create(api, project, definition("busy", [script_step("true")]))
         url = f"/v3/projects/{project}/pipelines/busy"
         with ThreadPoolExecutor(max_workers=20) as pool:

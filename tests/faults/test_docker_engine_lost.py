@@ -11,7 +11,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.support.api import create, definition, script_step, step_log, wait_state
+from tests.support.api import create, definition, script_step, step_log, wait_state, new_project
 from tests.support.docker_engine import ensure_busybox, start_private_dockerd
 from tests.support.procs import wait_for
 from tests.support.stack import Stack
@@ -28,8 +28,8 @@ def test_the_engine_stopping_mid_step_fails_the_step_and_says_why(
         ensure_busybox(engine)
         stack.worker("worker")
         _, facade = stack.facade("facade")
-        project = f"c-engine:p-{uuid.uuid4().hex[:8]}"
         with stack.client(facade) as api:
+            project = new_project(api, "c-engine")
             create(api, project, definition("doomed", [script_step("echo started; sleep 120")],
                                             [script_step("echo never")]))
             api.post(f"/v3/projects/{project}/pipelines/doomed", params={"action": "run"})
@@ -63,8 +63,8 @@ def test_an_engine_gone_between_runs_fails_the_next_run_and_nothing_runs_on_the_
         ensure_busybox(engine)
         worker = stack.worker("worker")
         _, facade = stack.facade("facade")
-        project = f"c-gone:p-{uuid.uuid4().hex[:8]}"
         with stack.client(facade) as api:
+            project = new_project(api, "c-gone")
             create(api, project, definition("first", [script_step("echo in a container")]))
             create(api, project, definition("second", [script_step(f"touch {marker}; echo ran")]))
             api.post(f"/v3/projects/{project}/pipelines/first", params={"action": "run"})

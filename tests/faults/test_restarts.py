@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from prefect_pipelines.embedded import prefect_server_argv, wait_healthy
-from tests.support.api import FINISHED, create, definition, script_step, step_log, wait_state
+from tests.support.api import FINISHED, create, definition, script_step, step_log, wait_state, new_project
 from tests.support.procs import Proc, free_port, wait_for
 from tests.support.stack import Stack
 from tests.support.webhooks import hooked_pipeline
@@ -81,10 +81,10 @@ def _run_politely(api: httpx.Client, project: str, pipeline: str) -> tuple[dict[
 
 def test_a_burst_on_sqlite_loses_nothing_and_never_answers_500(sqlite_stack) -> None:  # type: ignore[no-untyped-def]
     stack: Stack = sqlite_stack["stack"]
-    project = f"c-burst:p-{uuid.uuid4().hex[:8]}"
     # No keep-alive: a retry after Retry-After must not reuse a connection that the server
     # closed meanwhile (that race would be the client's, not the facade's).
     with stack.client(sqlite_stack["url"], limits=httpx.Limits(max_keepalive_connections=0)) as api:
+        project = new_project(api, "c-burst")
         pipelines = [f"burst{i}" for i in range(5)]
         for name in pipelines:
             create(api, project, definition(name, [script_step("echo $CICD_EXECUTION_SEQUENCE")]))
@@ -122,9 +122,9 @@ def test_the_prefect_server_restarted_mid_run_and_the_facade_restarted(
         sqlite_stack, fake_github) -> None:  # type: ignore[no-untyped-def]
     stack: Stack = sqlite_stack["stack"]
     server: SqliteServer = sqlite_stack["server"]
-    project = f"c-restart:p-{uuid.uuid4().hex[:8]}"
     cluster = f"c-rs{uuid.uuid4().hex[:6]}"
     with stack.client(sqlite_stack["url"]) as api:
+        project = new_project(api, "c-restart")
         # Something of every kind stored: a credential and its repositories, pipelines,
         # a finished execution with its log.
         client_id, client_secret = fake_github.add_app()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.api import FINISHED, create, definition, execution, run, script_step, wait_state
+from tests.support.api import FINISHED, create, definition, execution, run, script_step, wait_state, new_project
 from tests.support.docker_engine import containers_of
 from tests.support.events import event_timeline
 from tests.support.procs import wait_for
@@ -42,7 +42,7 @@ def test_two_workers_share_runs_and_a_lost_worker_loses_only_its_own(
         _, url_a = stack.facade("facade-1")
         _, url_b = stack.facade("facade-2")
         a, b = stack.client(url_a), stack.client(url_b)
-        project = f"c-scale:p-{uuid.uuid4().hex[:8]}"
+        project = new_project(a, "c-scale")
         long = f"long{uuid.uuid4().hex[:6]}"
         # The first run of `long` outlives its worker; later runs finish at once.
         create(a, project, definition(long, [script_step(

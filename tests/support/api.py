@@ -11,9 +11,12 @@ import httpx
 FINISHED = ("success", "failed", "skipped", "aborted")
 
 
-def new_project() -> str:
-    """A fresh project id, so tests do not see each other's pipelines."""
-    return f"c-test:p-{uuid.uuid4().hex[:10]}"
+def new_project(api: httpx.Client, cluster: str = "c-test", **fields: Any) -> str:
+    """A new project of the caller (its owner), so tests do not see each other's pipelines."""
+    response = api.post("/v3/projects", json={"clusterId": cluster,
+                                              "name": f"test-{uuid.uuid4().hex[:6]}", **fields})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
 
 
 def script_step(text: str, **extra: Any) -> dict[str, Any]:

@@ -28,13 +28,16 @@ class Facade:
         self.thread.start()
         wait_for(lambda: self.server.started, timeout=30, what="the facade to start")
 
-    def create_token(self, user: str) -> str:
+    def create_token(self, user: str, admin: bool = False) -> str:
         from prefect.client.orchestration import get_client
 
+        from prefect_pipelines.services.projects import set_admin
         from prefect_pipelines.services.tokens import create_token
 
         async def make() -> str:
             async with get_client() as client:
+                if admin:
+                    await set_admin(client, user, True)
                 return await create_token(client, user)
 
         token = asyncio.run(make())

@@ -56,8 +56,10 @@ class Stack:
         return proc, url
 
     def token(self, user: str) -> str:
+        """A token of `user`; alice is an admin, as in the session (she sets up GitHub apps)."""
         if user not in self._tokens:
-            token = subprocess.run([*CLI, "token", "create", "--user", user], env=self.env,
+            admin = ["--admin"] if user == "alice" else []
+            token = subprocess.run([*CLI, "token", "create", "--user", user, *admin], env=self.env,
                                    capture_output=True, text=True, check=True).stdout.strip()
             scan.add(token, f"the API token of {user} (stack)")
             self._tokens[user] = token

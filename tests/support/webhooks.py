@@ -56,27 +56,37 @@ class Hooked:
         return f"{self.project}:{self.name}"
 
 
-def hooked_pipeline(api: httpx.Client, fake: Any, *, stages: list[dict[str, Any]] | None = None
-                    ) -> Hooked:
-    """A new cluster app, user and repository on `fake`; a pipeline of that user's that
-    clones the repository (and runs `stages` after it) on every push to main."""
+def hooked_pipeline(api: httpx.Client, fake: Any, *, stages: list[dict[str, Any]] | None = None,
+                    creator: httpx.Client | None = None) -> Hooked:
+    """A new cluster app (set up by `api`, an admin), a GitHub user and repository on
+    `fake`; a pipeline of that user that clones the repository (and runs `stages` after
+    it) on every push to main. The pipeline's creator is `api`'s user, or `creator`'s,
+    who then links their own GitHub account (authuser) and owns the project."""
     cluster = f"c-wh{uuid.uuid4().hex[:6]}"
     client_id, client_secret = fake.add_app()
     user = fake.add_user(f"wh-{cluster}")
     repo = fake.add_repo(user.login, "hooked", branches={"main": {"hello.txt": "hello\n"}})
+    admin_login = user.login if creator is None else fake.add_user(f"wh-admin-{cluster}").login
     made = api.post(f"/v3/clusters/{cluster}/clusterpipelines/{cluster}", params={"action": "authapp"},
                     json={"githubConfig": {"host": fake.host, "tls": False, "clientId": client_id,
                                            "clientSecret": client_secret},
-                          "code": fake.new_code(client_id, user.login)})
+                          "code": fake.new_code(client_id, admin_login)})
     assert made.status_code == 200, made.text
-    credential = next(c for c in api.get("/v3/sourcecodecredentials").json()["data"]
+    owner = api if creator is None else creator
+    if creator is not None:
+        linked = creator.post(f"/v3/clusters/{cluster}/clusterpipelines/{cluster}",
+                              params={"action": "authuser"}, json={"code": fake.new_code(client_id, user.login)})
+        assert linked.status_code == 200, linked.text
+    credential = next(c for c in owner.get("/v3/sourcecodecredentials").json()["data"]
                       if c["loginName"] == user.login)
-    project, name = f"{cluster}:p-{uuid.uuid4().hex[:8]}", "hooked"
+    made = owner.post("/v3/projects", json={"clusterId": cluster, "name": "hooked"})
+    assert made.status_code == 201, made.text
+    project, name = made.json()["id"], "hooked"
     body = {"name": name, "triggerWebhook": True, "stages": [
         {"name": "clone", "steps": [{"sourceCodeConfig": {
             "url": repo["clone_url"], "branch": "main", "sourceCodeCredentialId": credential["id"]}}]},
         *(stages or [])]}
-    created = api.post(f"/v3/projects/{project}/pipelines", json=body)
+    created = owner.post(f"/v3/projects/{project}/pipelines", json=body)
     assert created.status_code == 201, created.text
     hook = next(h for h in fake.hooks[repo["full_name"]].values()
                 if h["config"]["url"].endswith(f"pipelineId={project}:{name}"))

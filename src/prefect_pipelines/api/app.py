@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -17,13 +17,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prefect_pipelines import __version__
 from prefect_pipelines.api import norman
-from prefect_pipelines.api.routes import clusters, executions, hooks, logs, pipelines, sourcecode
+from prefect_pipelines.api.access import check_routes, enforce
+from prefect_pipelines.api.routes import (
+    clusters,
+    executions,
+    hooks,
+    logs,
+    pipelines,
+    projects,
+    sourcecode,
+)
 from prefect_pipelines.api.schemas import (
     ApiRoot,
     AuthAppInput,
     AuthUserInput,
+    BindingIn,
     ClusterPipelineIn,
     PipelineIn,
+    ProjectIn,
     RunInput,
 )
 from prefect_pipelines.errors import ApiError, ServiceUnavailableError
@@ -46,6 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     from prefect_pipelines.services.lost_runs import ensure_lost_runs_automation
     from prefect_pipelines.services.memo import Recent
     from prefect_pipelines.services.pools import ensure_work_pool
+    from prefect_pipelines.services.projects import AccessCache, adopt
     from prefect_pipelines.services.tokens import TokenCache
     from prefect_pipelines.settings import get_settings
 
@@ -54,6 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with pipelines_client() as client:
         app.state.prefect_client = client
         app.state.tokens = TokenCache(get_settings().token_cache_seconds)
+        app.state.access = AccessCache(get_settings().token_cache_seconds)
         try:
             await ensure_work_pool(client, get_settings().work_pool)
         except Exception as exc:  # noqa: BLE001 - the pool is made again on first use
@@ -62,6 +75,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await ensure_lost_runs_automation(client, get_settings().lost_after_seconds)
         except Exception as exc:  # noqa: BLE001 - every worker makes it too
             _log.warning("could not set up lost-run detection: %s", exc)
+        try:
+            await adopt(client)
+        except Exception as exc:  # noqa: BLE001 - the next start (or another facade) adopts
+            _log.warning("could not adopt projects made before projects existed: %s", exc)
         app.state.receivers = Recent(RECEIVER_SECONDS)
         app.state.deliveries = Dispatcher(client, get_settings().delivery_sweep_seconds)
         try:
@@ -135,6 +152,7 @@ def create_app() -> FastAPI:
         description="Rancher-2-style pipelines (/v3) served from Prefect. Every route but "
         "/hooks needs `Authorization: Bearer <token>` (prefect-pipelines token create).",
         lifespan=lifespan,
+        dependencies=[Depends(enforce)],
     )
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(PipelineSpecError, _spec_error)  # type: ignore[arg-type]
@@ -150,6 +168,8 @@ def create_app() -> FastAPI:
     app.include_router(sourcecode.credentials)
     app.include_router(sourcecode.repositories)
     app.include_router(hooks.router)
+    app.include_router(projects.router)
+    app.include_router(projects.bindings)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -169,7 +189,8 @@ def create_app() -> FastAPI:
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (PipelineIn, RunInput, ClusterPipelineIn, AuthAppInput, AuthUserInput):
+            for model in (PipelineIn, RunInput, ClusterPipelineIn, AuthAppInput, AuthUserInput,
+                          ProjectIn, BindingIn):
                 definition = model.model_json_schema(ref_template="#/components/schemas/{model}",
                                                      by_alias=True)
                 components.update(definition.pop("$defs", {}))
@@ -178,4 +199,5 @@ def create_app() -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    check_routes(app)
     return app

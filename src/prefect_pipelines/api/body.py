@@ -81,9 +81,10 @@ async def read_definition(request: Request, settings: Settings, project_id: str
     if isinstance(data, dict) and "projectId" in data:
         data = dict(data)
         given = data.pop("projectId")
-        if given is not None and given != project_id:
+        if given is not None and given not in (project_id, project_id.partition(":")[2]):
             raise InvalidInputError(
-                f"projectId {given!r} does not match the project in the path ({project_id})",
+                f"projectId {given!r} does not match the project in the path ({project_id}): "
+                "give the full id or the part after the colon",
                 field_name="projectId",
             )
     config = parse_pipeline(data, min_cron_interval_seconds=settings.min_cron_interval)

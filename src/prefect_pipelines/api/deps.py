@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from prefect.client.orchestration import PrefectClient
 
-from prefect_pipelines.errors import InvalidInputError, UnauthorizedError
+from prefect_pipelines.api.access import caller
+from prefect_pipelines.errors import InvalidInputError
 from prefect_pipelines.settings import Settings, get_settings
 from prefect_pipelines.services.pipelines import check_project_id
-from prefect_pipelines.services.tokens import TokenCache
 
 
 def prefect_client(request: Request) -> PrefectClient:
@@ -19,21 +19,13 @@ def prefect_client(request: Request) -> PrefectClient:
 
 
 async def current_user(request: Request) -> str:
-    """The user id of the bearer token.
+    """The user id of the bearer token (see `access.caller`).
 
     Raises:
         UnauthorizedError: no `Authorization: Bearer <token>`, or a token that is unknown
             or revoked.
     """
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise UnauthorizedError("send Authorization: Bearer <token> (prefect-pipelines token create)")
-    cache: TokenCache = request.app.state.tokens
-    user = await cache.user(prefect_client(request), token.strip())
-    if user is None:
-        raise UnauthorizedError("the token is not valid (unknown or revoked)")
-    return user
+    return (await caller(request)).user_id
 
 
 def strict_query(*allowed: str):  # type: ignore[no-untyped-def]

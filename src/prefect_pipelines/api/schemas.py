@@ -250,6 +250,56 @@ class HookAnswer(ApiModel):
     executionId: str | None = None
 
 
+class ProjectSettings(BaseModel):
+    """A project's settings (Rancher's executor quota; default step limits)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    executorQuota: int | None = Field(default=None, description="Most executions running at once.")
+    cpuLimit: str | None = Field(default=None, description="Default CPU limit of a step.")
+    memoryLimit: str | None = Field(default=None, description="Default memory limit of a step.")
+    allowPrivileged: bool | None = Field(default=None, description="Admins only.")
+
+
+class ProjectIn(BaseModel):
+    """The body of POST/PUT on projects."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    clusterId: str | None = Field(default=None, description="The cluster (POST; default local).")
+    name: str | None = Field(default=None, description="The project's name (required on POST).")
+    description: str | None = None
+    settings: ProjectSettings | None = None
+
+
+class Project(Resource):
+    clusterId: str
+    name: str
+    description: str
+    creatorId: str
+    created: str
+    settings: dict[str, Any]
+
+
+class BindingIn(BaseModel):
+    """The body of POST /v3/projectroletemplatebindings."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    projectId: str
+    userId: str
+    roleTemplateId: Literal["project-owner", "project-member", "read-only"]
+
+
+class ProjectRoleTemplateBinding(Resource):
+    projectId: str
+    userId: str
+    roleTemplateId: str
+    created: str
+
+
 ClusterPipelineCollection = Collection[ClusterPipeline]
+ProjectCollection = Collection[Project]
+ProjectRoleTemplateBindingCollection = Collection[ProjectRoleTemplateBinding]
 SourceCodeCredentialCollection = Collection[SourceCodeCredential]
 SourceCodeRepositoryCollection = Collection[SourceCodeRepository]

@@ -131,6 +131,70 @@ class ApiToken(Block):
     created: str = Field(default="", description="When the token was made (ISO-8601 UTC).")
 
 
+class PipelinesUser(Block):
+    """A user of the /v3 API: whether they are an admin (a property of the user, not of a
+    token).
+
+    Examples:
+        ```python
+        from prefect_pipelines.blocks import PipelinesUser
+        user = PipelinesUser.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "Pipelines User"
+    _block_type_slug = "pipelines-user"
+    _description = "A /v3 API user and whether they are an admin."
+    _documentation_url = _DOCS
+
+    user_id: str = Field(description="The user's id.")
+    admin: bool = Field(default=False, description="Admins hold every role in every project.")
+
+
+class PipelinesProject(Block):
+    """A project: the pipelines, executions, secrets and members of one team.
+
+    Examples:
+        ```python
+        from prefect_pipelines.blocks import PipelinesProject
+        project = PipelinesProject.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "Pipelines Project"
+    _block_type_slug = "pipelines-project"
+    _description = "A project of prefect-pipelines: its name and settings."
+    _documentation_url = _DOCS
+
+    project_id: str = Field(description="`<clusterId>:<projectId>`.")
+    name: str = Field(description="The project's name.")
+    description: str = Field(default="", description="What the project is for.")
+    creator_id: str = Field(default="", description="Who made it.")
+    created: str = Field(default="", description="When it was made (ISO-8601 UTC).")
+    settings: dict[str, Any] = Field(default_factory=dict, description="executorQuota and more.")
+
+
+class ProjectRoleBinding(Block):
+    """A user's role in a project (Rancher's projectroletemplatebinding).
+
+    Examples:
+        ```python
+        from prefect_pipelines.blocks import ProjectRoleBinding
+        binding = ProjectRoleBinding.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "Pipelines Project Role Binding"
+    _block_type_slug = "pipelines-project-role-binding"
+    _description = "A user's role (owner, member, read-only) in a project."
+    _documentation_url = _DOCS
+
+    project_id: str = Field(description="The project.")
+    user_id: str = Field(description="The user.")
+    role: str = Field(description="project-owner, project-member or read-only.")
+    created: str = Field(default="", description="When it was granted (ISO-8601 UTC).")
+
+
 class RunNumberClaim(Block):
     """A run number taken by one execution of a pipeline (internal, kept anonymous).
 
@@ -155,6 +219,9 @@ BLOCK_TYPES: tuple[type[Block], ...] = (
     SourceCodeRepositoryCache,
     PipelineSecrets,
     ApiToken,
+    PipelinesProject,
+    PipelinesUser,
+    ProjectRoleBinding,
     RunNumberClaim,
 )
 
@@ -163,6 +230,9 @@ __all__ = [
     "BLOCK_TYPES",
     "GitHubAppConfig",
     "PipelineSecrets",
+    "PipelinesProject",
+    "PipelinesUser",
+    "ProjectRoleBinding",
     "RunNumberClaim",
     "SourceCodeCredential",
     "SourceCodeRepositoryCache",

@@ -41,6 +41,7 @@ from prefect_pipelines.flows.runtime import (
     CommitStatus,
     StepTagLimits,
     credentials_lookup,
+    cron_refusal,
     ensure_run_number,
     label_flow_run,
     load_source_token,
@@ -457,6 +458,12 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
             project_id=project_id,
             run=run_number,
         )
+        if run_trigger.triggered_by == "cron" and flow_run.deployment_id is not None:
+            refusal = cron_refusal(flow_run, project_id)
+            if refusal is not None:
+                logger.error("%s", refusal)
+                console.status(refusal)
+                return Failed(message=refusal)
         plan = compile_plan(config, identity=identity, trigger=run_trigger, branch=branch)
     except PipelineSpecError as exc:
         logger.error("cannot run this pipeline: %s", exc)

@@ -66,6 +66,21 @@ def ensure_run_number(flow_run: FlowRun, pipeline_id: str) -> int:
     return run_coro_as_sync(take())
 
 
+def cron_refusal(flow_run: FlowRun, project_id: str) -> str | None:
+    """Why a cron run may not run (its pipeline's creator no longer may run it), or None.
+    A cron run acts for its pipeline's creator, as a webhook run does."""
+    from prefect_pipelines.services.pipelines import creator_of
+    from prefect_pipelines.services.projects import may_run, refused_run
+
+    creator = creator_of(flow_run.tags)
+
+    async def check() -> bool:
+        async with pipelines_client() as client:
+            return await may_run(client, project_id, creator)
+
+    return None if run_coro_as_sync(check()) else refused_run(project_id, creator)
+
+
 def record_steps(flow_run_id: UUID) -> None:
     """Put what the run's steps came to on its flow run (LABEL_STEPS), so that the API can
     show a finished execution from its flow run alone, without reading its task runs.

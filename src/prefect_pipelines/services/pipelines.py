@@ -38,6 +38,7 @@ from prefect_pipelines.services.numbering import RunNumbers, highest_run, releas
 from prefect_pipelines.services.pools import ensure_project_queue, ensure_work_pool
 from prefect_pipelines.settings import Settings, get_settings
 from prefect_pipelines.translator import BranchCondition, PipelineConfig, PipelineSpecError
+from prefect_pipelines.translator.spec import is_pipeline_name
 from prefect_pipelines.translator.executions import flow_run_state, iso
 from prefect_pipelines.translator.mapping import (
     TAG_EXECUTION,
@@ -61,6 +62,14 @@ TAG_CLUSTER = "cluster:"
 _PROJECT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*:[a-z0-9]+(?:-[a-z0-9]+)*")
 run_numbers = RunNumbers()
 _log = logging.getLogger(__name__)
+
+
+def creator_of(tags: list[str]) -> str:
+    """The creator of a pipeline, from its deployment's tags (its runs inherit them)."""
+    for tag in tags:
+        if tag.startswith(TAG_CREATOR):
+            return tag[len(TAG_CREATOR):]
+    return ""
 
 
 def check_project_id(project_id: str) -> str:
@@ -91,10 +100,7 @@ class PipelineRecord:
 
     @property
     def creator_id(self) -> str:
-        for tag in self.deployment.tags:
-            if tag.startswith(TAG_CREATOR):
-                return tag[len(TAG_CREATOR):]
-        return ""
+        return creator_of(self.deployment.tags)
 
     def fields(self) -> dict[str, Any]:
         """The /v3 fields of the pipeline (secrets are never among them)."""
@@ -229,6 +235,14 @@ async def create_pipeline(client: PrefectClient, *, project_id: str, config: Pip
     return await read_pipeline(client, project_id=project_id, pipeline_id=config.name)
 
 
+def _source_of(definition: dict[str, Any]) -> tuple[str, str]:
+    """(repository URL, source code credential id) of a definition's clone step."""
+    stages = definition.get("stages") or []
+    steps = (stages[0].get("steps") or []) if stages else []
+    source = (steps[0].get("sourceCodeConfig") or {}) if steps else {}
+    return str(source.get("url") or ""), str(source.get("sourceCodeCredentialId") or "")
+
+
 async def _check_credential(client: PrefectClient, config: PipelineConfig, user_id: str) -> None:
     """A pipeline may name only its author's own source code credential."""
     from prefect_pipelines.services.sourcecode import check_owner
@@ -243,8 +257,10 @@ async def read_deployment(client: PrefectClient, project_id: str, pipeline_id: s
     """The deployment of a pipeline.
 
     Raises:
-        NotFoundError: there is no such pipeline.
+        NotFoundError: there is no such pipeline (a malformed id names none).
     """
+    if not is_pipeline_name(pipeline_id):
+        raise NotFoundError(f"pipeline {pipeline_id!r} not found in project {project_id}")
     try:
         return await client.read_deployment_by_name(
             f"{FLOW_NAME}/{deployment_name(project_id, pipeline_id)}"
@@ -328,10 +344,16 @@ async def update_pipeline(client: PrefectClient, *, project_id: str, pipeline_id
             "a pipeline cannot be renamed", field_name="name",
         )
     current = await read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
-    await _check_credential(client, config, user_id)
+    creator = current.creator_id
+    if _source_of(current.definition) != _source_of(config.model_dump(by_alias=True)):
+        # A new repository or credential: the caller's own credential, and the pipeline
+        # becomes theirs. Any member may change the rest of another member's pipeline: its
+        # clone credential stays its creator's (and never reaches a step).
+        await _check_credential(client, config, user_id)
+        creator = user_id
     await webhooks.sync_hook(client, project_id=project_id, pipeline_id=pipeline_id,
                              config=config, user_id=None, settings=settings)
-    await _apply(client, project_id=project_id, config=config, creator_id=current.creator_id,
+    await _apply(client, project_id=project_id, config=config, creator_id=creator,
                  paused=not current.active, settings=settings)
     return await read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
 

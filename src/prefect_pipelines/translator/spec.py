@@ -50,6 +50,11 @@ _GIT_URL = re.compile(
 _NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
+def is_pipeline_name(value: str) -> bool:
+    """Whether `value` can be a pipeline's name (its id in its project)."""
+    return bool(_NAME.fullmatch(value))
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise InvalidValueError("must not be empty")

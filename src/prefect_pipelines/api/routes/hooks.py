@@ -11,9 +11,15 @@ from fastapi.responses import JSONResponse
 from prefect_pipelines.api.body import read_body
 from prefect_pipelines.api.deps import AppSettings, Client, strict_query
 from prefect_pipelines.api.schemas import ERROR_RESPONSES, HookAnswer
-from prefect_pipelines.errors import InvalidInputError, NotFoundError, ServiceUnavailableError
+from prefect_pipelines.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    ServiceUnavailableError,
+)
 from prefect_pipelines.services import deliveries, webhooks
-from prefect_pipelines.services.pipelines import check_project_id
+from prefect_pipelines.services.pipelines import check_project_id, creator_of
+from prefect_pipelines.services.projects import refused_run
 
 router = APIRouter(tags=["webhooks"], responses=ERROR_RESPONSES)
 MAX_DELIVERY_BYTES = 25 << 20  # GitHub caps payloads at 25 MB
@@ -77,6 +83,9 @@ async def _receive(request: Request, client: Any, project_id: str, pipeline_id: 
         webhooks.check_branch(definition, delivery)
     except webhooks.Skip as skip:
         return _answer(str(skip))
+    creator = creator_of(deployment.tags)
+    if not await request.app.state.access.may_run(client, project_id, creator):
+        raise PermissionDeniedError(refused_run(project_id, creator))
     delivery_id = request.headers.get("x-github-delivery") or ""
     if not delivery_id:
         raise InvalidInputError("the delivery has no X-GitHub-Delivery header",

@@ -1,0 +1,182 @@
+"""Routes of projects and of their members: /v3/projects, /v3/projectroletemplatebindings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from prefect_pipelines.api import norman
+from prefect_pipelines.api.access import Need, caller, require
+from prefect_pipelines.api.body import parse_model, read_document
+from prefect_pipelines.api.deps import AppSettings, Client, Project, strict_query
+from prefect_pipelines.api.schemas import (
+    ERROR_RESPONSES,
+    BindingIn,
+    ProjectCollection,
+    ProjectIn,
+    ProjectRoleTemplateBinding,
+    ProjectRoleTemplateBindingCollection,
+)
+from prefect_pipelines.api.schemas import Project as ProjectModel
+from prefect_pipelines.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from prefect_pipelines.services import pipelines as pipeline_service
+from prefect_pipelines.services import projects as service
+
+router = APIRouter(prefix="/v3/projects", tags=["projects"], responses=ERROR_RESPONSES)
+bindings = APIRouter(prefix="/v3/projectroletemplatebindings", tags=["projectroletemplatebindings"],
+                     responses=ERROR_RESPONSES)
+_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/ProjectIn"}}}}}
+_BINDING_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/BindingIn"}}}}}
+
+
+def project_resource(request: Request, project: service.Project) -> dict[str, Any]:
+    base = f"{norman.base_url(request)}/v3/projects/{project.id}"
+    return norman.resource(base, "project", {
+        "id": project.id, "clusterId": project.cluster_id, "name": project.name,
+        "description": project.description, "creatorId": project.creator_id,
+        "created": project.created, "settings": project.settings,
+    }, links={name: f"{base}/{name}" for name in (
+        "pipelines", "pipelineexecutions", "secrets", "dockercredentials")} | {
+        "projectroletemplatebindings":
+            f"{norman.base_url(request)}/v3/projectroletemplatebindings?projectId={project.id}"})
+
+
+def binding_resource(request: Request, binding: service.Binding) -> dict[str, Any]:
+    url = f"{norman.base_url(request)}/v3/projectroletemplatebindings/{binding.id}"
+    return norman.resource(url, "projectRoleTemplateBinding", {
+        "id": binding.id, "projectId": binding.project_id, "userId": binding.user_id,
+        "roleTemplateId": binding.role, "created": binding.created,
+    }, links={"project": f"{norman.base_url(request)}/v3/projects/{binding.project_id}"})
+
+
+def _settings(body: ProjectIn, request: Request, admin: bool) -> dict[str, Any] | None:
+    if body.settings is None:
+        return None
+    settings = body.settings.model_dump(exclude_none=True)
+    if "allowPrivileged" in settings and not admin:
+        raise PermissionDeniedError("only an admin may change allowPrivileged")
+    return settings
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectModel,
+             openapi_extra=_BODY, dependencies=[strict_query()])
+async def create_project(request: Request, client: Client, settings: AppSettings) -> dict[str, Any]:
+    """Create a project `{clusterId, name, description}`; the caller becomes its owner."""
+    who = await caller(request)
+    body = parse_model(ProjectIn, await read_document(request, settings))
+    if body.name is None:
+        raise InvalidInputError("name is required", field_name="name", code="MissingRequired")
+    project = await service.create_project(
+        client, cluster_id=body.clusterId or "local", name=body.name,
+        description=body.description or "", creator_id=who.user_id)
+    project_settings = _settings(body, request, who.admin)
+    if project_settings:
+        project = await service.update_project(client, project, name=None, description=None,
+                                               settings=project_settings)
+    return project_resource(request, project)
+
+
+@router.get("", response_model=ProjectCollection, dependencies=[strict_query()])
+async def list_projects(request: Request, client: Client) -> dict[str, Any]:
+    """The projects the caller holds a role in (every project for an admin)."""
+    who = await caller(request)
+    found = await service.projects_of(client, who.user_id, admin=who.admin)
+    data = [project_resource(request, project) for project in found]
+    return norman.collection(request, "project", data, limit=len(data) or 1, offset=0,
+                             total=len(data))
+
+
+async def _project(client: Any, project_id: str) -> service.Project:
+    project = await service.read_project(client, project_id)
+    if project is None:
+        raise NotFoundError(f"project {project_id!r} not found")
+    return project
+
+
+@router.get("/{project_id}", response_model=ProjectModel, dependencies=[strict_query()])
+async def read_project(request: Request, project_id: Project, client: Client) -> dict[str, Any]:
+    """One project."""
+    return project_resource(request, await _project(client, project_id))
+
+
+@router.put("/{project_id}", response_model=ProjectModel, openapi_extra=_BODY,
+            dependencies=[strict_query()])
+async def update_project(request: Request, project_id: Project, client: Client,
+                         settings: AppSettings) -> dict[str, Any]:
+    """Change a project's name, description or settings (owners; allowPrivileged: admins)."""
+    who = await caller(request)
+    body = parse_model(ProjectIn, await read_document(request, settings))
+    project = await _project(client, project_id)
+    if body.clusterId is not None and body.clusterId != project.cluster_id:
+        raise InvalidInputError("a project's clusterId cannot change", field_name="clusterId")
+    project = await service.update_project(client, project, name=body.name,
+                                           description=body.description,
+                                           settings=_settings(body, request, who.admin))
+    return project_resource(request, project)
+
+
+@router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+               dependencies=[strict_query()])
+async def delete_project(project_id: Project, client: Client) -> Response:
+    """Delete a project that holds no pipelines (owners)."""
+    project = await _project(client, project_id)
+    _, count = await pipeline_service.list_pipelines(client, project_id=project_id, limit=1, offset=0)
+    await service.delete_project(client, project, pipelines=count)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# -- role bindings -------------------------------------------------------------------------
+
+@bindings.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectRoleTemplateBinding,
+               openapi_extra=_BINDING_BODY, dependencies=[strict_query()])
+async def create_binding(request: Request, client: Client, settings: AppSettings) -> dict[str, Any]:
+    """Give a user a role in a project (owners and admins)."""
+    body = parse_model(BindingIn, await read_document(request, settings))
+    await require(request, body.projectId, Need.OWNER)
+    binding = await service.grant(client, body.projectId, body.userId, body.roleTemplateId)
+    return binding_resource(request, binding)
+
+
+@bindings.get("", response_model=ProjectRoleTemplateBindingCollection,
+              dependencies=[strict_query("projectId", "userId")])
+async def list_bindings(request: Request, client: Client,
+                        projectId: str | None = Query(default=None),  # noqa: N803
+                        userId: str | None = Query(default=None)) -> dict[str, Any]:  # noqa: N803
+    """Bindings of the projects the caller holds a role in, by project and user."""
+    who = await caller(request)
+    if projectId is not None:
+        await require(request, projectId, Need.READ)
+        found = await service.bindings(client, project_id=projectId, user_id=userId)
+    elif who.admin:
+        found = await service.bindings(client, user_id=userId)
+    else:
+        visible = {b.project_id for b in await service.bindings(client, user_id=who.user_id)}
+        found = [b for project_id in sorted(visible)
+                 for b in await service.bindings(client, project_id=project_id, user_id=userId)]
+    data = [binding_resource(request, binding) for binding in found]
+    return norman.collection(request, "projectRoleTemplateBinding", data, limit=len(data) or 1,
+                             offset=0, total=len(data))
+
+
+@bindings.get("/{binding_id}", response_model=ProjectRoleTemplateBinding,
+              dependencies=[strict_query()])
+async def read_binding(request: Request, binding_id: str, client: Client) -> dict[str, Any]:
+    """One binding."""
+    project_id, _ = service.split_binding_id(binding_id)
+    await require(request, project_id, Need.READ)
+    return binding_resource(request, await service.read_binding(client, binding_id))
+
+
+@bindings.delete("/{binding_id}", status_code=status.HTTP_204_NO_CONTENT,
+                 response_class=Response, dependencies=[strict_query()])
+async def delete_binding(request: Request, binding_id: str, client: Client) -> Response:
+    """Remove a user's role (owners and admins; the last owner stays)."""
+    project_id, _ = service.split_binding_id(binding_id)
+    await require(request, project_id, Need.OWNER)
+    binding = await service.read_binding(client, binding_id)
+    await service.remove_binding(client, binding)
+    request.app.state.access.forget(binding.project_id, binding.user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

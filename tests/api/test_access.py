@@ -1,0 +1,351 @@
+"""Every route, called as every role, answers as the access table (api/access.py) says.
+
+A new route without a rule stops the facade from starting; a route with a rule but no
+probe here fails `test_every_route_is_probed`. Requests aim at objects that do not exist
+(or bodies that are refused) wherever the call is allowed, so that an allowed call changes
+nothing; what tells allowed from refused is the refusal itself: 401 without a token, 403
+for a role too weak (or not an admin), 404 "project ... not found" for no role at all.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from prefect_pipelines.api.access import RULES, Need, routes_of
+from prefect_pipelines.services.projects import at_least
+from prefect_pipelines.settings import get_settings
+from tests.support.api import create, definition, new_project, run, script_step, wait_state
+
+pytestmark = pytest.mark.usefixtures("worker")
+ROLES = ("anonymous", "stranger", "read-only", "project-member", "project-owner", "admin")
+
+
+@dataclass
+class Probe:
+    url: str
+    params: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+
+
+@pytest.fixture(scope="module")
+def world(facade, api):  # type: ignore[no-untyped-def]
+    """A project of `owner` with a member, a reader, a pipeline and a finished run; a
+    stranger (a token, no role) and an admin."""
+    suffix = uuid.uuid4().hex[:6]
+    users = {role: f"acc-{role}-{suffix}" for role in ROLES[1:]}
+    tokens = {role: facade.create_token(user, admin=(role == "admin")) for role, user in users.items()}
+    clients = {role: httpx.Client(base_url=facade.url, timeout=60,
+                                  headers={"Authorization": f"Bearer {token}"})
+               for role, token in tokens.items()}
+    clients["anonymous"] = httpx.Client(base_url=facade.url, timeout=60)
+    owner = clients["project-owner"]
+    project = new_project(owner, "c-acc")
+    for role in ("read-only", "project-member"):
+        granted = owner.post("/v3/projectroletemplatebindings", json={
+            "projectId": project, "userId": users[role], "roleTemplateId": role})
+        assert granted.status_code == 201, granted.text
+    create(owner, project, definition("p", [script_step("echo hi")]))
+    execution = run(owner, project, "p")["id"]
+    assert wait_state(owner, project, execution)["state"] == "success"
+    member_binding = f"{project}:" + next(
+        b["id"] for b in owner.get("/v3/projectroletemplatebindings", params={"projectId": project}).json()["data"]
+        if b["userId"] == users["project-member"]).rpartition(":")[2]
+    yield {"project": project, "users": users, "clients": clients, "execution": execution,
+           "binding": member_binding, "facade": facade, "url": facade.url}
+    for client in clients.values():
+        client.close()
+
+
+def probes(world: dict[str, Any]) -> dict[tuple[str, str], list[Probe]]:
+    """For each route, the calls made (one per action where the rule names actions)."""
+    project = world["project"]
+    ghost_binding = f"{project}:{'0' * 16}"
+    base = f"/v3/projects/{project}"
+    cluster = "/v3/clusters/c-acc-none/clusterpipelines"
+    return {
+        ("GET", "/v3"): [Probe("/v3")],
+        ("GET", "/healthz"): [Probe("/healthz")],
+        ("POST", "/hooks"): [Probe("/hooks", {"pipelineId": f"{project}:ghost"}, {})],
+        ("GET", "/v3/projects"): [Probe("/v3/projects")],
+        ("POST", "/v3/projects"): [Probe("/v3/projects", json={"clusterId": "c-acc"})],  # no name: 422
+        ("GET", "/v3/projects/{project_id}"): [Probe(base)],
+        ("PUT", "/v3/projects/{project_id}"): [Probe(base, json={"name": ""})],  # 422
+        ("DELETE", "/v3/projects/{project_id}"): [Probe(base)],  # holds a pipeline: 409
+        ("GET", "/v3/projects/{project_id}/pipelines"): [Probe(f"{base}/pipelines")],
+        ("POST", "/v3/projects/{project_id}/pipelines"): [Probe(f"{base}/pipelines", json={})],
+        ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}"): [Probe(f"{base}/pipelines/p")],
+        ("PUT", "/v3/projects/{project_id}/pipelines/{pipeline_id}"): [
+            Probe(f"{base}/pipelines/ghost", json=definition("ghost", [script_step("true")]))],
+        ("DELETE", "/v3/projects/{project_id}/pipelines/{pipeline_id}"): [Probe(f"{base}/pipelines/ghost")],
+        ("POST", "/v3/projects/{project_id}/pipelines/{pipeline_id}"): [
+            Probe(f"{base}/pipelines/ghost", {"action": action})
+            for action in ("run", "activate", "deactivate")],
+        ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}/view"): [Probe(f"{base}/pipelines/p/view")],
+        ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}/export"): [Probe(f"{base}/pipelines/p/export")],
+        ("GET", "/v3/projects/{project_id}/pipelineexecutions"): [Probe(f"{base}/pipelineexecutions")],
+        ("GET", "/v3/projects/{project_id}/pipelineexecutions/{execution_id}"): [
+            Probe(f"{base}/pipelineexecutions/{world['execution']}")],
+        ("POST", "/v3/projects/{project_id}/pipelineexecutions/{execution_id}"): [
+            Probe(f"{base}/pipelineexecutions/ghost-1", {"action": action}) for action in ("stop", "rerun")],
+        ("GET", "/v3/projects/{project_id}/pipelineexecutionlogs"): [
+            Probe(f"{base}/pipelineexecutionlogs", {"pipelineExecutionId": world["execution"]})],
+        ("GET", "/v3/projects/{project_id}/pipelineexecutionlogs/{log_id}"): [
+            Probe(f"{base}/pipelineexecutionlogs/{world['execution']}-0-0")],
+        ("GET", "/v3/projectroletemplatebindings"): [Probe("/v3/projectroletemplatebindings")],
+        ("POST", "/v3/projectroletemplatebindings"): [Probe("/v3/projectroletemplatebindings", json={
+            "projectId": project, "userId": world["users"]["project-member"], "roleTemplateId": "read-only"})],
+        ("GET", "/v3/projectroletemplatebindings/{binding_id}"): [
+            Probe(f"/v3/projectroletemplatebindings/{world['binding']}")],
+        ("DELETE", "/v3/projectroletemplatebindings/{binding_id}"): [
+            Probe(f"/v3/projectroletemplatebindings/{ghost_binding}")],
+        ("GET", "/v3/clusters/{cluster_id}/clusterpipelines"): [Probe(cluster)],
+        ("POST", "/v3/clusters/{cluster_id}/clusterpipelines"): [Probe(cluster, json={})],
+        ("GET", "/v3/clusters/{cluster_id}/clusterpipelines/{pipeline_id}"): [Probe(f"{cluster}/c-acc-none")],
+        ("PUT", "/v3/clusters/{cluster_id}/clusterpipelines/{pipeline_id}"): [
+            Probe(f"{cluster}/c-acc-none", json={})],
+        ("POST", "/v3/clusters/{cluster_id}/clusterpipelines/{pipeline_id}"): [
+            Probe(f"{cluster}/c-acc-none", {"action": action}, {})
+            for action in ("authapp", "authuser", "deploy", "destroy", "revokeapp")],
+        ("GET", "/v3/sourcecodecredentials"): [Probe("/v3/sourcecodecredentials")],
+        ("GET", "/v3/sourcecodecredentials/{credential_id}"): [Probe("/v3/sourcecodecredentials/ghost")],
+        ("DELETE", "/v3/sourcecodecredentials/{credential_id}"): [Probe("/v3/sourcecodecredentials/ghost")],
+        ("POST", "/v3/sourcecodecredentials/{credential_id}"): [
+            Probe("/v3/sourcecodecredentials/ghost", {"action": "refreshrepos"})],
+        ("GET", "/v3/sourcecoderepositories"): [Probe("/v3/sourcecoderepositories")],
+        ("GET", "/v3/sourcecoderepositories/{repository_id}"): [Probe("/v3/sourcecoderepositories/ghost")],
+    }
+
+
+def allowed(role: str, need: Need) -> bool:
+    if need is Need.ANYONE:
+        return True
+    if role == "anonymous":
+        return False
+    if role == "admin" or need is Need.USER:
+        return True
+    if need is Need.ADMIN:
+        return False
+    return at_least(None if role == "stranger" else role, need.value)
+
+
+def refusal(role: str, need: Need) -> tuple[int, str]:
+    """The status a refused call answers, and a word its message holds."""
+    if role == "anonymous":
+        return 401, "Bearer"
+    if need in (Need.READ, Need.MEMBER, Need.OWNER) and role == "stranger":
+        return 404, "project "
+    return 403, ""
+
+
+def test_the_table_follows_the_role_table() -> None:
+    """The README's role table, as an oracle for api/access.py: under a project, reading
+    needs read-only, changing needs member; the project itself and its bindings are
+    changed by owners; a cluster's GitHub app by admins."""
+    for (method, path), rule in RULES.items():
+        needs = {rule.need, *rule.actions.values()}
+        if path.startswith("/v3/projects/{project_id}"):
+            if method == "GET":
+                assert needs == {Need.READ}, (method, path)
+            elif path == "/v3/projects/{project_id}":
+                assert needs == {Need.OWNER}, (method, path)
+            else:
+                assert needs == {Need.MEMBER}, (method, path)
+        elif path.startswith("/v3/projectroletemplatebindings"):
+            assert needs == ({Need.READ} if method == "GET" and "{" in path else
+                             {Need.USER} if method == "GET" else {Need.OWNER}), (method, path)
+        elif path.startswith("/v3/clusters/"):
+            if method == "GET":
+                assert needs == {Need.USER}, (method, path)
+            else:
+                assert Need.ADMIN in needs and needs <= {Need.ADMIN, Need.USER}, (method, path)
+                assert rule.actions.get("authuser", Need.ADMIN) in (Need.USER, Need.ADMIN)
+        elif path in ("/v3", "/healthz", "/hooks"):
+            assert needs == {Need.ANYONE}, (method, path)
+        else:  # a user's own projects list, credentials and repositories
+            assert needs == {Need.USER}, (method, path)
+    assert RULES[("POST", "/v3/clusters/{cluster_id}/clusterpipelines/{pipeline_id}")].actions["authuser"] is Need.USER
+
+
+def test_every_route_is_probed(facade, world) -> None:  # type: ignore[no-untyped-def]
+    routes = set(routes_of(facade.app))
+    assert routes <= set(RULES), sorted(routes - set(RULES))
+    assert routes == set(probes(world)), sorted(routes ^ set(probes(world)))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_route_answers_each_role_as_the_table_says(world, role: str) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.Client = world["clients"][role]
+    wrong = []
+    for (method, path), calls in probes(world).items():
+        for probe in calls:
+            need = RULES[(method, path)].need_for(probe.params.get("action"))
+            answer = client.request(method, probe.url, params=probe.params, json=probe.json)
+            message = answer.json().get("message", "") if answer.headers.get(
+                "content-type", "").startswith("application/json") and isinstance(answer.json(), dict) else ""
+            if allowed(role, need):
+                refused = answer.status_code in (401, 403) or (
+                    answer.status_code == 404 and message.startswith("project "))
+                if refused and not (path == "/hooks" and answer.status_code == 401):
+                    wrong.append(f"{method} {probe.url} {probe.params}: allowed for {role} ({need.value}) "
+                                 f"but answered {answer.status_code} {message}")
+                assert answer.status_code < 500, (method, probe.url, answer.text)
+            else:
+                status, word = refusal(role, need)
+                if answer.status_code != status or word not in message:
+                    wrong.append(f"{method} {probe.url} {probe.params}: refused to {role} ({need.value}) "
+                                 f"should be {status}, answered {answer.status_code} {message}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_projects_and_bindings(world, facade) -> None:  # type: ignore[no-untyped-def]
+    clients, project, users = world["clients"], world["project"], world["users"]
+    owner, member, reader = clients["project-owner"], clients["project-member"], clients["read-only"]
+    stranger, admin = clients["stranger"], clients["admin"]
+    # Each lists the projects they hold a role in; the admin sees every one.
+    for client in (owner, member, reader, admin):
+        assert project in [p["id"] for p in client.get("/v3/projects").json()["data"]]
+    assert project not in [p["id"] for p in stranger.get("/v3/projects").json()["data"]]
+    shown = owner.get(f"/v3/projects/{project}").json()
+    assert shown["type"] == "project" and shown["clusterId"] == "c-acc" and shown["creatorId"] == users["project-owner"]
+    assert set(shown["links"]) >= {"pipelines", "pipelineexecutions", "secrets", "dockercredentials",
+                                   "projectroletemplatebindings"}
+    # The id is the server's: <cluster>:p-<5 lowercase letters or digits>.
+    made = stranger.post("/v3/projects", json={"clusterId": "c-acc", "name": "mine"}).json()
+    assert made["id"].startswith("c-acc:p-") and len(made["id"]) == len("c-acc:p-") + 5
+    # Members see each other's pipelines; readers run nothing.
+    assert [p["id"] for p in reader.get(f"/v3/projects/{project}/pipelines").json()["data"]] == ["p"]
+    assert reader.post(f"/v3/projects/{project}/pipelines/p", params={"action": "run"}).status_code == 403
+    # The last owner stays; a second owner can then remove the first.
+    bindings = owner.get("/v3/projectroletemplatebindings", params={"projectId": project}).json()["data"]
+    owner_binding = next(b for b in bindings if b["roleTemplateId"] == "project-owner")
+    assert owner.delete(f"/v3/projectroletemplatebindings/{owner_binding['id']}").status_code == 409
+    extra = f"acc-second-{uuid.uuid4().hex[:6]}"
+    granted = admin.post("/v3/projectroletemplatebindings", json={
+        "projectId": project, "userId": extra, "roleTemplateId": "project-owner"})
+    assert granted.status_code == 201, granted.text
+    again = owner.post("/v3/projectroletemplatebindings", json={
+        "projectId": project, "userId": extra, "roleTemplateId": "read-only"})
+    assert again.status_code == 409 and again.json()["fieldName"] == "userId"
+    assert owner.delete(f"/v3/projectroletemplatebindings/{granted.json()['id']}").status_code == 204
+    # A bad role and a bad projectId in a pipeline body name the field.
+    bad = owner.post("/v3/projectroletemplatebindings", json={
+        "projectId": project, "userId": extra, "roleTemplateId": "god"})
+    assert bad.status_code == 422 and bad.json()["fieldName"] == "roleTemplateId"
+    short = project.partition(":")[2]
+    body = {**definition("q", [script_step("true")]), "projectId": short}
+    assert member.post(f"/v3/projects/{project}/pipelines", json=body).status_code == 201
+    body = {**definition("r", [script_step("true")]), "projectId": "c-x:p-other"}
+    answer = member.post(f"/v3/projects/{project}/pipelines", json=body)
+    assert answer.status_code == 422 and answer.json()["fieldName"] == "projectId"
+    # Owners delete an empty project only.
+    assert owner.delete(f"/v3/projects/{project}").status_code == 409
+    empty = new_project(owner, "c-acc")
+    assert owner.delete(f"/v3/projects/{empty}").status_code == 204
+    assert owner.get(f"/v3/projects/{empty}").status_code == 404
+
+
+def test_a_removed_role_stops_working(world) -> None:  # type: ignore[no-untyped-def]
+    clients, project = world["clients"], world["project"]
+    owner = clients["project-owner"]
+    user = f"acc-gone-{uuid.uuid4().hex[:6]}"
+    granted = owner.post("/v3/projectroletemplatebindings", json={
+        "projectId": project, "userId": user, "roleTemplateId": "read-only"})
+    assert granted.status_code == 201, granted.text
+    with httpx.Client(base_url=world["url"], timeout=60, headers={
+            "Authorization": f"Bearer {world['facade'].create_token(user)}"}) as gone:
+        assert gone.get(f"/v3/projects/{project}/pipelines").status_code == 200
+        assert owner.delete(f"/v3/projectroletemplatebindings/{granted.json()['id']}").status_code == 204
+        deadline = time.monotonic() + get_settings().token_cache_seconds + 5
+        while (answer := gone.get(f"/v3/projects/{project}/pipelines")).status_code == 200:
+            assert time.monotonic() < deadline, "a removed role still works"
+            time.sleep(0.2)
+        assert answer.status_code == 404
+
+
+def test_projects_from_before_projects_existed_are_adopted(api, prefect_api, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A pipeline stored as the previous version stored it (a deployment and its secrets
+    block, no project record): a facade that starts adopts its project, id kept, with the
+    pipeline's creator as owner; nobody else reaches it."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from prefect_pipelines.services.pipelines import create_pipeline
+    from prefect_pipelines.translator import parse_pipeline
+    from tests.support.stack import Stack
+
+    project = f"c-old:p-{uuid.uuid4().hex[:6]}"
+    creator = f"old-{uuid.uuid4().hex[:6]}"
+
+    async def store() -> None:
+        async with get_client() as client:
+            config = parse_pipeline(definition("legacy", [script_step("echo still here")]))
+            await create_pipeline(client, project_id=project, config=config, creator_id=creator,
+                                  settings=get_settings())
+
+    asyncio.run(store())
+    stack = Stack(tmp_path, prefect_api, work_pool=get_settings().work_pool)
+    try:
+        _, url = stack.facade("adopter")
+        with stack.client(url, user=creator) as old:
+            assert [p["id"] for p in old.get(f"/v3/projects/{project}/pipelines").json()["data"]] == ["legacy"]
+            shown = old.get(f"/v3/projects/{project}").json()
+            assert shown["id"] == project and "adopted" in shown["description"]
+            bindings = old.get("/v3/projectroletemplatebindings", params={"projectId": project}).json()["data"]
+            assert [(b["userId"], b["roleTemplateId"]) for b in bindings] == [(creator, "project-owner")]
+            execution = run(old, project, "legacy")["id"]
+            assert wait_state(old, project, execution)["state"] == "success"
+        with stack.client(url, user="bob") as bob:
+            answer = bob.get(f"/v3/projects/{project}/pipelines")
+            assert answer.status_code == 404 and answer.json()["message"].startswith("project ")
+    finally:
+        stack.close()
+
+
+def test_webhook_and_cron_runs_of_a_creator_who_lost_their_role_are_refused(
+        api, facade, fake_github, prefect_api) -> None:  # type: ignore[no-untyped-def]
+    from prefect.client.orchestration import SyncPrefectClient
+
+    from tests.support.procs import wait_for
+    from tests.support.webhooks import delivery, hooked_pipeline, send
+
+    maker = f"acc-maker-{uuid.uuid4().hex[:6]}"
+    with httpx.Client(base_url=facade.url, timeout=60,
+                      headers={"Authorization": f"Bearer {facade.create_token(maker)}"}) as creator:
+        hooked = hooked_pipeline(api, fake_github, creator=creator)
+    payload = delivery("push-new-branch.json", ref="refs/heads/main", after=hooked.commit)
+    assert send(facade.url, hooked.ref, "push", payload, hooked.secret).status_code == 202
+    # The maker leaves the project (an admin makes another owner first: the last one stays).
+    heir = api.post("/v3/projectroletemplatebindings", json={
+        "projectId": hooked.project, "userId": f"acc-heir-{uuid.uuid4().hex[:6]}",
+        "roleTemplateId": "project-owner"})
+    assert heir.status_code == 201, heir.text
+    made_by = next(b for b in api.get("/v3/projectroletemplatebindings",
+                                      params={"projectId": hooked.project}).json()["data"]
+                   if b["userId"] == maker)
+    assert api.delete(f"/v3/projectroletemplatebindings/{made_by['id']}").status_code == 204
+    refused = send(facade.url, hooked.ref, "push", payload, hooked.secret)
+    assert refused.status_code == 403, refused.text
+    assert f"creator {maker} no longer holds project-member" in refused.json()["message"]
+    # A cron run of it ends failed, saying why (made as Prefect's scheduler makes one).
+    with SyncPrefectClient(prefect_api) as client:
+        deployment = client.read_deployment_by_name(f"run-pipeline/{hooked.ref}")
+        flow_run = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"trigger": {"triggeredBy": "cron"}})
+
+        def final():  # type: ignore[no-untyped-def]
+            current = client.read_flow_run(flow_run.id)
+            return current if current.state and current.state.is_final() else None
+
+        ended = wait_for(final, timeout=90, what="the cron run to end")
+    assert ended.state.is_failed() and f"creator {maker} no longer holds" in ended.state.message
+    # Who still holds a role sees it as a failed execution, named by its run number.
+    listed = api.get(f"/v3/projects/{hooked.project}/pipelineexecutions").json()["data"]
+    cron = [e for e in listed if e["triggeredBy"] == "cron"]
+    assert len(cron) == 1 and cron[0]["state"] == "failed", listed

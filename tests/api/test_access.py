@@ -97,6 +97,12 @@ def probes(world: dict[str, Any]) -> dict[tuple[str, str], list[Probe]]:
             Probe(f"{base}/pipelineexecutionlogs", {"pipelineExecutionId": world["execution"]})],
         ("GET", "/v3/projects/{project_id}/pipelineexecutionlogs/{log_id}"): [
             Probe(f"{base}/pipelineexecutionlogs/{world['execution']}-0-0")],
+        ("GET", "/v3/projects/{project_id}/secrets"): [Probe(f"{base}/secrets")],
+        ("POST", "/v3/projects/{project_id}/secrets"): [Probe(f"{base}/secrets", json={"name": "x"})],
+        ("GET", "/v3/projects/{project_id}/secrets/{name}"): [Probe(f"{base}/secrets/ghost")],
+        ("PUT", "/v3/projects/{project_id}/secrets/{name}"): [
+            Probe(f"{base}/secrets/ghost", json={"data": {"K": "v"}})],
+        ("DELETE", "/v3/projects/{project_id}/secrets/{name}"): [Probe(f"{base}/secrets/ghost")],
         ("GET", "/v3/projectroletemplatebindings"): [Probe("/v3/projectroletemplatebindings")],
         ("POST", "/v3/projectroletemplatebindings"): [Probe("/v3/projectroletemplatebindings", json={
             "projectId": project, "userId": world["users"]["project-member"], "roleTemplateId": "read-only"})],
@@ -149,7 +155,9 @@ def test_the_table_follows_the_role_table() -> None:
     changed by owners; a cluster's GitHub app by admins."""
     for (method, path), rule in RULES.items():
         needs = {rule.need, *rule.actions.values()}
-        if path.startswith("/v3/projects/{project_id}"):
+        if path.startswith("/v3/projects/{project_id}/secrets"):
+            assert needs == {Need.OWNER}, (method, path)  # read-only reads no secret, not even its keys
+        elif path.startswith("/v3/projects/{project_id}"):
             if method == "GET":
                 assert needs == {Need.READ}, (method, path)
             elif path == "/v3/projects/{project_id}":
@@ -276,18 +284,33 @@ def test_projects_from_before_projects_existed_are_adopted(api, prefect_api, tmp
 
     from prefect.client.orchestration import get_client
 
+    from prefect.blocks.system import Secret
+    from prefect.client.schemas.actions import DeploymentUpdate
+
     from prefect_pipelines.services.pipelines import create_pipeline
     from prefect_pipelines.translator import parse_pipeline
+    from tests.support.api import step_log
+    from tests.support.secret_scan import scan
     from tests.support.stack import Stack
 
     project = f"c-old:p-{uuid.uuid4().hex[:6]}"
     creator = f"old-{uuid.uuid4().hex[:6]}"
 
+    secret_name, secret_value = f"legacy-{uuid.uuid4().hex[:6]}", f"kept-{uuid.uuid4().hex}"
+    scan.add(secret_value, "an adopted pipeline's Prefect Secret block")
+    Secret(value=secret_value).save(secret_name)
+
     async def store() -> None:
         async with get_client() as client:
-            config = parse_pipeline(definition("legacy", [script_step("echo still here")]))
+            config = parse_pipeline(definition("legacy", [script_step('echo "still here s=$S"')]))
             await create_pipeline(client, project_id=project, config=config, creator_id=creator,
                                   settings=get_settings())
+            # The previous version let envFrom name any Prefect Secret block.
+            deployment = await client.read_deployment_by_name(f"run-pipeline/{project}:legacy")
+            parameters = dict(deployment.parameters)
+            parameters["pipeline"]["stages"][0]["steps"][0]["runScriptConfig"]["envFrom"] = [
+                {"sourceName": secret_name, "targetKey": "S"}]
+            await client.update_deployment(deployment.id, DeploymentUpdate(parameters=parameters))
 
     asyncio.run(store())
     stack = Stack(tmp_path, prefect_api, work_pool=get_settings().work_pool)
@@ -301,6 +324,10 @@ def test_projects_from_before_projects_existed_are_adopted(api, prefect_api, tmp
             assert [(b["userId"], b["roleTemplateId"]) for b in bindings] == [(creator, "project-owner")]
             execution = run(old, project, "legacy")["id"]
             assert wait_state(old, project, execution)["state"] == "success"
+            assert "still here s=********" in step_log(old, project, execution, 0, 0)
+            # Its secret was copied into the project, which scopes it from now on.
+            listed = old.get(f"/v3/projects/{project}/secrets").json()["data"]
+            assert [(x["name"], x["keys"]) for x in listed] == [(secret_name, ["value"])]
         with stack.client(url, user="bob") as bob:
             answer = bob.get(f"/v3/projects/{project}/pipelines")
             assert answer.status_code == 404 and answer.json()["message"].startswith("project ")
@@ -349,3 +376,52 @@ def test_webhook_and_cron_runs_of_a_creator_who_lost_their_role_are_refused(
     listed = api.get(f"/v3/projects/{hooked.project}/pipelineexecutions").json()["data"]
     cron = [e for e in listed if e["triggeredBy"] == "cron"]
     assert len(cron) == 1 and cron[0]["state"] == "failed", listed
+
+
+def test_a_projects_secrets_reach_its_own_steps_and_no_one_elses(world, api) -> None:  # type: ignore[no-untyped-def]
+    import base64
+
+    from prefect.blocks.system import Secret
+
+    from tests.support.api import step_log
+    from tests.support.secret_scan import scan
+
+    clients, project = world["clients"], world["project"]
+    owner, member, stranger = clients["project-owner"], clients["project-member"], clients["stranger"]
+    value, operator_value = f"pw-{uuid.uuid4().hex}", f"op-{uuid.uuid4().hex}"
+    scan.add(value, "a project secret's value")
+    scan.add(operator_value, "an operator's Prefect Secret block")
+    name = f"db-{uuid.uuid4().hex[:6]}"
+    made = owner.post(f"/v3/projects/{project}/secrets", json={"name": name, "data": {"PASSWORD": value}})
+    assert made.status_code == 201, made.text
+    assert made.json()["keys"] == ["PASSWORD"] and value not in made.text
+    assert value not in owner.get(f"/v3/projects/{project}/secrets").text
+    assert member.get(f"/v3/projects/{project}/secrets").status_code == 403
+    again = owner.post(f"/v3/projects/{project}/secrets", json={"name": name, "data": {"A": "b"}})
+    assert again.status_code == 409 and again.json()["fieldName"] == "name"
+    # A member's step gets it (masked in its log).
+    step = script_step('echo "pw=$P"', envFrom=[{"sourceName": name, "targetKey": "P"}])
+    create(member, project, definition("uses-secret", [step]))
+    execution = run(member, project, "uses-secret")["id"]
+    assert wait_state(member, project, execution)["state"] == "success"
+    assert "pw=********" in step_log(member, project, execution, 0, 0)
+    # Another project cannot name it, nor an operator's Prefect Secret block, whatever the name.
+    operator = f"prod-deploy-key-{uuid.uuid4().hex[:6]}"
+    Secret(value=operator_value).save(operator)
+    theirs = new_project(stranger, "c-acc")
+    for source in (name, operator):
+        step = script_step('echo "$K" | base64; echo "$K"', envFrom=[{"sourceName": source, "targetKey": "K"}])
+        refused = stranger.post(f"/v3/projects/{theirs}/pipelines", json=definition("steal", [step]))
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["fieldName"] == "stages[0].steps[0].runScriptConfig.envFrom[0].sourceName"
+    # Nor can a member change a pipeline to name one, and a wrong key is named too.
+    bad_key = script_step("true", envFrom=[{"sourceName": name, "sourceKey": "NOPE", "targetKey": "K"}])
+    answer = member.put(f"/v3/projects/{project}/pipelines/uses-secret", json=definition("uses-secret", [bad_key]))
+    assert answer.status_code == 422 and answer.json()["fieldName"].endswith("envFrom[0].sourceKey")
+    for encoded in (value, base64.b64encode(value.encode()).decode(), value[::-1]):
+        assert encoded not in step_log(member, project, execution, 0, 0)
+    # Replace and delete.
+    assert owner.put(f"/v3/projects/{project}/secrets/{name}", json={"data": {"PASSWORD": "new"}}).status_code == 200
+    assert owner.delete(f"/v3/projects/{project}/secrets/{name}").status_code == 204
+    assert owner.get(f"/v3/projects/{project}/secrets/{name}").status_code == 404
+    Secret.delete(operator)

@@ -78,6 +78,12 @@ RULES: dict[tuple[str, str], Rule] = {
         Need.MEMBER, {"stop": Need.MEMBER, "rerun": Need.MEMBER}),
     ("GET", f"{P}/pipelineexecutionlogs"): Rule(Need.READ),
     ("GET", f"{P}/pipelineexecutionlogs/{{log_id}}"): Rule(Need.READ),
+    # a project's secrets: its owners (values are never shown, to anyone)
+    ("GET", f"{P}/secrets"): Rule(Need.OWNER),
+    ("POST", f"{P}/secrets"): Rule(Need.OWNER),
+    ("GET", f"{P}/secrets/{{name}}"): Rule(Need.OWNER),
+    ("PUT", f"{P}/secrets/{{name}}"): Rule(Need.OWNER),
+    ("DELETE", f"{P}/secrets/{{name}}"): Rule(Need.OWNER),
     # role bindings: the project is in the body or the binding id
     ("GET", "/v3/projectroletemplatebindings"): Rule(Need.USER, project=HANDLER),
     ("POST", "/v3/projectroletemplatebindings"): Rule(Need.OWNER, project=HANDLER),

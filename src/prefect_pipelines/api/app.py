@@ -36,6 +36,7 @@ from prefect_pipelines.api.schemas import (
     PipelineIn,
     ProjectIn,
     RunInput,
+    SecretIn,
 )
 from prefect_pipelines.errors import ApiError, ServiceUnavailableError
 from prefect_pipelines.translator import PipelineSpecError
@@ -170,6 +171,7 @@ def create_app() -> FastAPI:
     app.include_router(hooks.router)
     app.include_router(projects.router)
     app.include_router(projects.bindings)
+    app.include_router(projects.secrets)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -190,7 +192,7 @@ def create_app() -> FastAPI:
                                  description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for model in (PipelineIn, RunInput, ClusterPipelineIn, AuthAppInput, AuthUserInput,
-                          ProjectIn, BindingIn):
+                          ProjectIn, BindingIn, SecretIn):
                 definition = model.model_json_schema(ref_template="#/components/schemas/{model}",
                                                      by_alias=True)
                 components.update(definition.pop("$defs", {}))

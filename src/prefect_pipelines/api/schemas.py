@@ -298,7 +298,23 @@ class ProjectRoleTemplateBinding(Resource):
     created: str
 
 
+class SecretIn(BaseModel):
+    """The body of POST/PUT on a project's secrets."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str | None = Field(default=None, description="Lowercase letters, digits, dashes (POST).")
+    data: dict[str, str] = Field(description="KEY -> value; write-only.")
+
+
+class ProjectSecret(Resource):
+    projectId: str
+    name: str
+    keys: list[str] = Field(description="The secret's keys (its values are never shown).")
+
+
 ClusterPipelineCollection = Collection[ClusterPipeline]
+ProjectSecretCollection = Collection[ProjectSecret]
 ProjectCollection = Collection[Project]
 ProjectRoleTemplateBindingCollection = Collection[ProjectRoleTemplateBinding]
 SourceCodeCredentialCollection = Collection[SourceCodeCredential]

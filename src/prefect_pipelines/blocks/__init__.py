@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect.blocks.core import Block
+from prefect.blocks.fields import SecretDict
 from pydantic import Field, SecretStr
 
 _DOCS = "https://github.com/prefect-pipelines/prefect-pipelines#configuration"
@@ -195,6 +196,26 @@ class ProjectRoleBinding(Block):
     created: str = Field(default="", description="When it was granted (ISO-8601 UTC).")
 
 
+class ProjectSecret(Block):
+    """A secret of a project: named values its pipelines' steps get through `envFrom`.
+
+    Examples:
+        ```python
+        from prefect_pipelines.blocks import ProjectSecret
+        secret = ProjectSecret.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "Pipelines Project Secret"
+    _block_type_slug = "pipelines-project-secret"
+    _description = "Named secret values of one project, for its pipelines' envFrom."
+    _documentation_url = _DOCS
+
+    project_id: str = Field(description="The project it belongs to.")
+    name: str = Field(description="Its name in the project.")
+    data: SecretDict = Field(description="KEY -> value; never shown.")
+
+
 class RunNumberClaim(Block):
     """A run number taken by one execution of a pipeline (internal, kept anonymous).
 
@@ -222,6 +243,7 @@ BLOCK_TYPES: tuple[type[Block], ...] = (
     PipelinesProject,
     PipelinesUser,
     ProjectRoleBinding,
+    ProjectSecret,
     RunNumberClaim,
 )
 
@@ -233,6 +255,7 @@ __all__ = [
     "PipelinesProject",
     "PipelinesUser",
     "ProjectRoleBinding",
+    "ProjectSecret",
     "RunNumberClaim",
     "SourceCodeCredential",
     "SourceCodeRepositoryCache",

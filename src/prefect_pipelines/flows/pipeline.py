@@ -269,7 +269,10 @@ class _StepJob:
                     if self.run.plan.trigger.event == "pull_request":
                         ctx.output.info("secrets (envFrom) are not given to pull_request runs")
                     else:
-                        ctx.env.update(secret_env(config, self.run.masker))
+                        # A project's run reads its project's secrets; `exec`, Prefect's.
+                        project = (self.run.plan.identity.project_id
+                                   if self.run.flow_run.deployment_id is not None else "")
+                        ctx.env.update(secret_env(config, self.run.masker, project))
                 return self.run.executor.run_script(config, ctx)
             assert spec.publish_image_config is not None
             return self.run.executor.publish_image(spec.publish_image_config, ctx)

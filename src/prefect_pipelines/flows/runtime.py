@@ -158,13 +158,54 @@ class CommitStatus:
             _log.warning("could not set the commit status %s: %s", state, type(exc).__name__)
 
 
-def secret_env(config: RunScriptConfig, masker: SecretMasker) -> dict[str, str]:
-    """The `envFrom` variables of a step, read from Prefect Secret blocks; every value is
-    masked in logs from then on.
+def secret_env(config: RunScriptConfig, masker: SecretMasker, project_id: str = "") -> dict[str, str]:
+    """The `envFrom` variables of a step; every value is masked in logs from then on.
+
+    A run of a project's pipeline reads the secrets of that project only
+    (services/secrets.py); a run outside any project (`exec`, on an operator's machine)
+    reads Prefect Secret blocks.
 
     Raises:
         ExecutorError: a secret does not exist, or lacks the key asked for.
     """
+    if project_id:
+        values = _project_env(config, project_id)
+    else:
+        values = _prefect_secret_env(config)
+    for text in values.values():
+        masker.add(text)
+    return values
+
+
+def _project_env(config: RunScriptConfig, project_id: str) -> dict[str, str]:
+    from prefect_pipelines.errors import NotFoundError
+    from prefect_pipelines.services.secrets import resolve, secret_values
+
+    async def read() -> dict[str, dict[str, str] | None]:
+        found: dict[str, dict[str, str] | None] = {}
+        async with pipelines_client() as client:
+            for item in config.env_from:
+                if item.source_name not in found:
+                    try:
+                        found[item.source_name] = await secret_values(client, project_id, item.source_name)
+                    except NotFoundError:
+                        found[item.source_name] = None
+        return found
+
+    secrets = run_coro_as_sync(read()) if config.env_from else {}
+    env: dict[str, str] = {}
+    for item in config.env_from:
+        values = secrets.get(item.source_name)
+        if values is None:
+            raise ExecutorError(f"project {project_id} has no secret {item.source_name!r}")
+        try:
+            env[item.target_key] = resolve(item.source_name, item.source_key, values)
+        except KeyError as exc:
+            raise ExecutorError(str(exc.args[0])) from None
+    return env
+
+
+def _prefect_secret_env(config: RunScriptConfig) -> dict[str, str]:
     import json
 
     from prefect.blocks.system import Secret
@@ -179,9 +220,7 @@ def secret_env(config: RunScriptConfig, masker: SecretMasker) -> dict[str, str]:
             if not isinstance(value, dict) or item.source_key not in value:
                 raise ExecutorError(f"secret {item.source_name!r} has no key {item.source_key!r}")
             value = value[item.source_key]
-        text = value if isinstance(value, str) else json.dumps(value)
-        masker.add(text)
-        env[item.target_key] = text
+        env[item.target_key] = value if isinstance(value, str) else json.dumps(value)
     return env
 
 

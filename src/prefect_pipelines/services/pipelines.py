@@ -36,6 +36,7 @@ from prefect_pipelines.errors import (
 from prefect_pipelines.flows import ENTRYPOINT, FLOW_NAME
 from prefect_pipelines.services.numbering import RunNumbers, highest_run, release_all
 from prefect_pipelines.services.pools import ensure_project_queue, ensure_work_pool
+from prefect_pipelines.services.secrets import check_env_from
 from prefect_pipelines.settings import Settings, get_settings
 from prefect_pipelines.translator import BranchCondition, PipelineConfig, PipelineSpecError
 from prefect_pipelines.translator.spec import is_pipeline_name
@@ -213,6 +214,7 @@ async def create_pipeline(client: PrefectClient, *, project_id: str, config: Pip
 
     assert config.name is not None
     await _check_credential(client, config, creator_id)
+    await check_env_from(client, project_id, config)
     block_name = secrets_block_name(project_id, config.name)
     block = PipelineSecrets(project_id=project_id, pipeline_id=config.name,
                             token=secrets.token_urlsafe(32))
@@ -344,6 +346,7 @@ async def update_pipeline(client: PrefectClient, *, project_id: str, pipeline_id
             "a pipeline cannot be renamed", field_name="name",
         )
     current = await read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
+    await check_env_from(client, project_id, config)
     creator = current.creator_id
     if _source_of(current.definition) != _source_of(config.model_dump(by_alias=True)):
         # A new repository or credential: the caller's own credential, and the pipeline

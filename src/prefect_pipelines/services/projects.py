@@ -396,6 +396,7 @@ async def adopt(client: PrefectClient, project_id: str | None = None) -> list[st
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags, FlowFilter, FlowFilterName
 
     by_project: dict[str, set[str]] = {}
+    sources: dict[str, set[str]] = {}
     offset = 0
     tags = DeploymentFilter(tags=DeploymentFilterTags(all_=[f"{TAG_PROJECT}{project_id}"])) if project_id else None
     while True:
@@ -409,6 +410,7 @@ async def adopt(client: PrefectClient, project_id: str | None = None) -> list[st
             creators = by_project.setdefault(names[0], set())
             creators.update(tag.partition(":")[2] for tag in deployment.tags
                             if tag.startswith("creator:") and tag.partition(":")[2])
+            sources.setdefault(names[0], set()).update(_env_from_names(deployment.parameters or {}))
         if len(page) < _PAGE:
             break
     adopted = []
@@ -429,6 +431,42 @@ async def adopt(client: PrefectClient, project_id: str | None = None) -> list[st
                 await grant(client, found, creator, "project-owner")
             except (ConflictError, InvalidInputError):
                 pass
+        for name in sorted(sources.get(found, ())):
+            await _adopt_secret(client, found, name)
         adopted.append(found)
         _log.warning("adopted project %s (owners: %s)", found, ", ".join(sorted(creators)) or "none")
     return adopted
+
+
+def _env_from_names(parameters: dict[str, Any]) -> set[str]:
+    """The secret names a stored definition's `envFrom` entries name."""
+    names = set()
+    for stage in (parameters.get("pipeline") or {}).get("stages") or []:
+        for step in stage.get("steps") or []:
+            for item in (step.get("runScriptConfig") or {}).get("envFrom") or []:
+                if isinstance(item, dict) and isinstance(item.get("sourceName"), str):
+                    names.add(item["sourceName"])
+    return names
+
+
+async def _adopt_secret(client: PrefectClient, project_id: str, name: str) -> None:
+    """Copy the Prefect Secret block an adopted pipeline's `envFrom` names into its
+    project's secrets (a plain value as key `value`), so the pipeline keeps working,
+    scoped to its project from then on."""
+    import json
+
+    from prefect.blocks.system import Secret
+
+    from prefect_pipelines.services import secrets
+
+    try:
+        value = (await Secret.aload(name, client=client)).get()
+    except (ValueError, ObjectNotFound):
+        _log.warning("adopted project %s names a secret %r that does not exist", project_id, name)
+        return
+    data = ({key: v if isinstance(v, str) else json.dumps(v) for key, v in value.items()}
+            if isinstance(value, dict) else {"value": value if isinstance(value, str) else json.dumps(value)})
+    try:
+        await secrets.put_secret(client, project_id, name, data, create=True)
+    except (ConflictError, InvalidInputError) as exc:
+        _log.warning("could not copy secret %r into adopted project %s: %s", name, project_id, exc)

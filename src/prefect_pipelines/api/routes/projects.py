@@ -1,4 +1,5 @@
-"""Routes of projects and of their members: /v3/projects, /v3/projectroletemplatebindings."""
+"""Routes of projects, their members and their secrets: /v3/projects,
+/v3/projectroletemplatebindings, /v3/projects/{id}/secrets."""
 
 from __future__ import annotations
 
@@ -17,11 +18,15 @@ from prefect_pipelines.api.schemas import (
     ProjectIn,
     ProjectRoleTemplateBinding,
     ProjectRoleTemplateBindingCollection,
+    ProjectSecretCollection,
+    SecretIn,
 )
 from prefect_pipelines.api.schemas import Project as ProjectModel
+from prefect_pipelines.api.schemas import ProjectSecret as ProjectSecretModel
 from prefect_pipelines.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from prefect_pipelines.services import pipelines as pipeline_service
 from prefect_pipelines.services import projects as service
+from prefect_pipelines.services import secrets as secret_service
 
 router = APIRouter(prefix="/v3/projects", tags=["projects"], responses=ERROR_RESPONSES)
 bindings = APIRouter(prefix="/v3/projectroletemplatebindings", tags=["projectroletemplatebindings"],
@@ -179,4 +184,64 @@ async def delete_binding(request: Request, binding_id: str, client: Client) -> R
     binding = await service.read_binding(client, binding_id)
     await service.remove_binding(client, binding)
     request.app.state.access.forget(binding.project_id, binding.user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# -- project secrets -----------------------------------------------------------------------
+
+secrets = APIRouter(prefix="/v3/projects/{project_id}/secrets", tags=["secrets"],
+                    responses=ERROR_RESPONSES)
+_SECRET_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/SecretIn"}}}}}
+
+
+def secret_resource(request: Request, info: secret_service.SecretInfo) -> dict[str, Any]:
+    url = f"{norman.base_url(request)}/v3/projects/{info.project_id}/secrets/{info.name}"
+    return norman.resource(url, "projectSecret", {
+        "id": info.name, "projectId": info.project_id, "name": info.name, "keys": info.keys})
+
+
+@secrets.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectSecretModel,
+              openapi_extra=_SECRET_BODY, dependencies=[strict_query()])
+async def create_secret(request: Request, project_id: Project, client: Client,
+                        settings: AppSettings) -> dict[str, Any]:
+    """A secret `{name, data: {KEY: value}}` for the project's `envFrom`; values are never shown."""
+    body = parse_model(SecretIn, await read_document(request, settings))
+    if body.name is None:
+        raise InvalidInputError("name is required", field_name="name", code="MissingRequired")
+    info = await secret_service.put_secret(client, project_id, body.name, body.data, create=True)
+    return secret_resource(request, info)
+
+
+@secrets.get("", response_model=ProjectSecretCollection, dependencies=[strict_query()])
+async def list_secrets(request: Request, project_id: Project, client: Client) -> dict[str, Any]:
+    """The project's secrets: names and keys."""
+    data = [secret_resource(request, info) for info in await secret_service.list_secrets(client, project_id)]
+    return norman.collection(request, "projectSecret", data, limit=len(data) or 1, offset=0,
+                             total=len(data))
+
+
+@secrets.get("/{name}", response_model=ProjectSecretModel, dependencies=[strict_query()])
+async def read_secret(request: Request, project_id: Project, name: str, client: Client) -> dict[str, Any]:
+    """One secret: its name and keys."""
+    return secret_resource(request, await secret_service.read_secret(client, project_id, name))
+
+
+@secrets.put("/{name}", response_model=ProjectSecretModel, openapi_extra=_SECRET_BODY,
+             dependencies=[strict_query()])
+async def update_secret(request: Request, project_id: Project, name: str, client: Client,
+                        settings: AppSettings) -> dict[str, Any]:
+    """Replace a secret's values."""
+    body = parse_model(SecretIn, await read_document(request, settings))
+    if body.name is not None and body.name != name:
+        raise InvalidInputError("a secret cannot be renamed", field_name="name")
+    info = await secret_service.put_secret(client, project_id, name, body.data, create=False)
+    return secret_resource(request, info)
+
+
+@secrets.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+                dependencies=[strict_query()])
+async def delete_secret(project_id: Project, name: str, client: Client) -> Response:
+    """Delete a secret (pipelines that name it fail at their step until it exists again)."""
+    await secret_service.delete_secret(client, project_id, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,179 @@
+"""Project secrets: named values a project's steps get through `envFrom`, and nothing else.
+
+Each is a `ProjectSecret` block document `secret--<cluster>--<project>--<name>`; its
+values are a secret field (Prefect encrypts them at rest, its API shows `********`), and
+answers show only the keys. An `envFrom` names a secret of the pipeline's own project:
+the name is joined to that project, so no name reaches another project's secrets or an
+operator's Prefect Secret blocks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from prefect.exceptions import ObjectNotFound
+
+from prefect_pipelines.blocks import ProjectSecret
+from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
+from prefect_pipelines.translator import PipelineConfig
+from prefect_pipelines.translator.spec import RunScriptConfig, is_pipeline_name
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import PrefectClient
+
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
+_PAGE = 200
+MAX_VALUE_BYTES = 64 << 10
+
+
+@dataclass
+class SecretInfo:
+    """What the API shows of a secret: its name and keys, never its values."""
+
+    project_id: str
+    name: str
+    keys: list[str]
+
+
+def block_name(project_id: str, name: str) -> str:
+    cluster, _, project = project_id.partition(":")
+    return f"secret--{cluster}--{project}--{name}"
+
+
+def check_name(name: Any) -> str:
+    if not isinstance(name, str) or not is_pipeline_name(name):
+        raise InvalidInputError(f"{name!r} is not a secret name: use 1-63 lowercase letters, "
+                                "digits and dashes", field_name="name")
+    return name
+
+
+def check_data(data: Any) -> dict[str, str]:
+    """`{"KEY": "value"}`: at least one key; keys like environment names, values strings."""
+    if not isinstance(data, dict) or not data:
+        raise InvalidInputError("data must be an object of at least one KEY: value",
+                                field_name="data")
+    for key, value in data.items():
+        if not _KEY.fullmatch(key):
+            raise InvalidInputError(f"{key!r} is not a key: letters, digits, _ . -, starting "
+                                    "with a letter or _", field_name=f"data.{key}")
+        if not isinstance(value, str):
+            raise InvalidInputError(f"data.{key} must be a string", field_name=f"data.{key}")
+        if len(value.encode()) > MAX_VALUE_BYTES:
+            raise InvalidInputError(f"data.{key} is over {MAX_VALUE_BYTES} bytes",
+                                    field_name=f"data.{key}")
+    return dict(data)
+
+
+async def put_secret(client: PrefectClient, project_id: str, name: str, data: dict[str, str], *,
+                     create: bool) -> SecretInfo:
+    """Create (409 when the name is taken) or replace (404 when missing) a secret."""
+    check_name(name)
+    data = check_data(data)
+    exists = await _exists(client, project_id, name)
+    if create and exists:
+        raise ConflictError(f"project {project_id} has a secret {name!r} already", field_name="name")
+    if not create and not exists:
+        raise NotFoundError(f"secret {name!r} not found in project {project_id}")
+    block = ProjectSecret(project_id=project_id, name=name, data=data)
+    await block.asave(block_name(project_id, name), overwrite=True, client=client)
+    return SecretInfo(project_id, name, sorted(data))
+
+
+async def _exists(client: PrefectClient, project_id: str, name: str) -> bool:
+    try:
+        await client.read_block_document_by_name(block_name(project_id, name),
+                                                 ProjectSecret.get_block_type_slug(),
+                                                 include_secrets=False)
+        return True
+    except ObjectNotFound:
+        return False
+
+
+async def list_secrets(client: PrefectClient, project_id: str) -> list[SecretInfo]:
+    prefix = block_name(project_id, "")
+    found: list[SecretInfo] = []
+    offset = 0
+    while True:
+        response = await client.request("POST", "/block_documents/filter", json={
+            "block_documents": {"name": {"like_": prefix}},
+            "block_types": {"slug": {"any_": [ProjectSecret.get_block_type_slug()]}},
+            "include_secrets": False, "sort": "NAME_ASC", "offset": offset, "limit": _PAGE})
+        page = response.json()
+        offset += len(page)
+        found.extend(SecretInfo(project_id, doc["data"].get("name", ""), sorted(doc["data"].get("data") or {}))
+                     for doc in page if doc["name"].startswith(prefix)
+                     and doc["data"].get("project_id") == project_id)
+        if len(page) < _PAGE:
+            return found
+
+
+async def read_secret(client: PrefectClient, project_id: str, name: str) -> SecretInfo:
+    values = await secret_values(client, project_id, name)
+    return SecretInfo(project_id, name, sorted(values))
+
+
+async def secret_values(client: PrefectClient, project_id: str, name: str) -> dict[str, str]:
+    """A secret's values (for a step's `envFrom` only; never for an answer)."""
+    if not is_pipeline_name(name):
+        raise NotFoundError(f"secret {name!r} not found in project {project_id}")
+    try:
+        block = await ProjectSecret.aload(block_name(project_id, name), client=client)
+    except (ValueError, ObjectNotFound):
+        raise NotFoundError(f"secret {name!r} not found in project {project_id}") from None
+    if block.project_id != project_id:  # pragma: no cover - the name holds the project
+        raise NotFoundError(f"secret {name!r} not found in project {project_id}")
+    return dict(block.data.get_secret_value())
+
+
+async def delete_secret(client: PrefectClient, project_id: str, name: str) -> None:
+    if not is_pipeline_name(name):
+        raise NotFoundError(f"secret {name!r} not found in project {project_id}")
+    try:
+        document = await client.read_block_document_by_name(
+            block_name(project_id, name), ProjectSecret.get_block_type_slug(), include_secrets=False)
+        await client.delete_block_document(document.id)
+    except ObjectNotFound:
+        raise NotFoundError(f"secret {name!r} not found in project {project_id}") from None
+
+
+def resolve(item_name: str, key: str | None, values: dict[str, str]) -> str:
+    """The value an `envFrom` entry asks for: `sourceKey`, or the one key there is.
+
+    Raises:
+        KeyError: with the reason, when the key is missing or must be given.
+    """
+    if key is None:
+        if len(values) != 1:
+            raise KeyError(f"secret {item_name!r} has {len(values)} keys: give sourceKey")
+        return next(iter(values.values()))
+    if key not in values:
+        raise KeyError(f"secret {item_name!r} has no key {key!r}")
+    return values[key]
+
+
+async def check_env_from(client: PrefectClient, project_id: str, config: PipelineConfig) -> None:
+    """Every `envFrom` of the pipeline names a secret (and key) of its own project: a 422
+    naming the field otherwise."""
+    known: dict[str, dict[str, str] | None] = {}
+    for i, stage in enumerate(config.stages):
+        for j, step in enumerate(stage.steps):
+            script = step.run_script_config
+            if not isinstance(script, RunScriptConfig):
+                continue
+            for k, item in enumerate(script.env_from):
+                field = f"stages[{i}].steps[{j}].runScriptConfig.envFrom[{k}]"
+                if item.source_name not in known:
+                    try:
+                        known[item.source_name] = await secret_values(client, project_id, item.source_name)
+                    except NotFoundError:
+                        known[item.source_name] = None
+                values = known[item.source_name]
+                if values is None:
+                    raise InvalidInputError(f"project {project_id} has no secret {item.source_name!r}",
+                                            field_name=f"{field}.sourceName")
+                try:
+                    resolve(item.source_name, item.source_key, values)
+                except KeyError as exc:
+                    raise InvalidInputError(str(exc.args[0]), field_name=f"{field}.sourceKey") from None

@@ -425,3 +425,29 @@ def test_a_projects_secrets_reach_its_own_steps_and_no_one_elses(world, api) -> 
     assert owner.delete(f"/v3/projects/{project}/secrets/{name}").status_code == 204
     assert owner.get(f"/v3/projects/{project}/secrets/{name}").status_code == 404
     Secret.delete(operator)
+
+
+def test_a_projects_executor_quota_is_its_work_queues_limit(world, prefect_api) -> None:  # type: ignore[no-untyped-def]
+    from prefect.client.orchestration import SyncPrefectClient
+
+    from prefect_pipelines.services.pools import project_queue_name
+
+    owner, admin, project = world["clients"]["project-owner"], world["clients"]["admin"], world["project"]
+
+    def limit() -> int | None:
+        with SyncPrefectClient(prefect_api) as client:
+            return client.read_work_queue_by_name(project_queue_name(project),
+                                                  work_pool_name=get_settings().work_pool).concurrency_limit
+
+    assert limit() == get_settings().executor_quota
+    changed = owner.put(f"/v3/projects/{project}", json={"settings": {"executorQuota": 1}})
+    assert changed.status_code == 200 and changed.json()["settings"] == {"executorQuota": 1}
+    assert limit() == 1
+    create(owner, project, definition("later", [script_step("true")]))  # a new pipeline keeps it
+    assert limit() == 1
+    refused = owner.put(f"/v3/projects/{project}", json={"settings": {"allowPrivileged": True}})
+    assert refused.status_code == 403
+    assert admin.put(f"/v3/projects/{project}", json={"settings": {"allowPrivileged": True}}).status_code == 200
+    bad = owner.put(f"/v3/projects/{project}", json={"settings": {"executorQuota": "two"}})
+    assert bad.status_code == 422 and "executorQuota" in (bad.json()["fieldName"] or "")
+    owner.put(f"/v3/projects/{project}", json={"settings": {"executorQuota": get_settings().executor_quota}})

@@ -137,6 +137,26 @@ class PipelineRecord:
         return None, None
 
 
+async def project_quota(client: PrefectClient, project_id: str, settings: Settings) -> int:
+    """The project's executor quota: its setting `executorQuota`, else EXECUTOR_QUOTA."""
+    from prefect_pipelines.services.projects import read_project
+
+    project = await read_project(client, project_id)
+    quota = (project.settings if project else {}).get("executorQuota")
+    return quota if isinstance(quota, int) else settings.executor_quota
+
+
+async def apply_quota(client: PrefectClient, project_id: str, settings: Settings) -> None:
+    """Set the project's quota on the work queue of every pool its pipelines run on."""
+    response = await client.request("POST", "/deployments/filter", json={
+        "flows": {"name": {"any_": [FLOW_NAME]}},
+        "deployments": {"tags": {"all_": [f"{TAG_PROJECT}{project_id}"]}}, "limit": 200})
+    pools = {item.get("work_pool_name") for item in response.json()} - {None}
+    quota = await project_quota(client, project_id, settings)
+    for pool in sorted(pools or {settings.work_pool}):
+        await ensure_project_queue(client, pool, project_id, quota)
+
+
 async def _flow_id(client: PrefectClient) -> UUID:
     return await client.create_flow_from_name(FLOW_NAME)
 
@@ -166,7 +186,8 @@ async def _apply(client: PrefectClient, *, project_id: str, config: PipelineConf
     definition = config.to_dict()
     cluster_id = project_id.split(":", 1)[0]
     pool = await deployed_pool(client, cluster_id) or settings.work_pool
-    queue = await ensure_project_queue(client, pool, project_id, settings.executor_quota)
+    queue = await ensure_project_queue(client, pool, project_id,
+                                       await project_quota(client, project_id, settings))
     kwargs: dict[str, Any] = dict(
         flow_id=await _flow_id(client),
         name=deployment_name(project_id, config.name),
@@ -558,7 +579,8 @@ async def repoint_cluster(client: PrefectClient, cluster_id: str, pool: str,
         project_id = (deployment.parameters or {}).get("project_id") or ""
         if not project_id:
             continue
-        queue = await ensure_project_queue(client, pool, project_id, settings.executor_quota)
+        queue = await ensure_project_queue(client, pool, project_id,
+                                           await project_quota(client, project_id, settings))
         await client.update_deployment(deployment.id, DeploymentUpdate(
             work_pool_name=pool, work_queue_name=queue))
         moved += 1

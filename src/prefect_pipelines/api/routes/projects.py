@@ -117,9 +117,11 @@ async def update_project(request: Request, project_id: Project, client: Client,
     project = await _project(client, project_id)
     if body.clusterId is not None and body.clusterId != project.cluster_id:
         raise InvalidInputError("a project's clusterId cannot change", field_name="clusterId")
+    changed = _settings(body, request, who.admin)
     project = await service.update_project(client, project, name=body.name,
-                                           description=body.description,
-                                           settings=_settings(body, request, who.admin))
+                                           description=body.description, settings=changed)
+    if changed and "executorQuota" in changed:
+        await pipeline_service.apply_quota(client, project_id, settings)
     return project_resource(request, project)
 
 

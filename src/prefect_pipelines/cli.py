@@ -201,8 +201,17 @@ def token_revoke(
         owner = _with_client(lambda client: revoke_token(client, token))
         typer.echo(f"revoked a token of {owner}")
     else:
-        count = _with_client(lambda client: revoke_user_tokens(client, user))
-        typer.echo(f"revoked {count} token(s) of {user}")
+        from prefect_pipelines.services.projects import is_admin, set_admin
+
+        async def revoke(client):  # type: ignore[no-untyped-def]
+            count = await revoke_user_tokens(client, user)
+            was_admin = await is_admin(client, user)
+            if was_admin:  # a user whose every token is revoked is an admin no more
+                await set_admin(client, user, False)
+            return count, was_admin
+
+        count, was_admin = _with_client(revoke)
+        typer.echo(f"revoked {count} token(s) of {user}" + ("; no longer an admin" if was_admin else ""))
 
 
 @token_app.command("list")
@@ -220,6 +229,145 @@ def token_list(
     for info in infos:
         role = "admin" if info.user_id in admin_users else "user"
         typer.echo(f"{info.user_id}\t{role}\t{info.created}\tsha256:{info.digest_prefix}...")
+
+
+project_app = typer.Typer(help="Projects (operators; talks to Prefect directly).", no_args_is_help=True)
+member_app = typer.Typer(help="Who holds which role in a project.", no_args_is_help=True)
+secret_app = typer.Typer(help="A project's secrets, for envFrom (values are never shown).",
+                         no_args_is_help=True)
+app.add_typer(project_app, name="project")
+app.add_typer(member_app, name="member")
+app.add_typer(secret_app, name="secret")
+_ROLE = typer.Option("--role", "-r", help="project-owner, project-member or read-only.")
+
+
+@project_app.command("create")
+def project_create(
+    name: Annotated[str, typer.Argument(help="The project's name.")],
+    owner: Annotated[str, typer.Option("--owner", "-o", help="The user who owns it.")],
+    cluster: Annotated[str, typer.Option("--cluster", "-c", help="Its cluster.")] = "local",
+    description: Annotated[str, typer.Option(help="What it is for.")] = "",
+) -> None:
+    """Create a project owned by a user; print its id."""
+    from prefect_pipelines.services.projects import create_project
+
+    project = _with_client(lambda client: create_project(
+        client, cluster_id=cluster, name=name, description=description, creator_id=owner))
+    typer.echo(project.id)
+
+
+@project_app.command("list")
+def project_list() -> None:
+    """Every project: id, name, owners."""
+    from prefect_pipelines.services.projects import bindings, projects_of
+
+    async def read(client):  # type: ignore[no-untyped-def]
+        found = await projects_of(client, "", admin=True)
+        every = await bindings(client)
+        return found, every
+
+    found, every = _with_client(read)
+    for project in found:
+        owners = sorted(b.user_id for b in every if b.project_id == project.id and b.role == "project-owner")
+        typer.echo(f"{project.id}\t{project.name}\towners: {', '.join(owners) or '-'}")
+
+
+@member_app.command("add")
+def member_add(
+    project: Annotated[str, typer.Argument(help="The project id.")],
+    user: Annotated[str, typer.Argument(help="The user id.")],
+    role: Annotated[str, _ROLE] = "project-member",
+) -> None:
+    """Give a user a role in a project."""
+    from prefect_pipelines.services.projects import grant, read_project
+
+    async def add(client):  # type: ignore[no-untyped-def]
+        if await read_project(client, project) is None:
+            from prefect_pipelines.errors import NotFoundError
+
+            raise NotFoundError(f"project {project!r} not found")
+        return await grant(client, project, user, role)
+
+    binding = _with_client(add)
+    typer.echo(f"{binding.user_id} is {binding.role} in {binding.project_id}")
+
+
+@member_app.command("list")
+def member_list(project: Annotated[str, typer.Argument(help="The project id.")]) -> None:
+    """The members of a project and their roles."""
+    from prefect_pipelines.services.projects import bindings
+
+    for binding in _with_client(lambda client: bindings(client, project_id=project)):
+        typer.echo(f"{binding.user_id}\t{binding.role}")
+
+
+@member_app.command("remove")
+def member_remove(
+    project: Annotated[str, typer.Argument(help="The project id.")],
+    user: Annotated[str, typer.Argument(help="The user id.")],
+) -> None:
+    """Take a user's role in a project away (the last owner stays)."""
+    from prefect_pipelines.errors import NotFoundError
+    from prefect_pipelines.services.projects import bindings, remove_binding
+
+    async def remove(client):  # type: ignore[no-untyped-def]
+        found = await bindings(client, project_id=project, user_id=user)
+        if not found:
+            raise NotFoundError(f"{user} holds no role in {project}")
+        await remove_binding(client, found[0])
+
+    _with_client(remove)
+    typer.echo(f"{user} holds no role in {project} any more")
+
+
+@secret_app.command("set")
+def secret_set(
+    project: Annotated[str, typer.Argument(help="The project id.")],
+    name: Annotated[str, typer.Argument(help="The secret's name.")],
+    pairs: Annotated[list[str], typer.Argument(help="KEY=value ... (or KEY=- to read the value from stdin).")],
+) -> None:
+    """Create or replace a secret of a project."""
+    from prefect_pipelines.services.secrets import put_secret, read_secret
+
+    data: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise _fail(f"{pair!r} is not KEY=value")
+        data[key] = sys.stdin.read().rstrip("\n") if value == "-" else value
+
+    async def put(client):  # type: ignore[no-untyped-def]
+        from prefect_pipelines.errors import NotFoundError
+
+        try:
+            await read_secret(client, project, name)
+            return await put_secret(client, project, name, data, create=False)
+        except NotFoundError:
+            return await put_secret(client, project, name, data, create=True)
+
+    info = _with_client(put)
+    typer.echo(f"secret {info.name} of {info.project_id}: {', '.join(info.keys)}")
+
+
+@secret_app.command("list")
+def secret_list(project: Annotated[str, typer.Argument(help="The project id.")]) -> None:
+    """A project's secrets: names and keys (never values)."""
+    from prefect_pipelines.services.secrets import list_secrets
+
+    for info in _with_client(lambda client: list_secrets(client, project)):
+        typer.echo(f"{info.name}\t{', '.join(info.keys)}")
+
+
+@secret_app.command("delete")
+def secret_delete(
+    project: Annotated[str, typer.Argument(help="The project id.")],
+    name: Annotated[str, typer.Argument(help="The secret's name.")],
+) -> None:
+    """Delete a secret of a project."""
+    from prefect_pipelines.services.secrets import delete_secret
+
+    _with_client(lambda client: delete_secret(client, project, name))
+    typer.echo(f"deleted secret {name} of {project}")
 
 
 def _quiet_prefect_console() -> None:

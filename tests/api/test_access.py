@@ -170,9 +170,12 @@ def test_the_table_follows_the_role_table() -> None:
         elif path.startswith("/v3/clusters/"):
             if method == "GET":
                 assert needs == {Need.USER}, (method, path)
+            elif rule.actions:  # only linking one's own account is for anyone
+                assert rule.actions == {"authuser": Need.USER, "authapp": Need.ADMIN, "deploy": Need.ADMIN,
+                                        "destroy": Need.ADMIN, "revokeapp": Need.ADMIN}, path
+                assert rule.need is Need.ADMIN, path
             else:
-                assert Need.ADMIN in needs and needs <= {Need.ADMIN, Need.USER}, (method, path)
-                assert rule.actions.get("authuser", Need.ADMIN) in (Need.USER, Need.ADMIN)
+                assert needs == {Need.ADMIN}, (method, path)
         elif path in ("/v3", "/healthz", "/hooks"):
             assert needs == {Need.ANYONE}, (method, path)
         else:  # a user's own projects list, credentials and repositories
@@ -221,7 +224,7 @@ def test_projects_and_bindings(world, facade) -> None:  # type: ignore[no-untype
     assert project not in [p["id"] for p in stranger.get("/v3/projects").json()["data"]]
     shown = owner.get(f"/v3/projects/{project}").json()
     assert shown["type"] == "project" and shown["clusterId"] == "c-acc" and shown["creatorId"] == users["project-owner"]
-    assert set(shown["links"]) >= {"pipelines", "pipelineexecutions", "secrets", "dockercredentials",
+    assert set(shown["links"]) >= {"pipelines", "pipelineexecutions", "secrets",
                                    "projectroletemplatebindings"}
     # The id is the server's: <cluster>:p-<5 lowercase letters or digits>.
     made = stranger.post("/v3/projects", json={"clusterId": "c-acc", "name": "mine"}).json()
@@ -251,6 +254,12 @@ def test_projects_and_bindings(world, facade) -> None:  # type: ignore[no-untype
     body = {**definition("r", [script_step("true")]), "projectId": "c-x:p-other"}
     answer = member.post(f"/v3/projects/{project}/pipelines", json=body)
     assert answer.status_code == 422 and answer.json()["fieldName"] == "projectId"
+    # allowPrivileged is an admin's: refused to an owner, and nothing is made.
+    before = {p["id"] for p in owner.get("/v3/projects").json()["data"]}
+    refused = owner.post("/v3/projects", json={"clusterId": "c-acc", "name": "priv",
+                                               "settings": {"allowPrivileged": True}})
+    assert refused.status_code == 403
+    assert {p["id"] for p in owner.get("/v3/projects").json()["data"]} == before
     # Owners delete an empty project only.
     assert owner.delete(f"/v3/projects/{project}").status_code == 409
     empty = new_project(owner, "c-acc")
@@ -313,6 +322,18 @@ def test_projects_from_before_projects_existed_are_adopted(api, prefect_api, tmp
             await client.update_deployment(deployment.id, DeploymentUpdate(parameters=parameters))
 
     asyncio.run(store())
+
+    async def odd() -> None:  # a deployment an operator named in no project-id form
+        from prefect.client.schemas.actions import DeploymentCreate  # noqa: F401
+
+        from prefect_pipelines.flows import ENTRYPOINT
+
+        async with get_client() as client:
+            flow_id = await client.create_flow_from_name("run-pipeline")
+            await client.create_deployment(flow_id=flow_id, name="Team A:x:odd", entrypoint=ENTRYPOINT,
+                                           tags=["project:Team A:x"], work_pool_name=get_settings().work_pool)
+
+    asyncio.run(odd())
     stack = Stack(tmp_path, prefect_api, work_pool=get_settings().work_pool)
     try:
         _, url = stack.facade("adopter")
@@ -451,3 +472,43 @@ def test_a_projects_executor_quota_is_its_work_queues_limit(world, prefect_api) 
     bad = owner.put(f"/v3/projects/{project}", json={"settings": {"executorQuota": "two"}})
     assert bad.status_code == 422 and "executorQuota" in (bad.json()["fieldName"] or "")
     owner.put(f"/v3/projects/{project}", json={"settings": {"executorQuota": get_settings().executor_quota}})
+
+
+def test_operators_cli_for_projects_members_and_secrets(facade, prefect_api) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from tests.support.secret_scan import scan
+
+    def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "prefect_pipelines.cli", *args], input=stdin,
+                              capture_output=True, text=True, timeout=120)
+
+    owner, reader = f"cli-owner-{uuid.uuid4().hex[:6]}", f"cli-reader-{uuid.uuid4().hex[:6]}"
+    made = cli("project", "create", "team-cli", "--owner", owner, "--cluster", "c-cli")
+    assert made.returncode == 0, made.stderr
+    project = made.stdout.strip()
+    assert project.startswith("c-cli:p-")
+    added = cli("member", "add", project, reader, "--role", "read-only")
+    assert added.returncode == 0 and f"{reader} is read-only in {project}" in added.stdout, added.stderr
+    members = cli("member", "list", project).stdout
+    assert f"{owner}\tproject-owner" in members and f"{reader}\tread-only" in members
+    assert any(line.startswith(f"{project}\tteam-cli\towners: {owner}") for line in cli("project", "list").stdout.splitlines())
+    value = f"cli-{uuid.uuid4().hex}"
+    scan.add(value, "a project secret set through the CLI")
+    stored = cli("secret", "set", project, "db", "PASSWORD=-", "USER=svc", stdin=value + "\n")
+    assert stored.returncode == 0 and value not in stored.stdout, stored.stderr
+    listed = cli("secret", "list", project).stdout
+    assert "db\tPASSWORD, USER" in listed and value not in listed
+    with httpx.Client(base_url=facade.url, timeout=60, headers={
+            "Authorization": f"Bearer {facade.create_token(reader)}"}) as client:
+        assert client.get(f"/v3/projects/{project}/pipelines").status_code == 200
+        assert cli("member", "remove", project, reader).returncode == 0
+        facade.app.state.access.forget(project, reader)  # another process removed it
+        assert client.get(f"/v3/projects/{project}/pipelines").status_code == 404
+    last = cli("member", "remove", project, owner)
+    assert last.returncode == 2 and "last owner" in last.stderr and "Traceback" not in last.stderr
+    missing = cli("member", "add", "c-cli:p-zzzzz", reader)
+    assert missing.returncode == 2 and "not found" in missing.stderr and "Traceback" not in missing.stderr
+    assert cli("secret", "delete", project, "db").returncode == 0
+    assert "db" not in cli("secret", "list", project).stdout

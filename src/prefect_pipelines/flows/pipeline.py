@@ -41,7 +41,6 @@ from prefect_pipelines.flows.runtime import (
     CommitStatus,
     StepTagLimits,
     credentials_lookup,
-    cron_refusal,
     ensure_run_number,
     label_flow_run,
     load_source_token,
@@ -49,6 +48,7 @@ from prefect_pipelines.flows.runtime import (
     secret_env,
     select_executor,
     step_tags,
+    trigger_refusal,
 )
 from prefect_pipelines.settings import Settings, get_settings
 from prefect_pipelines.translator.executions import LABEL_BRANCH, LABEL_COMMIT
@@ -461,8 +461,8 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
             project_id=project_id,
             run=run_number,
         )
-        if run_trigger.triggered_by == "cron" and flow_run.deployment_id is not None:
-            refusal = cron_refusal(flow_run, project_id)
+        if run_trigger.triggered_by in ("cron", "webhook") and flow_run.deployment_id is not None:
+            refusal = trigger_refusal(flow_run, project_id)
             if refusal is not None:
                 logger.error("%s", refusal)
                 console.status(refusal)

@@ -66,19 +66,19 @@ def ensure_run_number(flow_run: FlowRun, pipeline_id: str) -> int:
     return run_coro_as_sync(take())
 
 
-def cron_refusal(flow_run: FlowRun, project_id: str) -> str | None:
-    """Why a cron run may not run (its pipeline's creator no longer may run it), or None.
-    A cron run acts for its pipeline's creator, as a webhook run does."""
+def trigger_refusal(flow_run: FlowRun, project_id: str) -> str | None:
+    """Why a cron or webhook run may not run (its pipeline's creator, as the deployment
+    names them now, no longer may run it), or None: such runs act for that creator."""
     from prefect_pipelines.services.pipelines import creator_of
     from prefect_pipelines.services.projects import may_run, refused_run
 
-    creator = creator_of(flow_run.tags)
-
-    async def check() -> bool:
+    async def check() -> str | None:
         async with pipelines_client() as client:
-            return await may_run(client, project_id, creator)
+            deployment = await client.read_deployment(flow_run.deployment_id)
+            creator = creator_of(deployment.tags)
+            return None if await may_run(client, project_id, creator) else refused_run(project_id, creator)
 
-    return None if run_coro_as_sync(check()) else refused_run(project_id, creator)
+    return run_coro_as_sync(check())
 
 
 def record_steps(flow_run_id: UUID) -> None:

@@ -26,6 +26,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect_pipelines.blocks import PipelinesProject, PipelinesUser, ProjectRoleBinding
 from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
 from prefect_pipelines.flows import FLOW_NAME
+from prefect_pipelines.services.pipelines import check_project_id
 from prefect_pipelines.services.tokens import check_user_id
 from prefect_pipelines.translator.mapping import TAG_PROJECT, split_deployment_name
 
@@ -39,6 +40,7 @@ _RANK = {role: rank for rank, role in enumerate(ROLES, start=1)}
 _CLUSTER = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _ID_CHARS = string.ascii_lowercase + string.digits
 _PAGE = 200
+_odd: set[str] = set()
 _ids: dict[tuple[str, str], tuple[Any, Any]] = {}
 SETTINGS = {"executorQuota": int, "cpuLimit": str, "memoryLimit": str, "allowPrivileged": bool}
 
@@ -204,13 +206,16 @@ async def update_project(client: PrefectClient, project: Project, *, name: str |
     return project
 
 
-async def delete_project(client: PrefectClient, project: Project, *, pipelines: int) -> None:
-    """Delete a project and its bindings (409 while it holds pipelines)."""
+async def delete_project(client: PrefectClient, project: Project, *, pipelines: int) -> list[Binding]:
+    """Delete a project, then its bindings (409 while it holds pipelines); the bindings
+    removed. Its record goes first: a role in a project without one grants nothing."""
     if pipelines:
         raise ConflictError(f"project {project.id} still has {pipelines} pipeline(s): delete them first")
-    for binding in await bindings(client, project_id=project.id):
-        await _delete(client, ProjectRoleBinding, _binding_block(project.id, binding.user_id))
     await _delete(client, PipelinesProject, _project_block(project.id))
+    removed = await bindings(client, project_id=project.id)
+    for binding in removed:
+        await _delete(client, ProjectRoleBinding, _binding_block(project.id, binding.user_id))
+    return removed
 
 
 async def _delete(client: PrefectClient, block: type[Block], name: str) -> None:
@@ -307,6 +312,12 @@ async def remove_binding(client: PrefectClient, binding: Binding) -> None:
             raise ConflictError(f"{binding.user_id} is the last owner of {binding.project_id}: "
                                 "make another owner first")
     await _delete(client, ProjectRoleBinding, _binding_block(binding.project_id, binding.user_id))
+    if binding.role == "project-owner" and not [
+            b for b in await bindings(client, project_id=binding.project_id) if b.role == "project-owner"]:
+        # Another owner was removed at the same moment: this one stays.
+        await grant(client, binding.project_id, binding.user_id, binding.role)
+        raise ConflictError(f"{binding.user_id} is the last owner of {binding.project_id}: "
+                            "make another owner first")
 
 
 # -- users ---------------------------------------------------------------------------------
@@ -356,10 +367,14 @@ class AccessCache:
         self._admins: TTLCache[str, bool] | None = TTLCache(size, seconds) if seconds > 0 else None
 
     async def role(self, client: PrefectClient, project_id: str, user_id: str) -> str | None:
+        """The user's role in the project (None: none, or the project is gone)."""
         key = (project_id, user_id)
-        if self._roles is not None and key in self._roles:
-            return self._roles[key]
+        known = self._roles.get(key) if self._roles is not None else None
+        if known is not None:
+            return known
         role = await role_of(client, project_id, user_id)
+        if role is not None and await read_project(client, project_id) is None:
+            role = None  # a binding left by a deleted project grants nothing
         if role is not None and self._roles is not None:
             self._roles[key] = role
         return role
@@ -406,6 +421,13 @@ async def adopt(client: PrefectClient, project_id: str | None = None) -> list[st
         for deployment in page:
             names = split_deployment_name(deployment.name)
             if names is None or f"{TAG_PROJECT}{names[0]}" not in deployment.tags:
+                continue
+            try:
+                check_project_id(names[0])
+            except InvalidInputError:
+                if names[0] not in _odd:
+                    _odd.add(names[0])
+                    _log.warning("not adopting %r: not a project id", names[0])
                 continue
             creators = by_project.setdefault(names[0], set())
             creators.update(tag.partition(":")[2] for tag in deployment.tags

@@ -44,7 +44,7 @@ def project_resource(request: Request, project: service.Project) -> dict[str, An
         "description": project.description, "creatorId": project.creator_id,
         "created": project.created, "settings": project.settings,
     }, links={name: f"{base}/{name}" for name in (
-        "pipelines", "pipelineexecutions", "secrets", "dockercredentials")} | {
+        "pipelines", "pipelineexecutions", "secrets")} | {
         "projectroletemplatebindings":
             f"{norman.base_url(request)}/v3/projectroletemplatebindings?projectId={project.id}"})
 
@@ -74,10 +74,10 @@ async def create_project(request: Request, client: Client, settings: AppSettings
     body = parse_model(ProjectIn, await read_document(request, settings))
     if body.name is None:
         raise InvalidInputError("name is required", field_name="name", code="MissingRequired")
+    project_settings = _settings(body, request, who.admin)  # refused before anything is made
     project = await service.create_project(
         client, cluster_id=body.clusterId or "local", name=body.name,
         description=body.description or "", creator_id=who.user_id)
-    project_settings = _settings(body, request, who.admin)
     if project_settings:
         project = await service.update_project(client, project, name=None, description=None,
                                                settings=project_settings)
@@ -127,11 +127,12 @@ async def update_project(request: Request, project_id: Project, client: Client,
 
 @router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
                dependencies=[strict_query()])
-async def delete_project(project_id: Project, client: Client) -> Response:
+async def delete_project(request: Request, project_id: Project, client: Client) -> Response:
     """Delete a project that holds no pipelines (owners)."""
     project = await _project(client, project_id)
     _, count = await pipeline_service.list_pipelines(client, project_id=project_id, limit=1, offset=0)
-    await service.delete_project(client, project, pipelines=count)
+    for binding in await service.delete_project(client, project, pipelines=count):
+        request.app.state.access.forget(project_id, binding.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -35,7 +35,9 @@ _BODY = {
         },
     }
 }
-_YAML = {"content": {"application/yaml": {"schema": {"type": "string"}}}}
+# A YAML document whose content is the definition (a mapping, as a client that reads YAML sees it).
+_YAML = {"content": {"application/yaml": {"schema": {
+    "type": "object", "description": "The pipeline's definition, in the fields POST takes."}}}}
 
 
 def _self_url(request: Request, project_id: str, pipeline_id: str) -> str:

@@ -17,7 +17,7 @@ from bench.env import BenchEnv
 from bench.figures import median, p99
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FIGURES = ("trigger", "steps", "logs", "reads", "burst", "scale")
+FIGURES = ("trigger", "steps", "logs", "reads", "burst", "scale", "deliveries")
 
 
 def main() -> int:
@@ -58,6 +58,9 @@ def main() -> int:
             save(results, stamp)
         if "scale" in chosen:
             results["scale"] = figures.scale_out(env, 20 if args.quick else 40)
+            save(results, stamp)
+        if "deliveries" in chosen:
+            results["deliveries"] = figures.deliveries(env, 40 if args.quick else 80)
             save(results, stamp)
         # Last: storing thousands of executions takes the longest.
         if "reads" in chosen:
@@ -169,6 +172,16 @@ def render(results: dict[str, Any]) -> str:
             rows.append(f"| 6. Scale-out | {c['runs']} one-step runs at once, 10 projects, {c['label']} | "
                         f"{c['succeeded']}/{c['runs']} in {_s(c['makespan'])}, {c['runs_per_minute']:.0f} runs/min | "
                         f"CPU per run: {cpu} | | (docs/scaling.md) |")
+    if "deliveries" in results:
+        d = results["deliveries"]
+        rows.append(f"| 7. Webhook burst | {d['deliveries']} signed pushes at once to one pipeline, "
+                    f"redelivered until 2xx | {d['accepted']}/{d['deliveries']} accepted in "
+                    f"{d['attempts']} attempts ({d['refused']} refused); answers: median "
+                    f"{_ms(d['median_answer'])}, p99 {_ms(d['p99_answer'])}, longest "
+                    f"{_ms(d['longest_answer'])}; {d['executions']} executions, "
+                    f"{d['succeeded']} succeeded, all done in {_s(d['makespan'])} | GitHub waits 10 s | "
+                    f"{d['longest_answer'] / 10:.2f} of GitHub's wait | longest answer < 1 s, one "
+                    "execution per delivery |")
     return "\n".join(rows)
 
 

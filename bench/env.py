@@ -167,7 +167,7 @@ class BenchEnv:
         self.facade_url = f"http://127.0.0.1:{self.facade_port}"
         wait_for(lambda: httpx.get(f"{self.facade_url}/healthz").status_code == 200, timeout=60,
                  what="the facade")
-        self.token = subprocess.run([*CLI, "token", "create", "--user", "bench"], env=self.env,
+        self.token = subprocess.run([*CLI, "token", "create", "--user", "bench", "--admin"], env=self.env,
                                     capture_output=True, text=True, check=True).stdout.strip()
         self.api = httpx.Client(base_url=self.facade_url, timeout=300,
                                 headers={"Authorization": f"Bearer {self.token}"})
@@ -215,6 +215,13 @@ class BenchEnv:
                 return await work(client)
 
         return asyncio.run(run())
+
+    def new_project(self) -> str:
+        """A new project (the bench user owns it); its id."""
+        response = self.api.post("/v3/projects", json={"clusterId": "c-bench", "name": "bench"})
+        if response.status_code != 201:
+            raise RuntimeError(f"creating a project: {response.text}")
+        return response.json()["id"]
 
     def create_pipeline(self, project: str, name: str, stages: list[dict[str, Any]]) -> None:
         response = self.api.post(f"/v3/projects/{project}/pipelines",

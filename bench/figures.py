@@ -45,7 +45,7 @@ def _docker_run(args: list[str]) -> float:
 
 def trigger_latency(env: BenchEnv, runs: int, buildbot: Any | None) -> dict[str, Any]:
     """Seconds from the `run` response to the step's container running (engine start event)."""
-    project, pipeline = f"c-bench:p-trig{uuid.uuid4().hex[:4]}", "one-step"
+    project, pipeline = env.new_project(), "one-step"
     env.create_pipeline(project, pipeline, [{"name": "run", "steps": [BUSYBOX_TRUE]}])
     by_execution = ContainerEvents(env.docker, "io.prefect-pipelines.execution-id")
     ours = []
@@ -126,7 +126,7 @@ def step_overhead(env: BenchEnv, runs: int, buildbot: Any | None) -> dict[str, A
     The run's time is its flow run's start to end as Prefect records them (the trigger is
     figure 1); `run` response to finished is reported beside it.
     """
-    project, pipeline = f"c-bench:p-steps{uuid.uuid4().hex[:4]}", "twenty"
+    project, pipeline = env.new_project(), "twenty"
     env.create_pipeline(project, pipeline,
                         [{"name": f"s{i}", "steps": [BUSYBOX_TRUE]} for i in range(20)])
     run_times, totals, bare = [], [], []
@@ -171,7 +171,7 @@ def _seconds(iso: str) -> float:
 
 def big_logs(env: BenchEnv, runs: int) -> dict[str, Any]:
     """200,000 numbered lines (about 10 MB) from one step."""
-    project, pipeline = f"c-bench:p-logs{uuid.uuid4().hex[:4]}", "big-log"
+    project, pipeline = env.new_project(), "big-log"
     env.create_pipeline(project, pipeline, [{"name": "print", "steps": [
         {"runScriptConfig": {"image": "busybox", "shellScript": BIG_LOG_SCRIPT}}]}])
     by_execution = ContainerEvents(env.docker, "io.prefect-pipelines.execution-id")
@@ -208,7 +208,7 @@ def big_logs(env: BenchEnv, runs: int) -> dict[str, Any]:
 def api_reads(env: BenchEnv, executions: int, samples: int) -> dict[str, Any]:
     """GET one execution and the first page of a pipeline's executions, with 10-step
     executions stored, beside the Prefect call that fetches the same flow runs."""
-    project, pipeline = f"c-bench:p-reads{uuid.uuid4().hex[:4]}", "ten-steps"
+    project, pipeline = env.new_project(), "ten-steps"
     env.create_pipeline(project, pipeline, [{"name": "s", "steps": [BUSYBOX_TRUE] * 10}])
     seed_started = time.perf_counter()
     flow_run_ids = env.prefect(lambda client: _seed(client, project, pipeline, executions))
@@ -323,7 +323,7 @@ async def _seed(client: Any, project: str, pipeline: str, count: int) -> list[st
 
 def burst(env: BenchEnv, calls: int = 50, pipelines: int = 5) -> dict[str, Any]:
     """`calls` run actions at once across `pipelines` pipelines of one project."""
-    project = f"c-bench:p-burst{uuid.uuid4().hex[:4]}"
+    project = env.new_project()
     names = [f"burst-{i}" for i in range(pipelines)]
     stages = [{"name": "work", "steps": [{"runScriptConfig": {"image": "busybox", "shellScript": "sleep 1"}}]}]
     for name in names:
@@ -361,6 +361,41 @@ def burst(env: BenchEnv, calls: int = 50, pipelines: int = 5) -> dict[str, Any]:
         "containers_started_twice": sum(1 for count in by_execution.start_counts.values() if count > 1),
         "max_running": running_max.peak, "quota": quota, "makespan": makespan,
         "one_run": one_run, "ideal_makespan": calls * one_run / quota,
+    }
+
+
+# -- 7. webhook deliveries -------------------------------------------------------------
+
+def deliveries(env: BenchEnv, count: int = 80) -> dict[str, Any]:
+    """`count` signed push deliveries at once to one pipeline (a fake GitHub's repository),
+    each redelivered with its id until answered 2xx, as GitHub's Redeliver button does:
+    how long the answers took, and whether every delivery got exactly one execution."""
+    from tests.fakes.github import FakeGitHub
+    from tests.support.webhooks import burst as deliver_burst
+    from tests.support.webhooks import hooked_pipeline
+
+    fake = FakeGitHub(env.state / "github")
+    fake.start()
+    try:
+        hooked = hooked_pipeline(env.api, fake)
+        started = time.perf_counter()
+        sent = deliver_burst(env.facade_url, hooked, count)
+        answered = time.perf_counter() - started
+        answers = sorted(attempt.seconds for item in sent for attempt in item.attempts)
+        refused = [a.status for item in sent for a in item.attempts if a.status not in (200, 201, 202)]
+        ids = [f"{hooked.name}-{n}" for n in range(1, count + 1)]
+        finished = [env.wait_finished(hooked.project, execution_id, timeout=1200) for execution_id in ids]
+        makespan = time.perf_counter() - started
+        stored = env.api.get(f"/v3/projects/{hooked.project}/pipelineexecutions",
+                             params={"limit": 200}).json()["data"]
+    finally:
+        fake.stop()
+    return {
+        "deliveries": count, "accepted": sum(1 for item in sent if item.accepted is not None),
+        "attempts": len(answers), "refused": len(refused),
+        "longest_answer": answers[-1], "median_answer": median(answers), "p99_answer": p99(answers),
+        "all_answered_in": answered, "executions": len(stored),
+        "succeeded": sum(1 for f in finished if f["state"] == "success"), "makespan": makespan,
     }
 
 
@@ -405,8 +440,7 @@ def scale_out(env: BenchEnv, runs: int = 40, projects: int = 10) -> dict[str, An
     from bench.env import cpu_seconds, postgres_pids
 
     def one_round(label: str) -> dict[str, Any]:
-        tag = uuid.uuid4().hex[:4]
-        names = [(f"c-bench:p-scale{tag}{i}", "one") for i in range(projects)]
+        names = [(env.new_project(), "one") for _ in range(projects)]
         for project, name in names:
             env.create_pipeline(project, name, [{"name": "s", "steps": [BUSYBOX_TRUE]}])
         pids = {"prefect server": [env.prefect_server.pid], "postgres": postgres_pids(),

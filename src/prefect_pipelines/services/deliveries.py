@@ -143,27 +143,32 @@ def _fit(delivery: Delivery) -> dict[str, Any]:
     return value
 
 
+async def _variables(client: PrefectClient, prefix: str, tag: str, sort: str) -> list[dict[str, Any]]:
+    """Every Prefect variable whose name starts with `prefix` and that has `tag`, paged."""
+    found: list[dict[str, Any]] = []
+    while True:
+        response = await client.request("POST", "/variables/filter", json={
+            "variables": {"name": {"like_": prefix}, "tags": {"all_": [tag]}},
+            "sort": sort, "offset": len(found), "limit": _PAGE})
+        page = response.json()
+        found.extend(page)
+        if len(page) < _PAGE:
+            return found
+
+
 async def pending(client: PrefectClient) -> list[Pending]:
     """Every recorded delivery that has no run yet, oldest first."""
     found: list[Pending] = []
-    offset = 0
-    while True:
-        response = await client.request("POST", "/variables/filter", json={
-            "variables": {"name": {"like_": PREFIX}, "tags": {"all_": [TAG]}},
-            "sort": "CREATED_DESC", "offset": offset, "limit": _PAGE})
-        page = response.json()
-        offset += len(page)
-        for variable in page:
-            try:
-                found.append(Pending(variable["name"], datetime.fromisoformat(variable["created"]),
-                                     Delivery.model_validate(variable["value"])))
-            except (KeyError, TypeError, ValueError, ValidationError) as exc:
-                if variable.get("name") not in _unreadable:
-                    _unreadable.add(variable.get("name"))
-                    _log.error("cannot read delivery record %s (left as it is): %s",
-                               variable.get("name"), exc)
-        if len(page) < _PAGE:
-            return sorted(found, key=lambda item: item.created)
+    for variable in await _variables(client, PREFIX, TAG, "CREATED_DESC"):
+        try:
+            found.append(Pending(variable["name"], datetime.fromisoformat(variable["created"]),
+                                 Delivery.model_validate(variable["value"])))
+        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+            if variable.get("name") not in _unreadable:
+                _unreadable.add(variable.get("name"))
+                _log.error("cannot read delivery record %s (left as it is): %s",
+                           variable.get("name"), exc)
+    return sorted(found, key=lambda item: item.created)
 
 
 class _Drop(Exception):
@@ -348,16 +353,8 @@ class Dispatcher:
 
 async def _leases(client: PrefectClient) -> dict[str, str]:
     """owner -> the lease's last change, of every dispatcher holding a lease."""
-    leases: dict[str, str] = {}
-    while True:
-        response = await client.request("POST", "/variables/filter", json={
-            "variables": {"name": {"like_": LEASE_PREFIX}, "tags": {"all_": [LEASE_TAG]}},
-            "sort": "NAME_ASC", "offset": len(leases), "limit": _PAGE})
-        page = response.json()
-        for variable in page:
-            leases[variable["name"][len(LEASE_PREFIX):]] = f"{variable.get('updated')}:{variable.get('value')}"
-        if len(page) < _PAGE:
-            return leases
+    return {variable["name"][len(LEASE_PREFIX):]: f"{variable.get('updated')}:{variable.get('value')}"
+            for variable in await _variables(client, LEASE_PREFIX, LEASE_TAG, "NAME_ASC")}
 
 
 async def _forget_quietly(client: PrefectClient, item: Pending) -> None:

@@ -17,13 +17,13 @@ from prefect.client.schemas.actions import BlockDocumentCreate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from prefect_pipelines.blocks import RunNumberClaim
+from prefect_pipelines.services.documents import block_ids
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
 CLAIM_SLUG = RunNumberClaim.get_block_type_slug()
 _MAX_ATTEMPTS = 1000
-_registered: dict[str, tuple[UUID, UUID]] = {}
 
 
 def claim_prefix(deployment_id: UUID | str) -> str:
@@ -38,11 +38,7 @@ def claim_name(deployment_id: UUID | str, number: int) -> str:
 
 async def claim_block_ids(client: PrefectClient) -> tuple[UUID, UUID]:
     """(block type id, block schema id) of claims, registered once per API."""
-    key = str(client.api_url)
-    if key not in _registered:
-        await RunNumberClaim.aregister_type_and_schema(client=client)
-        _registered[key] = (RunNumberClaim._block_type_id, RunNumberClaim._block_schema_id)  # type: ignore[assignment]
-    return _registered[key]
+    return await block_ids(client, RunNumberClaim)
 
 
 async def highest_run(client: PrefectClient, deployment_id: UUID | str) -> int:

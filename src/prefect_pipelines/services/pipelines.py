@@ -51,6 +51,7 @@ from prefect_pipelines.translator.mapping import (
     idempotency_key,
     run_tag,
     secrets_block_name,
+    stored_source,
     tagged_run_number,
 )
 from prefect_pipelines.translator.schedule import next_fire_time
@@ -260,9 +261,7 @@ async def create_pipeline(client: PrefectClient, *, project_id: str, config: Pip
 
 def _source_of(definition: dict[str, Any]) -> tuple[str, str]:
     """(repository URL, source code credential id) of a definition's clone step."""
-    stages = definition.get("stages") or []
-    steps = (stages[0].get("steps") or []) if stages else []
-    source = (steps[0].get("sourceCodeConfig") or {}) if steps else {}
+    source = stored_source(definition) or {}
     return str(source.get("url") or ""), str(source.get("sourceCodeCredentialId") or "")
 
 
@@ -425,10 +424,7 @@ async def set_active(client: PrefectClient, *, project_id: str, pipeline_id: str
 
 def resolve_branch(definition: dict[str, Any], branch: str | None) -> str:
     """The branch a run of this definition builds (422 naming `branch` when it cannot)."""
-    source = None
-    stages = definition.get("stages") or []
-    if stages and stages[0].get("steps"):
-        source = stages[0]["steps"][0].get("sourceCodeConfig")
+    source = stored_source(definition)
     try:
         if source is None:
             if branch:

@@ -26,6 +26,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect_pipelines.blocks import PipelinesProject, PipelinesUser, ProjectRoleBinding
 from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
 from prefect_pipelines.flows import FLOW_NAME
+from prefect_pipelines.services.documents import block_ids, find_documents
 from prefect_pipelines.services.pipelines import check_project_id
 from prefect_pipelines.services.tokens import check_user_id
 from prefect_pipelines.translator.mapping import TAG_PROJECT, split_deployment_name
@@ -41,7 +42,6 @@ _CLUSTER = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _ID_CHARS = string.ascii_lowercase + string.digits
 _PAGE = 200
 _odd: set[str] = set()
-_ids: dict[tuple[str, str], tuple[Any, Any]] = {}
 SETTINGS = {"executorQuota": int, "cpuLimit": str, "memoryLimit": str, "allowPrivileged": bool}
 
 
@@ -71,17 +71,9 @@ def _user_block(user_id: str) -> str:
     return f"user--{_user_digest(user_id)}"
 
 
-async def _block_ids(client: PrefectClient, block: type[Block]) -> tuple[Any, Any]:
-    key = (str(client.api_url), block.get_block_type_slug())
-    if key not in _ids:
-        await block.aregister_type_and_schema(client=client)
-        _ids[key] = (block._block_type_id, block._block_schema_id)
-    return _ids[key]
-
-
 async def _create(client: PrefectClient, block: type[Block], name: str, data: dict[str, Any]) -> None:
     """Create a block document; ObjectAlreadyExists when the name is taken."""
-    type_id, schema_id = await _block_ids(client, block)
+    type_id, schema_id = await block_ids(client, block)
     await client.create_block_document(BlockDocumentCreate(
         name=name, data=data, block_type_id=type_id, block_schema_id=schema_id))
 
@@ -96,17 +88,8 @@ async def _read(client: PrefectClient, block: type[Block], name: str) -> tuple[A
 
 
 async def _list(client: PrefectClient, block: type[Block], contains: str) -> list[tuple[Any, dict[str, Any]]]:
-    """Every document of a block type whose name contains `contains`."""
-    found: list[tuple[Any, dict[str, Any]]] = []
-    while True:
-        response = await client.request("POST", "/block_documents/filter", json={
-            "block_documents": {"name": {"like_": contains}},
-            "block_types": {"slug": {"any_": [block.get_block_type_slug()]}},
-            "sort": "NAME_ASC", "offset": len(found), "limit": _PAGE})
-        page = response.json()
-        found.extend((document["id"], document["data"]) for document in page)
-        if len(page) < _PAGE:
-            return found
+    """(id, data) of every document of a block type whose name contains `contains`."""
+    return [(document["id"], document["data"]) for document in await find_documents(client, block, contains)]
 
 
 # -- projects ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from prefect.exceptions import ObjectNotFound
 
 from prefect_pipelines.blocks import ProjectSecret
 from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
+from prefect_pipelines.services.documents import find_documents
 from prefect_pipelines.translator import PipelineConfig
 from prefect_pipelines.translator.spec import RunScriptConfig, is_pipeline_name
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
-_PAGE = 200
 MAX_VALUE_BYTES = 64 << 10
 
 
@@ -93,20 +93,9 @@ async def _exists(client: PrefectClient, project_id: str, name: str) -> bool:
 
 async def list_secrets(client: PrefectClient, project_id: str) -> list[SecretInfo]:
     prefix = block_name(project_id, "")
-    found: list[SecretInfo] = []
-    offset = 0
-    while True:
-        response = await client.request("POST", "/block_documents/filter", json={
-            "block_documents": {"name": {"like_": prefix}},
-            "block_types": {"slug": {"any_": [ProjectSecret.get_block_type_slug()]}},
-            "include_secrets": False, "sort": "NAME_ASC", "offset": offset, "limit": _PAGE})
-        page = response.json()
-        offset += len(page)
-        found.extend(SecretInfo(project_id, doc["data"].get("name", ""), sorted(doc["data"].get("data") or {}))
-                     for doc in page if doc["name"].startswith(prefix)
-                     and doc["data"].get("project_id") == project_id)
-        if len(page) < _PAGE:
-            return found
+    return [SecretInfo(project_id, doc["data"].get("name", ""), sorted(doc["data"].get("data") or {}))
+            for doc in await find_documents(client, ProjectSecret, prefix, include_secrets=False)
+            if doc["name"].startswith(prefix) and doc["data"].get("project_id") == project_id]
 
 
 async def read_secret(client: PrefectClient, project_id: str, name: str) -> SecretInfo:

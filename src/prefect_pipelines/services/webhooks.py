@@ -28,7 +28,7 @@ from prefect_pipelines.services.pipelines import read_deployment
 from prefect_pipelines.settings import Settings
 from prefect_pipelines.translator import BranchCondition, PipelineConfig, PipelineSpecError
 from prefect_pipelines.translator.branches import validate_branch_name
-from prefect_pipelines.translator.mapping import secrets_block_name
+from prefect_pipelines.translator.mapping import secrets_block_name, stored_source
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -247,8 +247,7 @@ def check_branch(config: dict[str, Any], delivery: Delivery) -> None:
         validate_branch_name(delivery.branch)
     except PipelineSpecError as exc:
         raise InvalidInputError(exc.message, field_name="ref") from None
-    stages = config.get("stages") or []
-    source = stages[0]["steps"][0].get("sourceCodeConfig") if stages and stages[0].get("steps") else None
+    source = stored_source(config)
     if source is None:
         return
     condition = BranchCondition(source.get("branch"), source.get("branchCondition", "only"))

@@ -47,6 +47,13 @@ def idempotency_key(deployment_id: Any, number: int) -> str:
     return f"{IDEMPOTENCY_PREFIX}{deployment_id}:{number}"
 
 
+def stored_source(definition: dict[str, Any]) -> dict[str, Any] | None:
+    """The clone step (`sourceCodeConfig`) of a stored definition, when it has one."""
+    stages = definition.get("stages") or []
+    steps = (stages[0].get("steps") or []) if stages else []
+    return steps[0].get("sourceCodeConfig") if steps else None
+
+
 def delivery_digest(delivery_id: str) -> str:
     """A fixed-length name part for a webhook delivery id."""
     return hashlib.sha256(delivery_id.encode()).hexdigest()[:32]

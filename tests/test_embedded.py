@@ -352,12 +352,18 @@ def server(tmp_path: Path) -> Iterator[Server]:
         started.close()
 
 
+# A short silence, so that a busy machine (the CI run) has a wide margin before the
+# deadlines below; the default (50 s) behaves the same, only later.
+LOST_AFTER = {"PREFECT_PIPELINES_HEARTBEAT_SECONDS": "5", "PREFECT_PIPELINES_LOST_AFTER_SECONDS": "15"}
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(400)
 def test_a_killed_worker_is_restarted_and_the_run_it_held_fails_worker_lost(
-        server: Server, docker_client: Any) -> None:
+        tmp_path: Path, docker_client: Any) -> None:
     long = f"long{uuid.uuid4().hex[:6]}"  # container labels are looked up on a shared engine
     flow_run_id = None
+    server = Server(tmp_path, **LOST_AFTER)
     try:
         with server.client() as api:
             project = new_project(api, "c-emb")
@@ -383,22 +389,23 @@ def test_a_killed_worker_is_restarted_and_the_run_it_held_fails_worker_lost(
             wait_for(lambda: len(server.workers()) > workers_before, timeout=60,
                      what="the new worker to register")
 
-            def left() -> float:
-                return max(1.0, 90 - (time.monotonic() - killed_at))
+            def left() -> float:  # generous: the silence is 15 s, Prefect's triggers may lag
+                return max(1.0, 180 - (time.monotonic() - killed_at))
 
             lost = wait_state(api, project, held["id"], timeout=left())
             assert lost["state"] == "failed" and "worker lost" in lost["message"], lost
+            assert "15 s" in lost["message"], lost
             wait_for(lambda: not containers_of(docker_client, flow_run_id), timeout=left(),
                      what="the lost run's container to be removed")
-            assert time.monotonic() - killed_at < 90
 
             done = wait_state(api, project, run(api, project, "quick")["id"], timeout=90)
             assert done["state"] == "success", done
             assert server.answers()
+        assert server.ctrl_c() == 0, server.log()[-3000:]
     finally:
         for leftover in containers_of(docker_client, flow_run_id) if flow_run_id else []:
             leftover.remove(force=True)
-    assert server.ctrl_c() == 0, server.log()[-3000:]
+        server.close()
 
 
 @pytest.mark.slow

@@ -103,6 +103,14 @@ def probes(world: dict[str, Any]) -> dict[tuple[str, str], list[Probe]]:
         ("PUT", "/v3/projects/{project_id}/secrets/{name}"): [
             Probe(f"{base}/secrets/ghost", json={"data": {"K": "v"}})],
         ("DELETE", "/v3/projects/{project_id}/secrets/{name}"): [Probe(f"{base}/secrets/ghost")],
+        ("GET", "/v3/projects/{project_id}/dockercredentials"): [Probe(f"{base}/dockercredentials")],
+        ("POST", "/v3/projects/{project_id}/dockercredentials"): [
+            Probe(f"{base}/dockercredentials", json={"name": "x"})],  # no registries: 422
+        ("GET", "/v3/projects/{project_id}/dockercredentials/{name}"): [Probe(f"{base}/dockercredentials/ghost")],
+        ("PUT", "/v3/projects/{project_id}/dockercredentials/{name}"): [Probe(
+            f"{base}/dockercredentials/ghost", json={"registries": {"r.example": {"username": "u"}}})],
+        ("DELETE", "/v3/projects/{project_id}/dockercredentials/{name}"): [
+            Probe(f"{base}/dockercredentials/ghost")],
         ("GET", "/v3/projectroletemplatebindings"): [Probe("/v3/projectroletemplatebindings")],
         ("POST", "/v3/projectroletemplatebindings"): [Probe("/v3/projectroletemplatebindings", json={
             "projectId": project, "userId": world["users"]["project-member"], "roleTemplateId": "read-only"})],
@@ -155,7 +163,7 @@ def test_the_table_follows_the_role_table() -> None:
     changed by owners; a cluster's GitHub app by admins."""
     for (method, path), rule in RULES.items():
         needs = {rule.need, *rule.actions.values()}
-        if path.startswith("/v3/projects/{project_id}/secrets"):
+        if path.startswith(("/v3/projects/{project_id}/secrets", "/v3/projects/{project_id}/dockercredentials")):
             assert needs == {Need.OWNER}, (method, path)  # read-only reads no secret, not even its keys
         elif path.startswith("/v3/projects/{project_id}"):
             if method == "GET":
@@ -285,10 +293,11 @@ def test_a_removed_role_stops_working(world) -> None:  # type: ignore[no-untyped
         assert answer.status_code == 404
 
 
-def test_projects_from_before_projects_existed_are_adopted(api, prefect_api, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_projects_from_before_projects_existed_are_adopted(api, prefect_api, registry, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A pipeline stored as the previous version stored it (a deployment and its secrets
     block, no project record): a facade that starts adopts its project, id kept, with the
-    pipeline's creator as owner; nobody else reaches it."""
+    pipeline's creator as owner; nobody else reaches it. The Prefect Secret it named and
+    the operator's login for the registry it publishes to are copied into the project."""
     import asyncio
 
     from prefect.client.orchestration import get_client
@@ -308,9 +317,20 @@ def test_projects_from_before_projects_existed_are_adopted(api, prefect_api, tmp
     secret_name, secret_value = f"legacy-{uuid.uuid4().hex[:6]}", f"kept-{uuid.uuid4().hex}"
     scan.add(secret_value, "an adopted pipeline's Prefect Secret block")
     Secret(value=secret_value).save(secret_name)
+    from prefect_docker.credentials import DockerRegistryCredentials
+
+    logins = {f"legacy-reg-{uuid.uuid4().hex[:6]}": registry.host,
+              f"legacy-other-{uuid.uuid4().hex[:6]}": f"other-{uuid.uuid4().hex[:6]}.example:5000"}
+    for block, host in logins.items():
+        DockerRegistryCredentials(username=registry.username, password=registry.password,
+                                  registry_url=f"http://{host}").save(block)
 
     async def store() -> None:
         async with get_client() as client:
+            publish = parse_pipeline(definition("legacy-publish", [
+                {"publishImageConfig": {"tag": f"{registry.host}/legacy/app:1"}}]))
+            await create_pipeline(client, project_id=project, config=publish, creator_id=creator,
+                                  settings=get_settings())
             config = parse_pipeline(definition("legacy", [script_step('echo "still here s=$S"')]))
             await create_pipeline(client, project_id=project, config=config, creator_id=creator,
                                   settings=get_settings())
@@ -338,7 +358,8 @@ def test_projects_from_before_projects_existed_are_adopted(api, prefect_api, tmp
     try:
         _, url = stack.facade("adopter")
         with stack.client(url, user=creator) as old:
-            assert [p["id"] for p in old.get(f"/v3/projects/{project}/pipelines").json()["data"]] == ["legacy"]
+            assert sorted(p["id"] for p in old.get(f"/v3/projects/{project}/pipelines").json()["data"]) == [
+                "legacy", "legacy-publish"]
             shown = old.get(f"/v3/projects/{project}").json()
             assert shown["id"] == project and "adopted" in shown["description"]
             bindings = old.get("/v3/projectroletemplatebindings", params={"projectId": project}).json()["data"]
@@ -349,11 +370,18 @@ def test_projects_from_before_projects_existed_are_adopted(api, prefect_api, tmp
             # Its secret was copied into the project, which scopes it from now on.
             listed = old.get(f"/v3/projects/{project}/secrets").json()["data"]
             assert [(x["name"], x["keys"]) for x in listed] == [(secret_name, ["value"])]
+            # The login of the registry it publishes to, and no other, likewise.
+            copied = old.get(f"/v3/projects/{project}/dockercredentials").json()["data"]
+            assert [(x["name"], x["registries"]) for x in copied] == [
+                ("adopted", {registry.host: {"username": registry.username}})]
+            assert registry.password not in str(copied)
         with stack.client(url, user="bob") as bob:
             answer = bob.get(f"/v3/projects/{project}/pipelines")
             assert answer.status_code == 404 and answer.json()["message"].startswith("project ")
     finally:
         stack.close()
+        for block in logins:
+            DockerRegistryCredentials.delete(block)
 
 
 def test_webhook_and_cron_runs_of_a_creator_who_lost_their_role_are_refused(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from prefect_pipelines.flows.executors import describe_executor, engine_url, resolve_executor
-from prefect_pipelines.flows.executors.docker import DockerExecutor
+from prefect_pipelines.flows.executors.docker import DockerExecutor, NoLogins
 from prefect_pipelines.flows.executors.process import ProcessExecutor
 from prefect_pipelines.flows.output import SecretMasker
 from prefect_pipelines.flows.runtime import select_executor
@@ -76,7 +76,7 @@ def test_auto_resolves_to_docker_whenever_an_engine_answers(docker_client) -> No
     settings = Settings(executor="auto")
     assert resolve_executor(settings) == "docker"
     assert describe_executor(settings, "docker") == f"executor: docker (engine {engine_url(None)})"
-    executor = select_executor(settings, lambda registry: None)
+    executor = select_executor(settings, NoLogins())
     assert isinstance(executor, DockerExecutor)
     executor.close()
 
@@ -86,7 +86,7 @@ def test_auto_resolves_to_process_when_no_engine_answers() -> None:
     assert resolve_executor(settings) == "process"
     assert describe_executor(settings, "process").startswith(
         f"executor: process (no docker engine answered at {NO_ENGINE}): steps run on this host as ")
-    assert isinstance(select_executor(Settings(executor="process"), lambda registry: None),
+    assert isinstance(select_executor(Settings(executor="process"), NoLogins()),
                       ProcessExecutor)
 
 
@@ -95,7 +95,7 @@ def test_a_run_never_falls_back_to_the_host_by_itself(choice: str) -> None:
     from prefect_pipelines.flows.executors.base import ExecutorError
 
     with pytest.raises(ExecutorError, match=f"the docker engine does not answer at {NO_ENGINE}"):
-        select_executor(Settings(executor=choice, docker_host=NO_ENGINE), lambda registry: None)
+        select_executor(Settings(executor=choice, docker_host=NO_ENGINE), NoLogins())
 
 
 @pytest.mark.timeout(120)

@@ -84,6 +84,12 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{P}/secrets/{{name}}"): Rule(Need.OWNER),
     ("PUT", f"{P}/secrets/{{name}}"): Rule(Need.OWNER),
     ("DELETE", f"{P}/secrets/{{name}}"): Rule(Need.OWNER),
+    # its registry logins: its owners (passwords are never shown, to anyone)
+    ("GET", f"{P}/dockercredentials"): Rule(Need.OWNER),
+    ("POST", f"{P}/dockercredentials"): Rule(Need.OWNER),
+    ("GET", f"{P}/dockercredentials/{{name}}"): Rule(Need.OWNER),
+    ("PUT", f"{P}/dockercredentials/{{name}}"): Rule(Need.OWNER),
+    ("DELETE", f"{P}/dockercredentials/{{name}}"): Rule(Need.OWNER),
     # role bindings: the project is in the body or the binding id
     ("GET", "/v3/projectroletemplatebindings"): Rule(Need.USER, project=HANDLER),
     ("POST", "/v3/projectroletemplatebindings"): Rule(Need.OWNER, project=HANDLER),

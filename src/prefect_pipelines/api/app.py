@@ -172,6 +172,7 @@ def create_app() -> FastAPI:
     app.include_router(projects.router)
     app.include_router(projects.bindings)
     app.include_router(projects.secrets)
+    app.include_router(projects.dockercredentials)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -313,7 +313,39 @@ class ProjectSecret(Resource):
     keys: list[str] = Field(description="The secret's keys (its values are never shown).")
 
 
+class RegistryLoginIn(BaseModel):
+    """One registry's login in a docker credential's body."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    username: str
+    password: str | None = Field(default=None, description="Write-only; left out on PUT, "
+                                 "the stored password is kept.")
+
+
+class DockerCredentialIn(BaseModel):
+    """The body of POST/PUT on a project's docker credentials (Rancher's shape)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str | None = Field(default=None, description="Lowercase letters, digits, dashes (POST).")
+    registries: dict[str, RegistryLoginIn] = Field(
+        description="Registry host (`reg.example.com:5000`, `docker.io`) -> login.")
+
+
+class RegistryLogin(BaseModel):
+    username: str
+
+
+class DockerCredential(Resource):
+    projectId: str
+    name: str
+    registries: dict[str, RegistryLogin] = Field(
+        description="Registry host -> username (passwords are never shown).")
+
+
 ClusterPipelineCollection = Collection[ClusterPipeline]
+DockerCredentialCollection = Collection[DockerCredential]
 ProjectSecretCollection = Collection[ProjectSecret]
 ProjectCollection = Collection[Project]
 ProjectRoleTemplateBindingCollection = Collection[ProjectRoleTemplateBinding]

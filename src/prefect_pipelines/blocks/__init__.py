@@ -216,6 +216,27 @@ class ProjectSecret(Block):
     data: SecretDict = Field(description="KEY -> value; never shown.")
 
 
+class ProjectDockerCredential(Block):
+    """Registry logins of a project: what its steps pull private images and push with.
+
+    Examples:
+        ```python
+        from prefect_pipelines.blocks import ProjectDockerCredential
+        logins = ProjectDockerCredential.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "Pipelines Project Docker Credential"
+    _block_type_slug = "pipelines-project-docker-credential"
+    _description = "Registry logins (host -> username, password) of one project's pipelines."
+    _documentation_url = _DOCS
+
+    project_id: str = Field(description="The project it belongs to.")
+    name: str = Field(description="Its name in the project.")
+    usernames: dict[str, str] = Field(description="Registry host -> username.")
+    passwords: SecretDict = Field(description="Registry host -> password; never shown.")
+
+
 class RunNumberClaim(Block):
     """A run number taken by one execution of a pipeline (internal, kept anonymous).
 

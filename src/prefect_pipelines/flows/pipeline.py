@@ -40,7 +40,7 @@ from prefect_pipelines.flows.output import SecretMasker, StepOutput, console
 from prefect_pipelines.flows.runtime import (
     CommitStatus,
     StepTagLimits,
-    credentials_lookup,
+    RegistryLogins,
     ensure_run_number,
     label_flow_run,
     load_source_token,
@@ -480,7 +480,10 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
     executor: Executor | None = None
     if needs_engine:
         try:
-            executor = select_executor(settings, credentials_lookup(masker))
+            # A project's run logs in with its project's registry logins; `exec`, with
+            # the operator's prefect-docker blocks.
+            executor = select_executor(settings, RegistryLogins(
+                masker, project_id if flow_run.deployment_id is not None else ""))
         except ExecutorError as exc:
             logger.error("%s", exc)
             return Failed(message=str(exc))

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from functools import cache
+import threading
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
@@ -19,6 +17,13 @@ from prefect_pipelines.flows.executors.docker import DockerExecutor
 from prefect_pipelines.flows.executors.process import ProcessExecutor
 from prefect_pipelines.flows.output import SecretMasker
 from prefect_pipelines.services.client import pipelines_client, shared_sync_client
+from prefect_pipelines.services.dockercredentials import (
+    DOCKER_HUB,
+    operator_logins,
+    private_registries,
+    registry_host,
+    registry_logins,
+)
 from prefect_pipelines.services.numbering import claim_run_number
 from prefect_pipelines.settings import Settings
 from prefect_pipelines.translator import RunPlan, RunScriptConfig
@@ -31,9 +36,7 @@ from prefect_pipelines.translator.mapping import (
     run_tag,
 )
 
-REGISTRY_BLOCK_SLUG = "docker-registry-credentials"
 _log = logging.getLogger(__name__)
-_DOCKER_HUB = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 
 
 def ensure_run_number(flow_run: FlowRun, pipeline_id: str) -> int:
@@ -243,53 +246,52 @@ def load_source_token(credential_id: str | None) -> str | None:
     return credential.access_token.get_secret_value()
 
 
-def registry_host(url: str) -> str:
-    """`https://reg.example.com:5000/` -> `reg.example.com:5000`; Docker Hub -> docker.io."""
-    host = urlsplit(url if "://" in url else f"//{url}").netloc or url
-    host = host.rstrip("/").lower()
-    return "docker.io" if host in _DOCKER_HUB else host
+class RegistryLogins:
+    """The registry logins of one run, read once on first use; every password is masked.
 
-
-def credentials_lookup(masker: SecretMasker) -> Callable[[str], dict[str, str] | None]:
-    """A lookup of registry logins from prefect-docker `DockerRegistryCredentials` blocks.
-
-    The blocks are read once per run, on first use; every password found is masked.
+    A run of a project's pipeline uses its project's docker credentials only
+    (services/dockercredentials.py), and pulls an image of a private registry (one some
+    project, or an operator's block, keeps a login for) every time. A run outside any
+    project (`exec`, on an operator's machine) uses prefect-docker
+    `DockerRegistryCredentials` blocks, as before projects existed.
     """
 
-    @cache
-    def load() -> dict[str, dict[str, str]]:
-        with get_client(sync_client=True) as client:
-            try:
-                documents = client.read_block_documents_by_type(
-                    REGISTRY_BLOCK_SLUG, include_secrets=True
-                )
-            except ObjectNotFound:
-                return {}
-        logins: dict[str, dict[str, str]] = {}
-        for document in documents:
-            data = document.data
-            password = data.get("password") or ""
-            if hasattr(password, "get_secret_value"):
-                password = password.get_secret_value()
-            if not data.get("registry_url") or not data.get("username"):
-                continue
-            masker.add(str(password))
-            logins[registry_host(data["registry_url"])] = {
-                "username": data["username"],
-                "password": str(password),
-                "serveraddress": data["registry_url"],
-            }
-        return logins
+    def __init__(self, masker: SecretMasker, project_id: str = "") -> None:
+        self.masker, self.project_id = masker, project_id
+        self._lock = threading.Lock()
+        self._read: tuple[dict[str, dict[str, str]], set[str]] | None = None
 
-    def lookup(registry: str) -> dict[str, str] | None:
-        return load().get(registry_host(registry))
+    def login(self, registry: str) -> dict[str, str] | None:
+        """The engine's auth config for `registry` (a host, or empty for Docker Hub)."""
+        return self._load()[0].get(registry_host(registry or DOCKER_HUB))
 
-    return lookup
+    def private(self, registry: str) -> bool:
+        """Whether an image of `registry` is pulled with this run's login every time."""
+        return registry_host(registry or DOCKER_HUB) in self._load()[1]
+
+    def has_private(self) -> bool:
+        return bool(self._load()[1])
+
+    def _load(self) -> tuple[dict[str, dict[str, str]], set[str]]:
+        with self._lock:
+            if self._read is None:
+                self._read = run_coro_as_sync(self._fetch())
+            return self._read
+
+    async def _fetch(self) -> tuple[dict[str, dict[str, str]], set[str]]:
+        async with pipelines_client() as client:
+            operators = await operator_logins(client, include_secrets=not self.project_id)
+            if not self.project_id:
+                logins, private = operators, set()
+            else:
+                logins = await registry_logins(client, self.project_id)
+                private = await private_registries(client) | set(operators)
+        for login in logins.values():
+            self.masker.add(login["password"])
+        return logins, private
 
 
-def select_executor(
-    settings: Settings, credentials: Callable[[str], dict[str, str] | None]
-) -> Executor:
+def select_executor(settings: Settings, logins: RegistryLogins) -> Executor:
     """The executor for this run: process only when the setting says `process` (as a
     worker or `exec` that found no engine at its start pins it, see
     `executors.resolve_executor`); docker otherwise, `auto` included. A run never falls
@@ -301,7 +303,7 @@ def select_executor(
     if settings.executor == "process":
         return ProcessExecutor()
     return DockerExecutor(
-        settings.docker_host, network=settings.docker_network, credentials=credentials
+        settings.docker_host, network=settings.docker_network, logins=logins
     )
 
 

@@ -26,10 +26,13 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect_pipelines.blocks import PipelinesProject, PipelinesUser, ProjectRoleBinding
 from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
 from prefect_pipelines.flows import FLOW_NAME
+from prefect_pipelines.services.dockercredentials import adopt_operator_logins, registry_host
 from prefect_pipelines.services.documents import block_ids, find_documents
 from prefect_pipelines.services.pipelines import check_project_id
 from prefect_pipelines.services.tokens import check_user_id
+from prefect_pipelines.translator.errors import ImageTagError
 from prefect_pipelines.translator.mapping import TAG_PROJECT, split_deployment_name
+from prefect_pipelines.translator.plan import split_reference
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -395,6 +398,7 @@ async def adopt(client: PrefectClient, project_id: str | None = None) -> list[st
 
     by_project: dict[str, set[str]] = {}
     sources: dict[str, set[str]] = {}
+    registries: dict[str, set[str]] = {}
     offset = 0
     tags = DeploymentFilter(tags=DeploymentFilterTags(all_=[f"{TAG_PROJECT}{project_id}"])) if project_id else None
     while True:
@@ -416,6 +420,7 @@ async def adopt(client: PrefectClient, project_id: str | None = None) -> list[st
             creators.update(tag.partition(":")[2] for tag in deployment.tags
                             if tag.startswith("creator:") and tag.partition(":")[2])
             sources.setdefault(names[0], set()).update(_env_from_names(deployment.parameters or {}))
+            registries.setdefault(names[0], set()).update(_registry_hosts(deployment.parameters or {}))
         if len(page) < _PAGE:
             break
     adopted = []
@@ -438,6 +443,7 @@ async def adopt(client: PrefectClient, project_id: str | None = None) -> list[st
                 pass
         for name in sorted(sources.get(found, ())):
             await _adopt_secret(client, found, name)
+        await _adopt_registry_logins(client, found, registries.get(found, set()))
         adopted.append(found)
         _log.warning("adopted project %s (owners: %s)", found, ", ".join(sorted(creators)) or "none")
     return adopted
@@ -452,6 +458,33 @@ def _env_from_names(parameters: dict[str, Any]) -> set[str]:
                 if isinstance(item, dict) and isinstance(item.get("sourceName"), str):
                     names.add(item["sourceName"])
     return names
+
+
+def _registry_hosts(parameters: dict[str, Any]) -> set[str]:
+    """The registries a stored definition's images and publish tags name (Docker Hub
+    included; a reference its variables make is not guessed at)."""
+    hosts = set()
+    for stage in (parameters.get("pipeline") or {}).get("stages") or []:
+        for step in stage.get("steps") or []:
+            for config, key in (("runScriptConfig", "image"), ("publishImageConfig", "tag")):
+                reference = (step.get(config) or {}).get(key)
+                if not isinstance(reference, str) or "$" in reference:
+                    continue
+                try:
+                    hosts.add(registry_host(split_reference(reference)[0] or "docker.io"))
+                except ImageTagError:
+                    continue
+    return hosts
+
+
+async def _adopt_registry_logins(client: PrefectClient, project_id: str, hosts: set[str]) -> None:
+    try:
+        copied = await adopt_operator_logins(client, project_id, hosts)
+    except (ConflictError, InvalidInputError) as exc:
+        _log.warning("could not copy registry logins into adopted project %s: %s", project_id, exc)
+        return
+    if copied:
+        _log.warning("adopted project %s: copied the registry logins of %s", project_id, ", ".join(copied))
 
 
 async def _adopt_secret(client: PrefectClient, project_id: str, name: str) -> None:

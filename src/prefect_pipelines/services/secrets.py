@@ -1,7 +1,7 @@
 """Project secrets: named values a project's steps get through `envFrom`, and nothing else.
 
-Each is a `ProjectSecret` block document `secret--<cluster>--<project>--<name>`; its
-values are a secret field (Prefect encrypts them at rest, its API shows `********`), and
+Each is a `ProjectSecret` block document `secret--<cluster>--<project>--<name>`
+(services/project_items.py); its values are a secret field (Prefect encrypts them at rest, its API shows `********`), and
 answers show only the keys. An `envFrom` names a secret of the pipeline's own project:
 the name is joined to that project, so no name reaches another project's secrets or an
 operator's Prefect Secret blocks.
@@ -13,13 +13,11 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prefect.exceptions import ObjectNotFound
-
 from prefect_pipelines.blocks import ProjectSecret
-from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
-from prefect_pipelines.services.documents import find_documents
+from prefect_pipelines.errors import InvalidInputError, NotFoundError
+from prefect_pipelines.services.project_items import ProjectItems
 from prefect_pipelines.translator import PipelineConfig
-from prefect_pipelines.translator.spec import RunScriptConfig, is_pipeline_name
+from prefect_pipelines.translator.spec import RunScriptConfig
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -37,16 +35,7 @@ class SecretInfo:
     keys: list[str]
 
 
-def block_name(project_id: str, name: str) -> str:
-    cluster, _, project = project_id.partition(":")
-    return f"secret--{cluster}--{project}--{name}"
-
-
-def check_name(name: Any) -> str:
-    if not isinstance(name, str) or not is_pipeline_name(name):
-        raise InvalidInputError(f"{name!r} is not a secret name: use 1-63 lowercase letters, "
-                                "digits and dashes", field_name="name")
-    return name
+SECRETS = ProjectItems(ProjectSecret, "secret", "secret")
 
 
 def check_data(data: Any) -> dict[str, str]:
@@ -69,33 +58,16 @@ def check_data(data: Any) -> dict[str, str]:
 async def put_secret(client: PrefectClient, project_id: str, name: str, data: dict[str, str], *,
                      create: bool) -> SecretInfo:
     """Create (409 when the name is taken) or replace (404 when missing) a secret."""
-    check_name(name)
+    SECRETS.check_name(name)
     data = check_data(data)
-    exists = await _exists(client, project_id, name)
-    if create and exists:
-        raise ConflictError(f"project {project_id} has a secret {name!r} already", field_name="name")
-    if not create and not exists:
-        raise NotFoundError(f"secret {name!r} not found in project {project_id}")
-    block = ProjectSecret(project_id=project_id, name=name, data=data)
-    await block.asave(block_name(project_id, name), overwrite=True, client=client)
+    await SECRETS.save(client, project_id, name,
+                       ProjectSecret(project_id=project_id, name=name, data=data), create=create)
     return SecretInfo(project_id, name, sorted(data))
 
 
-async def _exists(client: PrefectClient, project_id: str, name: str) -> bool:
-    try:
-        await client.read_block_document_by_name(block_name(project_id, name),
-                                                 ProjectSecret.get_block_type_slug(),
-                                                 include_secrets=False)
-        return True
-    except ObjectNotFound:
-        return False
-
-
 async def list_secrets(client: PrefectClient, project_id: str) -> list[SecretInfo]:
-    prefix = block_name(project_id, "")
-    return [SecretInfo(project_id, doc["data"].get("name", ""), sorted(doc["data"].get("data") or {}))
-            for doc in await find_documents(client, ProjectSecret, prefix, include_secrets=False)
-            if doc["name"].startswith(prefix) and doc["data"].get("project_id") == project_id]
+    return [SecretInfo(project_id, data.get("name", ""), sorted(data.get("data") or {}))
+            for data in await SECRETS.documents(client, project_id)]
 
 
 async def read_secret(client: PrefectClient, project_id: str, name: str) -> SecretInfo:
@@ -105,26 +77,12 @@ async def read_secret(client: PrefectClient, project_id: str, name: str) -> Secr
 
 async def secret_values(client: PrefectClient, project_id: str, name: str) -> dict[str, str]:
     """A secret's values (for a step's `envFrom` only; never for an answer)."""
-    if not is_pipeline_name(name):
-        raise NotFoundError(f"secret {name!r} not found in project {project_id}")
-    try:
-        block = await ProjectSecret.aload(block_name(project_id, name), client=client)
-    except (ValueError, ObjectNotFound):
-        raise NotFoundError(f"secret {name!r} not found in project {project_id}") from None
-    if block.project_id != project_id:  # pragma: no cover - the name holds the project
-        raise NotFoundError(f"secret {name!r} not found in project {project_id}")
+    block = await SECRETS.load(client, project_id, name)
     return dict(block.data.get_secret_value())
 
 
 async def delete_secret(client: PrefectClient, project_id: str, name: str) -> None:
-    if not is_pipeline_name(name):
-        raise NotFoundError(f"secret {name!r} not found in project {project_id}")
-    try:
-        document = await client.read_block_document_by_name(
-            block_name(project_id, name), ProjectSecret.get_block_type_slug(), include_secrets=False)
-        await client.delete_block_document(document.id)
-    except ObjectNotFound:
-        raise NotFoundError(f"secret {name!r} not found in project {project_id}") from None
+    await SECRETS.delete(client, project_id, name)
 
 
 def resolve(item_name: str, key: str | None, values: dict[str, str]) -> str:

@@ -1,5 +1,5 @@
-"""Routes of projects, their members and their secrets: /v3/projects,
-/v3/projectroletemplatebindings, /v3/projects/{id}/secrets."""
+"""Routes of projects, their members, secrets and registry logins: /v3/projects,
+/v3/projectroletemplatebindings, /v3/projects/{id}/secrets, /v3/projects/{id}/dockercredentials."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from prefect_pipelines.api.deps import AppSettings, Client, Project, strict_quer
 from prefect_pipelines.api.schemas import (
     ERROR_RESPONSES,
     BindingIn,
+    DockerCredentialCollection,
+    DockerCredentialIn,
     ProjectCollection,
     ProjectIn,
     ProjectRoleTemplateBinding,
@@ -21,11 +23,13 @@ from prefect_pipelines.api.schemas import (
     ProjectSecretCollection,
     SecretIn,
 )
+from prefect_pipelines.api.schemas import DockerCredential as DockerCredentialModel
 from prefect_pipelines.api.schemas import Project as ProjectModel
 from prefect_pipelines.api.schemas import ProjectSecret as ProjectSecretModel
 from prefect_pipelines.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from prefect_pipelines.services import pipelines as pipeline_service
 from prefect_pipelines.services import projects as service
+from prefect_pipelines.services import dockercredentials as docker_service
 from prefect_pipelines.services import secrets as secret_service
 
 router = APIRouter(prefix="/v3/projects", tags=["projects"], responses=ERROR_RESPONSES)
@@ -44,7 +48,7 @@ def project_resource(request: Request, project: service.Project) -> dict[str, An
         "description": project.description, "creatorId": project.creator_id,
         "created": project.created, "settings": project.settings,
     }, links={name: f"{base}/{name}" for name in (
-        "pipelines", "pipelineexecutions", "secrets")} | {
+        "pipelines", "pipelineexecutions", "secrets", "dockercredentials")} | {
         "projectroletemplatebindings":
             f"{norman.base_url(request)}/v3/projectroletemplatebindings?projectId={project.id}"})
 
@@ -133,6 +137,9 @@ async def delete_project(request: Request, project_id: Project, client: Client) 
     _, count = await pipeline_service.list_pipelines(client, project_id=project_id, limit=1, offset=0)
     for binding in await service.delete_project(client, project, pipelines=count):
         request.app.state.access.forget(project_id, binding.user_id)
+    # What it kept goes with it: a project made later under the same id starts empty.
+    await secret_service.SECRETS.delete_all(client, project_id)
+    await docker_service.DOCKER_CREDENTIALS.delete_all(client, project_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -247,4 +254,72 @@ async def update_secret(request: Request, project_id: Project, name: str, client
 async def delete_secret(project_id: Project, name: str, client: Client) -> Response:
     """Delete a secret (pipelines that name it fail at their step until it exists again)."""
     await secret_service.delete_secret(client, project_id, name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# -- project docker credentials --------------------------------------------------------------
+
+dockercredentials = APIRouter(prefix="/v3/projects/{project_id}/dockercredentials",
+                              tags=["dockercredentials"], responses=ERROR_RESPONSES)
+_DOCKER_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/DockerCredentialIn"}}}}}
+
+
+def docker_resource(request: Request, info: docker_service.DockerCredentialInfo) -> dict[str, Any]:
+    url = f"{norman.base_url(request)}/v3/projects/{info.project_id}/dockercredentials/{info.name}"
+    return norman.resource(url, "dockerCredential", {
+        "id": info.name, "projectId": info.project_id, "name": info.name,
+        "registries": {host: {"username": username} for host, username in sorted(info.registries.items())}})
+
+
+def _logins(body: DockerCredentialIn) -> dict[str, dict[str, str | None]]:
+    return {host: login.model_dump() for host, login in body.registries.items()}
+
+
+@dockercredentials.post("", status_code=status.HTTP_201_CREATED, response_model=DockerCredentialModel,
+                        openapi_extra=_DOCKER_BODY, dependencies=[strict_query()])
+async def create_docker_credential(request: Request, project_id: Project, client: Client,
+                                   settings: AppSettings) -> dict[str, Any]:
+    """Registry logins `{name, registries: {host: {username, password}}}` that the
+    project's steps pull and push with; passwords are never shown."""
+    body = parse_model(DockerCredentialIn, await read_document(request, settings))
+    if body.name is None:
+        raise InvalidInputError("name is required", field_name="name", code="MissingRequired")
+    info = await docker_service.put_credential(client, project_id, body.name, _logins(body), create=True)
+    return docker_resource(request, info)
+
+
+@dockercredentials.get("", response_model=DockerCredentialCollection, dependencies=[strict_query()])
+async def list_docker_credentials(request: Request, project_id: Project, client: Client) -> dict[str, Any]:
+    """The project's docker credentials: names, registries and usernames."""
+    data = [docker_resource(request, info)
+            for info in await docker_service.list_credentials(client, project_id)]
+    return norman.collection(request, "dockerCredential", data, limit=len(data) or 1, offset=0,
+                             total=len(data))
+
+
+@dockercredentials.get("/{name}", response_model=DockerCredentialModel, dependencies=[strict_query()])
+async def read_docker_credential(request: Request, project_id: Project, name: str,
+                                 client: Client) -> dict[str, Any]:
+    """One docker credential: its registries and usernames."""
+    return docker_resource(request, await docker_service.read_credential(client, project_id, name))
+
+
+@dockercredentials.put("/{name}", response_model=DockerCredentialModel, openapi_extra=_DOCKER_BODY,
+                       dependencies=[strict_query()])
+async def update_docker_credential(request: Request, project_id: Project, name: str, client: Client,
+                                   settings: AppSettings) -> dict[str, Any]:
+    """Replace a docker credential's logins (a login without a password keeps the stored one)."""
+    body = parse_model(DockerCredentialIn, await read_document(request, settings))
+    if body.name is not None and body.name != name:
+        raise InvalidInputError("a docker credential cannot be renamed", field_name="name")
+    info = await docker_service.put_credential(client, project_id, name, _logins(body), create=False)
+    return docker_resource(request, info)
+
+
+@dockercredentials.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+                          dependencies=[strict_query()])
+async def delete_docker_credential(project_id: Project, name: str, client: Client) -> Response:
+    """Delete a docker credential (the project's pulls and pushes then go without its logins)."""
+    await docker_service.delete_credential(client, project_id, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

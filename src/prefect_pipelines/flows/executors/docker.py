@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import docker
 import docker.errors
@@ -25,6 +25,7 @@ from prefect_pipelines.flows.executors.base import (
     stop_message,
     watch,
 )
+from prefect_pipelines.translator.errors import ImageTagError
 from prefect_pipelines.translator.plan import split_reference, workspace_path
 from prefect_pipelines.translator.spec import PublishImageConfig, RunScriptConfig
 
@@ -39,7 +40,30 @@ _ENGINE_ERRORS = (
 )
 
 # registry host -> auth_config for the docker API, or None
-CredentialsLookup = Callable[[str], dict[str, str] | None]
+class RegistryLogins(Protocol):
+    """The registry logins of a run (flows/runtime.py)."""
+
+    def login(self, registry: str) -> dict[str, str] | None:
+        """The engine's auth config for a registry host ('' is Docker Hub), if any."""
+
+    def private(self, registry: str) -> bool:
+        """Whether the registry's images are pulled every time, with the run's login."""
+
+    def has_private(self) -> bool:
+        """Whether any registry is private."""
+
+
+class NoLogins:
+    """No registry logins; every registry is public."""
+
+    def login(self, registry: str) -> dict[str, str] | None:
+        return None
+
+    def private(self, registry: str) -> bool:
+        return False
+
+    def has_private(self) -> bool:
+        return False
 
 
 def engine_answers(base_url: str | None = None, timeout: float = 10) -> bool:
@@ -89,7 +113,9 @@ class DockerExecutor:
     Args:
         base_url: the engine; None uses DOCKER_HOST or the default socket.
         network: network mode for containers and builds (None: the engine's default).
-        credentials: finds registry credentials for a registry host.
+        logins: the run's registry logins: what a pull and a push log in with, and which
+            registries' images are pulled every time (the engine's copy may have been
+            pulled by a run with another login).
     """
 
     name = "docker"
@@ -99,7 +125,7 @@ class DockerExecutor:
         base_url: str | None = None,
         *,
         network: str | None = None,
-        credentials: CredentialsLookup | None = None,
+        logins: RegistryLogins | None = None,
     ) -> None:
         self.base_url = base_url
         try:
@@ -110,7 +136,8 @@ class DockerExecutor:
                 f"the docker engine does not answer at {engine_url(base_url)}: {exc}"
             ) from None
         self.network = network
-        self.credentials = credentials or (lambda registry: None)
+        self.logins = logins or NoLogins()
+        self._built: set[str] = set()  # tags this run built: its own, never pulled
 
     # -- run script -------------------------------------------------------------------
 
@@ -220,14 +247,18 @@ class DockerExecutor:
                     f"(code {exit_code})")
 
     def _ensure_image(self, image: str, ctx: StepContext) -> None:
-        try:
-            self.client.images.get(image)
-            return
-        except docker.errors.ImageNotFound:
-            pass
         registry, repository, tag = split_reference(image)
-        ctx.output.info(f"pulling {image}")
-        auth = self.credentials(registry or "docker.io")
+        private = image not in self._built and self.logins.private(registry)
+        if not private:
+            try:
+                self.client.images.get(image)
+                return
+            except docker.errors.ImageNotFound:
+                pass
+        auth = self.logins.login(registry)
+        ctx.output.info(f"pulling {image}" + (
+            f" (a private registry's image: pulled every run, {'with' if auth else 'without'} "
+            "this project's login)" if private else ""))
         last: dict[str, str] = {}
         for event in self.client.api.pull(
             repository, tag=tag, stream=True, decode=True, auth_config=auth
@@ -250,6 +281,17 @@ class DockerExecutor:
         context = workspace_path(str(ctx.workspace), config.build_context)
         dockerfile = workspace_path(str(ctx.workspace), config.dockerfile_path)
         ctx.output.info(f"building {tag} from {config.dockerfile_path} in {config.build_context}")
+        # The base images are looked at first: one of a private registry is pulled with
+        # this run's login (the engine's copy may be another project's). A base the
+        # Dockerfile names through a build argument cannot be looked at: then the engine
+        # pulls every base itself, without a login.
+        bases = dockerfile_bases(_read_text(dockerfile))
+        try:
+            for base in bases or ():
+                self._ensure_image(base, ctx)
+        except (docker.errors.DockerException, ImageTagError) as exc:
+            return StepResult(None, message=f"the base image: {exc}")
+        pull = bases is None and self.logins.has_private()
         result = self._stream(
             ctx,
             lambda api: api.build(
@@ -258,17 +300,19 @@ class DockerExecutor:
                 tag=tag,
                 rm=True,
                 forcerm=True,
-                pull=False,
+                pull=pull,
                 decode=True,
                 network_mode=self.network,
             ),
             what="the build",
         )
+        if result.ok:
+            self._built.add(tag)
         if not result.ok or not config.push_remote:
             return result
         registry, repository, image_tag = split_reference(tag)
         ctx.output.info(f"pushing {tag}")
-        auth = self.credentials(registry or "docker.io")
+        auth = self.logins.login(registry)
         if auth is None:
             ctx.output.info(f"no registry credentials match {registry or 'docker.io'}; pushing without login")
         return self._stream(
@@ -377,6 +421,39 @@ class _OutputFile:
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def dockerfile_bases(text: str | None) -> list[str] | None:
+    """The base images a Dockerfile's `FROM` lines name (not `scratch`, not its own
+    stages); None when one comes from a build argument or the file cannot be read (then
+    only the engine knows). A small reading by hand: no kept library parses Dockerfiles
+    for this, and only `FROM [--flag=...] image [AS name]` matters here."""
+    if text is None:
+        return None
+    bases: list[str] = []
+    stages: set[str] = set()
+    for line in text.replace("\\\n", " ").splitlines():
+        words = line.split()
+        if not words or words[0].upper() != "FROM":
+            continue
+        words = [word for word in words[1:] if not word.startswith("--")]
+        if not words:
+            continue
+        image = words[0]
+        if "$" in image:
+            return None
+        if image.lower() not in stages and image != "scratch" and image not in bases:
+            bases.append(image)
+        if len(words) >= 3 and words[1].upper() == "AS":
+            stages.add(words[2].lower())
+    return bases
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return None
 
 
 def _container_name(ctx: StepContext) -> str:

@@ -409,22 +409,31 @@ def test_webhook_and_cron_runs_of_a_creator_who_lost_their_role_are_refused(
     refused = send(facade.url, hooked.ref, "push", payload, hooked.secret)
     assert refused.status_code == 403, refused.text
     assert f"creator {maker} no longer holds project-member" in refused.json()["message"]
-    # A cron run of it ends failed, saying why (made as Prefect's scheduler makes one).
+    # It clones with the maker's credential: a member's manual run is refused too, saying how
+    # to take it over, and nothing is started.
+    manual = api.post(f"/v3/projects/{hooked.project}/pipelines/{hooked.name}", params={"action": "run"})
+    assert manual.status_code == 403, manual.text
+    assert "clones with their source code credential" in manual.json()["message"]
+    # A cron run, and a manual run made through Prefect (the UI, `prefect deployment run`),
+    # end failed, saying why (made as Prefect makes them).
     with SyncPrefectClient(prefect_api) as client:
         deployment = client.read_deployment_by_name(f"run-pipeline/{hooked.ref}")
-        flow_run = client.create_flow_run_from_deployment(
-            deployment.id, parameters={"trigger": {"triggeredBy": "cron"}})
+        flow_runs = [client.create_flow_run_from_deployment(
+            deployment.id, parameters={"trigger": {"triggeredBy": how}}) for how in ("cron", "user")]
 
-        def final():  # type: ignore[no-untyped-def]
-            current = client.read_flow_run(flow_run.id)
+        def final(flow_run_id):  # type: ignore[no-untyped-def]
+            current = client.read_flow_run(flow_run_id)
             return current if current.state and current.state.is_final() else None
 
-        ended = wait_for(final, timeout=90, what="the cron run to end")
-    assert ended.state.is_failed() and f"creator {maker} no longer holds" in ended.state.message
-    # Who still holds a role sees it as a failed execution, named by its run number.
+        for flow_run in flow_runs:
+            ended = wait_for(lambda: final(flow_run.id), timeout=90, what="the run to end")
+            assert ended.state.is_failed() and f"creator {maker} no longer holds" in ended.state.message
+            assert "clones with their source code credential" in ended.state.message
+    # Who still holds a role sees them as failed executions, named by their run numbers.
     listed = api.get(f"/v3/projects/{hooked.project}/pipelineexecutions").json()["data"]
-    cron = [e for e in listed if e["triggeredBy"] == "cron"]
-    assert len(cron) == 1 and cron[0]["state"] == "failed", listed
+    made = [e for e in listed if e["triggeredBy"] in ("cron", "user")]
+    assert sorted(e["triggeredBy"] for e in made) == ["cron", "user"], listed
+    assert all(e["state"] == "failed" for e in made), made
 
 
 def test_a_projects_secrets_reach_its_own_steps_and_no_one_elses(world, api) -> None:  # type: ignore[no-untyped-def]

@@ -461,8 +461,11 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
             project_id=project_id,
             run=run_number,
         )
-        if run_trigger.triggered_by in ("cron", "webhook") and flow_run.deployment_id is not None:
-            refusal = trigger_refusal(flow_run, project_id)
+        clone = config.stages[0].steps[0].source_code_config if config.stages and config.stages[0].steps else None
+        credential = bool(clone and clone.source_code_credential_id)
+        if flow_run.deployment_id is not None and (
+                credential or run_trigger.triggered_by in ("cron", "webhook")):
+            refusal = trigger_refusal(flow_run, project_id, credential=credential)
             if refusal is not None:
                 logger.error("%s", refusal)
                 console.status(refusal)

@@ -69,9 +69,10 @@ def ensure_run_number(flow_run: FlowRun, pipeline_id: str) -> int:
     return run_coro_as_sync(take())
 
 
-def trigger_refusal(flow_run: FlowRun, project_id: str) -> str | None:
-    """Why a cron or webhook run may not run (its pipeline's creator, as the deployment
-    names them now, no longer may run it), or None: such runs act for that creator."""
+def trigger_refusal(flow_run: FlowRun, project_id: str, *, credential: bool = False) -> str | None:
+    """Why a run may not run, or None: a cron or webhook run acts for its pipeline's
+    creator (as the deployment names them now), and a run that clones with a credential
+    (`credential`) uses the creator's; either needs the creator to still be a member."""
     from prefect_pipelines.services.pipelines import creator_of
     from prefect_pipelines.services.projects import may_run, refused_run
 
@@ -79,7 +80,9 @@ def trigger_refusal(flow_run: FlowRun, project_id: str) -> str | None:
         async with pipelines_client() as client:
             deployment = await client.read_deployment(flow_run.deployment_id)
             creator = creator_of(deployment.tags)
-            return None if await may_run(client, project_id, creator) else refused_run(project_id, creator)
+            if await may_run(client, project_id, creator):
+                return None
+            return refused_run(project_id, creator, credential=credential)
 
     return run_coro_as_sync(check())
 

@@ -31,6 +31,7 @@ from prefect.states import Cancelled, Cancelling
 from prefect_pipelines.errors import ActionNotAvailableError, InvalidInputError, NotFoundError
 from prefect_pipelines.flows import FLOW_NAME
 from prefect_pipelines.services.pipelines import read_deployment, start_execution
+from prefect_pipelines.services.projects import check_clone_credential
 from prefect_pipelines.translator.executions import (
     FINISHED,
     LABEL_BRANCH,
@@ -273,6 +274,7 @@ async def rerun_execution(client: PrefectClient, *, project_id: str, execution_i
         )
     parameters = record.flow_run.parameters or {}
     deployment = await read_deployment(client, project_id, record.pipeline_id)
+    await check_clone_credential(client, project_id, deployment, parameters.get("pipeline") or {})
     branch = (record.flow_run.labels or {}).get(LABEL_BRANCH) or parameters.get("branch")
     flow_run = await start_execution(
         client, deployment=deployment, pipeline_id=record.pipeline_id,

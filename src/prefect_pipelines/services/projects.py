@@ -24,14 +24,14 @@ from prefect.client.schemas.actions import BlockDocumentCreate, BlockDocumentUpd
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from prefect_pipelines.blocks import PipelinesProject, PipelinesUser, ProjectRoleBinding
-from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
+from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from prefect_pipelines.flows import FLOW_NAME
 from prefect_pipelines.services.dockercredentials import adopt_operator_logins, registry_host
 from prefect_pipelines.services.documents import block_ids, find_documents
-from prefect_pipelines.services.pipelines import check_project_id
+from prefect_pipelines.services.pipelines import check_project_id, creator_of
 from prefect_pipelines.services.tokens import check_user_id
 from prefect_pipelines.translator.errors import ImageTagError
-from prefect_pipelines.translator.mapping import TAG_PROJECT, split_deployment_name
+from prefect_pipelines.translator.mapping import TAG_PROJECT, split_deployment_name, stored_source
 from prefect_pipelines.translator.plan import split_reference
 
 if TYPE_CHECKING:
@@ -313,11 +313,32 @@ async def may_run(client: PrefectClient, project_id: str, user_id: str) -> bool:
     return await AccessCache(0).may_run(client, project_id, user_id)
 
 
-def refused_run(project_id: str, user_id: str) -> str:
-    """Why a webhook or cron run of a pipeline is refused."""
-    return (f"the pipeline's creator {user_id or '(unknown)'} no longer holds project-member or "
-            f"more in {project_id}: its webhook and cron runs are refused (a member who "
-            "changes its repository or credential becomes its creator)")
+def refused_run(project_id: str, user_id: str, *, credential: bool = False) -> str:
+    """Why a run of a pipeline is refused: a webhook or cron run acts for the pipeline's
+    creator; any run of a pipeline that clones with a credential uses the creator's."""
+    who = f"the pipeline's creator {user_id or '(unknown)'} no longer holds project-member or more in {project_id}"
+    if credential:
+        return (f"{who}, and it clones with their source code credential: its runs are refused "
+                "until a member saves it with their own credential (and so becomes its creator)")
+    return (f"{who}: its webhook and cron runs are refused (a member who changes its "
+            "repository or credential becomes its creator)")
+
+
+async def check_clone_credential(client: PrefectClient, project_id: str, deployment: Any,
+                                 definition: dict[str, Any] | None = None) -> None:
+    """A run that clones with a source code credential uses the pipeline creator's: it is
+    refused (403, saying why) once the creator no longer holds project-member or more.
+
+    Raises:
+        PermissionDeniedError: the creator may no longer run it.
+    """
+    source = stored_source(definition if definition is not None
+                           else (deployment.parameters or {}).get("pipeline") or {})
+    if not source or not source.get("sourceCodeCredentialId"):
+        return
+    creator = creator_of(deployment.tags)
+    if not await may_run(client, project_id, creator):
+        raise PermissionDeniedError(refused_run(project_id, creator, credential=True))
 
 
 async def is_admin(client: PrefectClient, user_id: str) -> bool:

@@ -21,6 +21,7 @@ from prefect_pipelines.api.schemas import Pipeline as PipelineModel
 from prefect_pipelines.errors import InvalidInputError
 from prefect_pipelines.services import pipelines as service
 from prefect_pipelines.services.executions import ExecutionRecord
+from prefect_pipelines.services.projects import check_clone_credential
 from prefect_pipelines.translator.yaml_io import dump_yaml
 
 router = APIRouter(prefix="/v3/projects/{project_id}/pipelines", tags=["pipelines"],
@@ -128,6 +129,7 @@ async def pipeline_action(
         body = await read_document(request, settings, allow_empty=True)
         run_input = _run_input(body)
         deployment = await service.read_deployment(client, project_id, pipeline_id)
+        await check_clone_credential(client, project_id, deployment)
         flow_run = await service.start_execution(
             client, deployment=deployment, pipeline_id=pipeline_id, branch=run_input.branch,
             trigger={"triggeredBy": "user", "userId": user},

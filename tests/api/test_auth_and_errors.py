@@ -180,3 +180,22 @@ def test_hostile_pipeline_bodies_are_refused_fast(api: httpx.Client, media: str,
     assert_error(response, status)
     assert took < 5, took
     assert api.get(f"/v3/projects/{project}/pipelines").json()["data"] == []
+
+
+def test_a_nul_character_anywhere_is_named_not_sent_on(api: httpx.Client) -> None:
+    """PostgreSQL refuses NUL in any text; sent on to Prefect it came back as a server
+    error that Prefect's client retried for a minute (schemathesis found it, through a
+    `name` filter). Query, path and body each say which part holds it, and nothing is
+    stored."""
+    project = new_project(api)
+    base = f"/v3/projects/{project}/pipelines"
+    answer = api.get(base, params={"name": "a\x00b"}, timeout=30)
+    assert_error(answer, 422, field="name")
+    assert_error(api.get(f"{base}/a%00b", timeout=30), 422, field="pipeline_id")
+    step = {"runScriptConfig": {"image": "busybox", "shellScript": "echo a\x00b"}}
+    answer = api.post(base, json=definition("nul", [step]), timeout=30)
+    assert_error(answer, 422, field="stages[0].steps[0].runScriptConfig.shellScript")
+    assert api.get(base).json()["data"] == []
+    made = api.post(f"/v3/projects/{project}/secrets", json={"name": "nul", "data": {"K": "a\x00b"}},
+                    timeout=30)
+    assert_error(made, 422, field="data.K")

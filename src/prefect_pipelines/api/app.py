@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from prefect_pipelines import __version__
 from prefect_pipelines.api import norman
 from prefect_pipelines.api.access import check_routes, enforce
+from prefect_pipelines.api.deps import no_nul
 from prefect_pipelines.api.routes import (
     clusters,
     executions,
@@ -153,7 +154,7 @@ def create_app() -> FastAPI:
         description="Rancher-2-style pipelines (/v3) served from Prefect. Every route but "
         "/hooks needs `Authorization: Bearer <token>` (prefect-pipelines token create).",
         lifespan=lifespan,
-        dependencies=[Depends(enforce)],
+        dependencies=[Depends(no_nul), Depends(enforce)],
     )
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(PipelineSpecError, _spec_error)  # type: ignore[arg-type]

@@ -66,12 +66,36 @@ async def read_document(request: Request, settings: Settings, *, allow_empty: bo
             return None
         raise InvalidInputError("the body is empty", code="MissingRequired")
     if media in YAML_TYPES:
-        return load_yaml(raw, max_bytes=settings.max_pipeline_bytes)
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidInputError(f"the body is not valid JSON: {str(exc)[:200]}",
-                                code="InvalidBodyContent") from None
+        data = load_yaml(raw, max_bytes=settings.max_pipeline_bytes)
+    else:
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidInputError(f"the body is not valid JSON: {str(exc)[:200]}",
+                                    code="InvalidBodyContent") from None
+    refuse_nul(data)
+    return data
+
+
+def refuse_nul(data: Any) -> None:
+    """A 422 naming the first string (key or value) that holds a NUL character: nothing
+    this API stores can hold one (PostgreSQL refuses it in text and JSON), and sent on to
+    Prefect it would come back as a server error that Prefect's client retries."""
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise InvalidInputError(f"{format_path(path) or 'the body'} holds a NUL character",
+                                        field_name=format_path(path) or None)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and "\x00" in key:
+                    raise InvalidInputError(f"a key of {format_path(path) or 'the body'} holds a "
+                                            "NUL character", field_name=format_path(path) or None)
+                stack.append(((*path, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*path, index), item) for index, item in enumerate(value))
 
 
 async def read_definition(request: Request, settings: Settings, project_id: str

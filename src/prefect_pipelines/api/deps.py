@@ -44,6 +44,19 @@ def strict_query(*allowed: str):  # type: ignore[no-untyped-def]
     return Depends(check)
 
 
+def no_nul(request: Request) -> None:
+    """A dependency of every route: no query value or path part holds a NUL character.
+
+    Nothing this API names can hold one, and PostgreSQL refuses it in any text: sent on
+    to Prefect, it would come back as a server error that Prefect's client retries for a
+    minute.
+    """
+    for name, value in [*request.query_params.multi_items(), *request.path_params.items()]:
+        if "\x00" in name or "\x00" in str(value):
+            raise InvalidInputError(f"{name.replace(chr(0), '?')!r} holds a NUL character",
+                                    field_name=name.replace("\x00", "?"))
+
+
 def project(project_id: str) -> str:
     """The project of the path, checked."""
     return check_project_id(project_id)

@@ -267,3 +267,64 @@ def test_execution_helper_reads(api: httpx.Client) -> None:
     """`execution()` fails loudly on errors (guards the helpers the other tests lean on)."""
     with pytest.raises(AssertionError):
         execution(api, new_project(api), "none-1")
+
+
+def test_the_prefect_ui_reads_like_the_pipeline(api: httpx.Client) -> None:
+    """Task runs are named for people and each execution writes a Markdown artifact of its
+    stages and steps (states, durations, links to the step logs on /v3), read back
+    through Prefect's API; step output records name their step."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+        TaskRunFilter,
+        TaskRunFilterFlowRunId,
+    )
+
+    project = new_project(api)
+    create(api, project, definition("ui", [script_step("echo built | tr a-z A-Z")],
+                                    [script_step("echo testing; exit 3"), script_step("sleep 30")],
+                                    [script_step("echo never")]))
+    done = wait_state(api, project, run(api, project, "ui")["id"])
+    assert done["state"] == "failed", done
+    flow_run = next(r for r in flow_runs_of(project) if r.name == done["id"])
+
+    async def read() -> tuple[list[Any], list[Any], list[Any]]:
+        async with get_client() as client:
+            task_runs = await client.read_task_runs(task_run_filter=TaskRunFilter(
+                flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run.id])))
+            artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+            records = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])))
+            return task_runs, artifacts, records
+
+    task_runs, artifacts, records = asyncio.run(read())
+    assert sorted(t.name for t in task_runs) == [
+        "stage0 / 1: busybox echo built | tr a-z A-Z",
+        "stage1 / 1: busybox echo testing; exit 3",
+        "stage1 / 2: busybox sleep 30",
+    ]
+    assert len(artifacts) == 1 and artifacts[0].type == "markdown", artifacts
+    report = artifacts[0].data
+    # Links go to PUBLIC_URL (the worker's setting; the facade here listens elsewhere).
+    base = f"/v3/projects/{project}/pipelineexecutionlogs/{done['id']}"
+    assert report.startswith(f"### Execution {done['id']}: failed"), report
+    assert "stage 'stage1' failed: step stage1/0: the script exited with code 3" in report
+    rows = [line for line in report.splitlines() if line.startswith("| stage")]
+    assert [row.split(" | ")[:3] for row in rows] == [
+        ["| stage0", "1: busybox echo built \\| tr a-z A-Z", "success"],
+        ["| stage1", "1: busybox echo testing; exit 3", "failed"],
+        ["| stage1", "2: busybox sleep 30", "aborted"],
+        ["| stage2", "1: busybox echo never", "skipped"],
+    ], report
+    assert f"{base}-0-0)" in rows[0] and f"{base}-1-0)" in rows[1] and "[log](http" in rows[0]
+    assert rows[3].rstrip().endswith("|  |")  # a skipped step has no log
+    assert " s |" in rows[0]  # its duration
+    output = {r.name for r in records if "output@" in r.name}
+    assert {"stage0 / 1 output@0", "stage1 / 1 output@0"} <= output, output
+    # No stray "NoneType: None" line ends a failed step's log.
+    assert not any("NoneType: None" in r.message for r in records), [r.message for r in records]

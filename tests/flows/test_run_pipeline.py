@@ -15,7 +15,7 @@ from prefect.states import Cancelling
 from prefect_pipelines.flows.output import MASK
 from tests.support.docker_engine import containers_of
 from tests.support.procs import wait_for
-from tests.support.runs import BackgroundRun, flow_log, run_definition, step_log, task_runs
+from tests.support.runs import BackgroundRun, flow_log, logs, run_definition, step_log, task_runs
 
 pytestmark = pytest.mark.usefixtures("prefect_api", "docker_client")
 
@@ -117,15 +117,23 @@ class TestStepKinds:
         assert state.is_completed(), state.message
         assert "made-in-stage-0" in step_log(flow_run_id, 1, 0)
 
-    def test_task_runs_are_named_and_tagged_by_stage_and_step(self) -> None:
-        state, flow_run_id = run_definition(stages([script("true"), script("true")], [script("true")]))
+    def test_task_runs_are_named_for_people_and_tagged_by_stage_and_step(self) -> None:
+        state, flow_run_id = run_definition(stages([script("true"), script("echo two; true")],
+                                                   [script("echo 'stage one'")]))
         assert state.is_completed()
-        runs = task_runs(flow_run_id)
+        runs = task_runs(flow_run_id)  # found by their tags
         assert sorted(runs) == [(0, 0), (0, 1), (1, 0)]
+        assert {position: run.name for position, run in runs.items()} == {
+            (0, 0): "stage0 / 1: busybox true",
+            (0, 1): "stage0 / 2: busybox echo two; true",
+            (1, 0): "stage1 / 1: busybox echo 'stage one'",
+        }
         for (i, j), run in runs.items():
-            assert run.name == f"stage-{i}-step-{j}"
             assert {f"stage:{i}", f"step:{j}"} <= set(run.tags)
             assert run.state_type == StateType.COMPLETED
+        # Output records name their step for people too.
+        names = {record.name for record in logs(flow_run_id) if record.task_run_id == runs[(0, 1)].id}
+        assert "stage0 / 2 output@0" in names, names
 
     def test_missing_image_fails_with_a_clear_message(self) -> None:
         definition = stages([{"runScriptConfig": {"image": "127.0.0.1:1/nope/none:1", "shellScript": "true"}}])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import re
 import threading
 from typing import Any
 from uuid import UUID
@@ -22,8 +21,8 @@ from prefect.states import State
 
 from prefect_pipelines.flows import run_pipeline
 from prefect_pipelines.flows.output import record_offset
+from prefect_pipelines.translator.executions import step_positions
 
-_NAME = re.compile(r"stage-(\d+)-step-(\d+)")
 
 
 def run_definition(definition: dict[str, Any], **params: Any) -> tuple[State, UUID]:
@@ -61,12 +60,7 @@ def task_runs(flow_run_id: UUID) -> dict[tuple[int, int], TaskRun]:
         runs = client.read_task_runs(
             task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]))
         )
-    out = {}
-    for run in runs:
-        match = _NAME.fullmatch(run.name)
-        if match:
-            out[(int(match.group(1)), int(match.group(2)))] = run
-    return out
+    return step_positions(runs)
 
 
 def logs(flow_run_id: UUID) -> list[Any]:

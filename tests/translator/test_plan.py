@@ -23,10 +23,17 @@ IDENTITY = RunIdentity(pipeline_id="app-ci", project_id="c-abc:p-xyz", run=7)
 
 def test_stages_steps_labels_and_timeouts() -> None:
     plan = compile_plan(CONFIG, identity=IDENTITY, branch="dev")
-    assert [(s.stage, s.index, s.kind, s.label, s.task_run_name) for s in plan.steps()] == [
-        (0, 0, "sourceCode", "build/0", "stage-0-step-0"),
-        (0, 1, "runScript", "build/1", "stage-0-step-1"),
-        (1, 0, "publishImage", "publish/0", "stage-1-step-0"),
+    assert [(s.stage, s.index, s.kind, s.label, s.tags) for s in plan.steps()] == [
+        (0, 0, "sourceCode", "build/0", ("stage:0", "step:0")),
+        (0, 1, "runScript", "build/1", ("stage:0", "step:1")),
+        (1, 0, "publishImage", "publish/0", ("stage:1", "step:0")),
+    ]
+    # Titles are for people: stage name, step number from 1, what it does, its ${VAR}s
+    # expanded where the run knows them before it starts.
+    assert [plan.title_of(s) for s in plan.steps()] == [
+        "build / 1: clone git.example.com/team/app.git (main|dev)",
+        "build / 2: busybox true",
+        "publish / 1: publish app:dev",
     ]
     assert plan.steps()[1].timeout_seconds == 120
     assert plan.steps()[0].timeout_seconds is None
@@ -112,3 +119,27 @@ class TestImageReferences:
 ])
 def test_repo_name(url: str, name: str) -> None:
     assert repo_name(url) == name
+
+
+def test_step_titles_say_what_runs_briefly_and_keep_credentials_out() -> None:
+    config = parse_pipeline({"stages": [
+        {"name": "build", "steps": [{"sourceCodeConfig": {
+            "url": "https://x-access-token:s3cr3t@git.example.com:8443/team/app.git", "branch": "main"}}]},
+        {"name": "test", "steps": [
+            {"runScriptConfig": {"image": "golang:1.8", "shellScript": "\n  go test ./...\n  go vet ./...\n"}},
+            {"runScriptConfig": {"image": "busybox", "isShell": False, "entrypoint": ["sh", "-c"],
+                                 "command": "echo hi"}},
+            {"runScriptConfig": {"image": "busybox", "shellScript": "echo " + "x" * 300}},
+        ]},
+        {"name": "ship", "steps": [{"publishImageConfig": {
+            "tag": "reg.example.com:5000/${CICD_GIT_REPO_NAME}:${CICD_GIT_COMMIT_SHORT}", "pushRemote": False}}]},
+    ]})
+    plan = compile_plan(config, identity=IDENTITY)
+    titles = [plan.title_of(s) for s in plan.steps()]
+    assert titles[0] == "build / 1: clone git.example.com:8443/team/app.git (main)"
+    assert "s3cr3t" not in " ".join(titles) and "x-access-token" not in " ".join(titles)
+    assert titles[1] == "test / 1: golang:1.8 go test ./... ..."
+    assert titles[2] == "test / 2: busybox sh -c echo hi"
+    assert len(titles[3]) == 96 and titles[3].endswith("\u2026")
+    # The commit is not known before the clone: that part stays as written.
+    assert titles[4] == "ship / 1: publish reg.example.com:5000/app:${CICD_GIT_COMMIT_SHORT} (not pushed)"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import sys
 import threading
 import time
@@ -26,19 +27,38 @@ from uuid import UUID
 from prefect_pipelines.flows.control import start_thread
 
 MASK = "********"
-OUTPUT_LOGGER_NAME = "prefect_pipelines.output"
-# Each output record is sent under the name `<logger>@<offset>`: the number of bytes of
-# output before it. The API learns a log's total size from its newest record alone.
-OFFSET_SEPARATOR = "@"
+# Each output record is sent under the name `<step> output@<offset>` (`build / 2
+# output@1024`): which step it is from, for people reading the Prefect UI, and the number
+# of bytes of output before it, from which the API learns a log's size from its newest
+# record alone. Runs of earlier versions named theirs `prefect_pipelines.output@<offset>`.
+OUTPUT_SUFFIX = " output@"
+_RECORD_NAME = re.compile(r"(?:.+ output|prefect_pipelines\.output)@(\d+)", re.DOTALL)
 _log = logging.getLogger(__name__)
+
+
+def record_name(step: str, offset: int) -> str:
+    """The name of a record of `step`'s output that starts `offset` bytes in."""
+    return f"{step}{OUTPUT_SUFFIX}{offset}"
 
 
 def record_offset(name: str) -> int | None:
     """The output offset carried in a log record's name, None for other records."""
-    base, sep, offset = name.partition(OFFSET_SEPARATOR)
-    if base != OUTPUT_LOGGER_NAME or not sep or not offset.isdigit():
-        return None
-    return int(offset)
+    match = _RECORD_NAME.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+class NoEmptyTraceback(logging.Filter):
+    """Drops a traceback that is not there. Prefect's task engine logs a failed task run
+    with `exc_info=True` even when the step returned a Failed state and nothing was
+    raised, and the record then ends with a stray `NoneType: None` line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is None:
+            record.exc_info = None
+        return True
+
+
+logging.getLogger("prefect.task_runs").addFilter(NoEmptyTraceback())
 
 
 class SecretMasker:
@@ -174,6 +194,7 @@ class StepOutput:
 
     Args:
         label: the `stage/step` prefix for the console.
+        title: the step as its records name it (`build / 2`); the label by default.
         flow_run_id, task_run_id: the Prefect runs the records belong to; without a
             flow run id nothing is sent to Prefect (console only).
         masker: secrets to mask.
@@ -185,6 +206,7 @@ class StepOutput:
         self,
         label: str,
         *,
+        title: str = "",
         flow_run_id: UUID | None,
         task_run_id: UUID | None,
         masker: SecretMasker | None = None,
@@ -192,6 +214,7 @@ class StepOutput:
         flush_seconds: float = 0.2,
     ) -> None:
         self.label = label
+        self.title = title or label
         self.flow_run_id = flow_run_id
         self.task_run_id = task_run_id
         self.masker = masker if masker is not None else SecretMasker()
@@ -292,7 +315,7 @@ class StepOutput:
         created = max(time.time(), self._last_created + 0.001)
         self._last_created = created
         self._sender.put({  # type: ignore[union-attr]
-            "name": f"{OUTPUT_LOGGER_NAME}{OFFSET_SEPARATOR}{offset}",
+            "name": record_name(self.title, offset),
             "level": logging.INFO,
             "message": message,
             "timestamp": _iso(created),

@@ -44,14 +44,14 @@ from prefect_pipelines.flows.runtime import (
     ensure_run_number,
     label_flow_run,
     load_source_token,
+    publish_report,
     record_steps,
     secret_env,
     select_executor,
-    step_tags,
     trigger_refusal,
 )
 from prefect_pipelines.settings import Settings, get_settings
-from prefect_pipelines.translator.executions import LABEL_BRANCH, LABEL_COMMIT
+from prefect_pipelines.translator.executions import LABEL_BRANCH, LABEL_COMMIT, api_state
 from prefect_pipelines.translator import (
     PipelineSpecError,
     RunIdentity,
@@ -207,6 +207,7 @@ class _StepJob:
         token = StopToken(deadline)
         output = StepOutput(
             step.label,
+            title=step.place,
             flow_run_id=run.flow_run.id,
             task_run_id=task_run_id,
             masker=run.masker,
@@ -309,13 +310,14 @@ class _StepJob:
 
 @task(
     name="step",
-    task_run_name="stage-{stage}-step-{step}",
+    task_run_name="{title}",
     cache_policy=NO_CACHE,
     persist_result=False,
     retries=0,
 )
-def run_step(stage: int, step: int, job: _StepJob) -> State | dict[str, Any]:
-    """Run step `step` of stage `stage` (a task run named `stage-<i>-step-<j>`)."""
+def run_step(stage: int, step: int, title: str, job: _StepJob) -> State | dict[str, Any]:
+    """Run step `step` of stage `stage`: a task run named `title` for people
+    (`StepPlan.title`), tagged `stage:<i>`, `step:<j>` for the API."""
     ctx = TaskRunContext.get()
     return job.execute(ctx.task_run.id if ctx else None)
 
@@ -403,9 +405,10 @@ def _submit(run: _Run, steps: list[StepPlan], group: _Stage) -> list[tuple[StepP
     futures = []
     for step in steps:
         run.tag_limits.before_step(step.stage, step.index)
-        with tags(*step_tags(step.stage, step.index)):
+        with tags(*step.tags):
             job = _StepJob(run, step, group)
-            futures.append((step, run_step.submit(step.stage, step.index, quote(job))))
+            futures.append((step, run_step.submit(step.stage, step.index, run.plan.title_of(step),
+                                                  quote(job))))
         job.started.wait(timeout=_START_WAIT_SECONDS)
     out = []
     for step, future in futures:
@@ -537,16 +540,21 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
             executor.close()
         if remove_workspace:
             shutil.rmtree(workspace, ignore_errors=True)
-    if flow_run.deployment_id is not None:
-        record_steps(flow_run.id)
+    deployed = flow_run.deployment_id is not None
+    steps = record_steps(flow_run.id, label=deployed)
     if control.cancelled:
+        final: State = Cancelled(message=control.cancel_message or "the run was cancelled")
         console.status("cancelled")
         status.report("error", f"execution {identity.execution_id} was aborted")
-        return Cancelled(message=control.cancel_message or "the run was cancelled")
-    if failure:
+    elif failure:
+        final = Failed(message=failure)
         console.status(f"failed: {failure}")
         status.report("failure", failure)
-        return Failed(message=failure)
-    console.status("succeeded")
-    status.report("success", f"execution {identity.execution_id} succeeded")
-    return Completed(message=f"execution {identity.execution_id} succeeded")
+    else:
+        final = Completed(message=f"execution {identity.execution_id} succeeded")
+        console.status("succeeded")
+        status.report("success", final.message or "")
+    if steps is not None:
+        publish_report(plan, steps, state=api_state(final.type), message=final.message or "",
+                       public_url=settings.public_url, linked=deployed)
+    return final

@@ -27,6 +27,8 @@ from prefect_pipelines.services.dockercredentials import (
 from prefect_pipelines.services.numbering import claim_run_number
 from prefect_pipelines.settings import Settings
 from prefect_pipelines.translator import RunPlan, RunScriptConfig
+from prefect_pipelines.translator.executions import Steps
+from prefect_pipelines.translator.plan import step_tags
 from prefect_pipelines.translator.mapping import (
     TAG_EXECUTION,
     TAG_RUN,
@@ -87,11 +89,12 @@ def trigger_refusal(flow_run: FlowRun, project_id: str, *, credential: bool = Fa
     return run_coro_as_sync(check())
 
 
-def record_steps(flow_run_id: UUID) -> None:
-    """Put what the run's steps came to on its flow run (LABEL_STEPS), so that the API can
-    show a finished execution from its flow run alone, without reading its task runs.
-    Called as the run ends, once every step is over; a run that cannot record them is
-    shown from its task runs, as a running one is."""
+def record_steps(flow_run_id: UUID, *, label: bool = True) -> Steps | None:
+    """What the run's steps came to (None when they cannot be read); with `label`, put
+    on its flow run (LABEL_STEPS), so that the API can show a finished execution from its
+    flow run alone, without reading its task runs. Called as the run ends, once every
+    step is over; a run that cannot record them is shown from its task runs, as a
+    running one is."""
     from prefect_pipelines.services.executions import task_runs_of
     from prefect_pipelines.translator.executions import LABEL_STEPS, encode_steps, step_records
 
@@ -104,8 +107,35 @@ def record_steps(flow_run_id: UUID) -> None:
         current, task_runs = run_coro_as_sync(read())
     except Exception as exc:  # noqa: BLE001 - the task runs still tell
         _log.warning("could not record the steps of flow run %s: %s", flow_run_id, exc)
-        return
-    label_flow_run(flow_run_id, {LABEL_STEPS: encode_steps(step_records(task_runs), current.run_count)})
+        return None
+    steps = step_records(task_runs)
+    if label:
+        label_flow_run(flow_run_id, {LABEL_STEPS: encode_steps(steps, current.run_count)})
+    return steps
+
+
+def publish_report(plan: RunPlan, steps: Steps, *, state: str, message: str, public_url: str,
+                   linked: bool) -> None:
+    """The execution's Prefect artifact (its flow run's Artifacts tab): stages, steps,
+    states, durations and, with `linked` (a project's run), links to the step logs on
+    /v3. A run that cannot write it carries on."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from prefect_pipelines.translator.executions import execution_report
+
+    identity = plan.identity
+
+    def log_url(stage: int, step: int) -> str:
+        return (f"{public_url.rstrip('/')}/v3/projects/{identity.project_id}/pipelineexecutionlogs/"
+                f"{identity.execution_id}-{stage}-{step}")
+
+    try:
+        create_markdown_artifact(
+            markdown=execution_report(plan, steps, state=state, message=message,
+                                      log_url=log_url if linked and identity.project_id else None),
+            description=f"execution {identity.execution_id}: its stages and steps")
+    except Exception as exc:  # noqa: BLE001 - the report is a view; the run's outcome stands
+        _log.warning("could not write the report of execution %s: %s", identity.execution_id, exc)
 
 
 def label_flow_run(flow_run_id: UUID, labels: dict[str, str]) -> None:
@@ -351,6 +381,3 @@ class StepTagLimits:
                 self._cache[frozenset(f"tag:{tag}" for tag in step_tags(stage, index))] = True
 
 
-def step_tags(stage: int, index: int) -> tuple[str, str]:
-    """The tags of a step's task run."""
-    return f"stage:{stage}", f"step:{index}"

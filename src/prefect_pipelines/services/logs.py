@@ -15,13 +15,14 @@ from prefect.client.schemas.filters import (
     LogFilterTimestamp,
     TaskRunFilter,
     TaskRunFilterFlowRunId,
-    TaskRunFilterName,
+    TaskRunFilterTags,
 )
 from prefect.client.schemas.objects import Log, TaskRun
 from prefect.client.schemas.sorting import LogSort
 
 from prefect_pipelines.flows.output import record_offset
-from prefect_pipelines.translator.plan import task_run_name
+from prefect_pipelines.translator.executions import step_positions
+from prefect_pipelines.translator.plan import step_tags
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -53,8 +54,12 @@ async def find_task_run(client: PrefectClient, flow_run_id: UUID, stage: int, st
     """The task run of step (stage, step) of an execution's flow run, if it ran."""
     runs = await client.read_task_runs(task_run_filter=TaskRunFilter(
         flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]),
-        name=TaskRunFilterName(any_=[task_run_name(stage, step)]),
+        tags=TaskRunFilterTags(all_=list(step_tags(stage, step))),
     ))
+    if not runs:  # a run of an earlier version: its task runs are known by name
+        runs = [task_run for position, task_run in step_positions(await client.read_task_runs(
+            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]))
+        )).items() if position == (stage, step)]
     return runs[-1] if runs else None
 
 

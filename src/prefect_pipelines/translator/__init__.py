@@ -9,7 +9,7 @@ from prefect_pipelines.translator.plan import (
     StepPlan,
     Trigger,
     compile_plan,
-    task_run_name,
+    step_tags,
 )
 from prefect_pipelines.translator.spec import (
     PipelineConfig,
@@ -41,6 +41,6 @@ __all__ = [
     "load_yaml",
     "parse_pipeline",
     "parse_pipeline_yaml",
-    "task_run_name",
+    "step_tags",
     "validate_branch_name",
 ]

@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
 
 from prefect_pipelines.translator.mapping import tagged_run_number
+from prefect_pipelines.translator.plan import STAGE_TAG, STEP_TAG, RunPlan
 
 WAITING, QUEUEING, RUNNING = "waiting", "queueing", "running"
 SUCCESS, FAILED, SKIPPED, ABORTED = "success", "failed", "skipped", "aborted"
@@ -27,7 +29,8 @@ LABEL_BRANCH = "pipelines.branch"
 # What the steps of a run came to, put on the flow run as the run ends (see recorded_steps).
 LABEL_STEPS = "pipelines.steps"
 
-_TASK_NAME = re.compile(r"stage-(\d+)-step-(\d+)")
+# Task runs of runs made before steps had readable names were named `stage-<i>-step-<j>`.
+_LEGACY_TASK_NAME = re.compile(r"stage-(\d+)-step-(\d+)")
 
 _FLOW_STATES = {
     StateType.SCHEDULED: WAITING,
@@ -57,6 +60,11 @@ def iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def api_state(state_type: StateType) -> str:
+    """The API state of an execution whose flow run is in `state_type`."""
+    return _FLOW_STATES.get(state_type, WAITING)
+
+
 def flow_run_state(flow_run: FlowRun, queue_full: bool = False) -> str:
     """The API state of an execution.
 
@@ -72,13 +80,27 @@ def flow_run_state(flow_run: FlowRun, queue_full: bool = False) -> str:
 
 
 def step_positions(task_runs: list[TaskRun]) -> dict[tuple[int, int], TaskRun]:
-    """The step task runs of an execution by (stage, step)."""
+    """The step task runs of an execution by (stage, step): by their `stage:` and `step:`
+    tags (their names are for people), or by the name runs of earlier versions gave them."""
     out: dict[tuple[int, int], TaskRun] = {}
     for task_run in task_runs:
-        match = _TASK_NAME.fullmatch(task_run.name)
-        if match:
-            out[(int(match.group(1)), int(match.group(2)))] = task_run
+        position = _position(task_run)
+        if position is not None:
+            out[position] = task_run
     return out
+
+
+def _position(task_run: TaskRun) -> tuple[int, int] | None:
+    stage = step = None
+    for tag in task_run.tags or ():
+        if tag.startswith(STAGE_TAG) and tag[len(STAGE_TAG):].isdigit():
+            stage = int(tag[len(STAGE_TAG):])
+        elif tag.startswith(STEP_TAG) and tag[len(STEP_TAG):].isdigit():
+            step = int(tag[len(STEP_TAG):])
+    if stage is not None and step is not None:
+        return stage, step
+    match = _LEGACY_TASK_NAME.fullmatch(task_run.name or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 class StepRecord(NamedTuple):
@@ -224,3 +246,30 @@ def parse_execution_id(execution_id: str) -> tuple[str, int] | None:
     if not match:
         return None
     return match.group(1), int(match.group(2))
+
+
+def execution_report(plan: RunPlan, steps: Steps, *, state: str, message: str = "",
+                     log_url: Callable[[int, int], str] | None = None) -> str:
+    """The Markdown of an execution's Prefect artifact: its stages and steps, each step's
+    state, duration and (for a project's run) a link to its log on /v3. A step that never
+    started is `skipped`."""
+    lines = [f"### Execution {plan.identity.execution_id}: {state}", ""]
+    if message:
+        lines += [_cell(message), ""]
+    lines += ["| Stage | Step | State | Duration | Log |", "|---|---|---|---|---|"]
+    known = plan.known_env()
+    for step in plan.steps():
+        record = steps.get((step.stage, step.index))
+        step_state = _TASK_STATES.get(record.state_type, WAITING) if record and record.state_type else SKIPPED
+        took = (f"{(record.ended - record.started).total_seconds():.1f} s"
+                if record and record.started and record.ended else "")
+        link = f"[log]({log_url(step.stage, step.index)})" if log_url and record else ""
+        what = _cell(step.summary(known))
+        lines.append(f"| {_cell(step.stage_name)} | {step.index + 1}: {what} | {step_state} "
+                     f"| {took} | {link} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return " ".join(text.split()).replace("\\", "\\\\").replace("|", "\\|")

@@ -11,12 +11,15 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 from prefect_pipelines.translator.branches import BranchCondition
 from prefect_pipelines.translator.errors import ImageTagError
 from prefect_pipelines.translator.spec import PipelineConfig, Step
 
 TriggerType = Literal["user", "cron", "webhook"]
+# A step's task run carries `stage:<i>` and `step:<j>` (0-based).
+STAGE_TAG, STEP_TAG = "stage:", "step:"
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # docker reference grammar (distribution/reference), without the digest form.
@@ -92,9 +95,24 @@ class StepPlan:
         return f"{self.stage_name}/{self.index}"
 
     @property
-    def task_run_name(self) -> str:
-        """`stage-<i>-step-<j>`: the name that correlates a task run with the step."""
-        return task_run_name(self.stage, self.index)
+    def tags(self) -> tuple[str, str]:
+        """The tags of the step's task run: what correlates it with the step."""
+        return step_tags(self.stage, self.index)
+
+    def title(self, env: dict[str, str] | None = None) -> str:
+        """What people read in the Prefect UI: `<stage name> / <n>: <what it runs>`
+        (n counts from 1; `${VAR}` expanded from `env` where it can be), cut to
+        TITLE_LENGTH characters. Never used to find the step: `tags` do that."""
+        return _cut(f"{self.place}: {self.summary(env)}")
+
+    def summary(self, env: dict[str, str] | None = None) -> str:
+        """What the step does in a few words (`golang:1.8 go test ./...`), uncut."""
+        return _what(self.spec, env or {})
+
+    @property
+    def place(self) -> str:
+        """`<stage name> / <n>` (n from 1): where people find the step."""
+        return f"{self.stage_name} / {self.index + 1}"
 
 
 @dataclass(frozen=True)
@@ -123,6 +141,16 @@ class RunPlan:
         """All steps, stage by stage."""
         return [step for stage in self.stages for step in stage.steps]
 
+    def title_of(self, step: StepPlan) -> str:
+        """The step's title, its `${VAR}`s expanded from what the run knows before it
+        starts (an empty one, as `CICD_GIT_COMMIT` is until the clone ends, leaves the
+        template as written)."""
+        return step.title(self.known_env())
+
+    def known_env(self) -> dict[str, str]:
+        """The variables a run knows before it starts, the empty ones left out."""
+        return {name: value for name, value in {**self.cicd_env(), **self.extra_env}.items() if value}
+
     def cicd_env(self, commit: str = "") -> dict[str, str]:
         """The `CICD_*` variables of this execution (`commit` once the clone knows it)."""
         commit = commit or self.trigger.commit
@@ -144,9 +172,49 @@ class RunPlan:
         }
 
 
-def task_run_name(stage: int, step: int) -> str:
-    """The task-run name of step `step` of stage `stage` (both 0-based)."""
-    return f"stage-{stage}-step-{step}"
+def step_tags(stage: int, index: int) -> tuple[str, str]:
+    """The tags of the task run of step `index` of stage `stage` (both 0-based)."""
+    return f"{STAGE_TAG}{stage}", f"{STEP_TAG}{index}"
+
+
+TITLE_LENGTH = 96
+
+
+def _cut(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= TITLE_LENGTH else text[:TITLE_LENGTH - 1].rstrip() + "\u2026"
+
+
+def _expanded(template: str, env: dict[str, str]) -> str:
+    """`${NAME}` expanded where `env` has it, left as written where not."""
+    return _VAR.sub(lambda match: env.get(match.group(1), match.group(0)), template)
+
+
+def _what(spec: Step, env: dict[str, str]) -> str:
+    """A step in a few words: what it clones, runs or publishes."""
+    if spec.source_code_config is not None:
+        source = spec.source_code_config
+        parts = urlsplit(source.url)
+        where = (f"{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+                 if parts.hostname else source.url)
+        return f"clone {where} ({source.branch})"
+    if spec.run_script_config is not None:
+        script = spec.run_script_config
+        if script.is_shell:
+            lines = [line.strip() for line in (script.shell_script or "").splitlines() if line.strip()]
+            command = lines[0] + (" ..." if len(lines) > 1 else "") if lines else ""
+        else:
+            command = " ".join(_words(script.entrypoint) + _words(script.command))
+        return f"{_expanded(script.image, env)} {command}".strip()
+    assert spec.publish_image_config is not None
+    publish = spec.publish_image_config
+    return f"publish {_expanded(publish.tag, env)}" + ("" if publish.push_remote else " (not pushed)")
+
+
+def _words(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
 
 
 def repo_name(url: str) -> str:

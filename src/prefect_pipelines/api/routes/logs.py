@@ -56,11 +56,11 @@ async def list_logs(
                                 field_name="pipelineExecutionId", code="MissingRequired")
     record = await executions_service.read_execution(client, project_id=project_id,
                                                      execution_id=pipelineExecutionId, task_runs=True)
-    positions = {(task_run.name): task_run for task_run in record.task_runs or []}
+    positions = step_positions(record.task_runs or [])
     stages = (record.flow_run.parameters or {}).get("pipeline", {}).get("stages") or []
     places = [(i, j) for i, stage in enumerate(stages) for j, _ in enumerate(stage.get("steps") or [])]
     logs = await asyncio.gather(*(
-        service.read_step_log(client, getattr(positions.get(f"stage-{i}-step-{j}"), "id", None),
+        service.read_step_log(client, getattr(positions.get((i, j)), "id", None),
                               settings.log_limit_bytes)
         for i, j in places
     ))

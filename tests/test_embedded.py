@@ -462,6 +462,11 @@ def test_the_ui_of_a_server_on_another_port_reads_from_that_port(tmp_path: Path)
         settings = httpx.get(f"{base}/ui-settings", timeout=10).json()
         assert settings["api_url"] == f"{base}/api", settings
         assert httpx.get(base, timeout=10, follow_redirects=True).status_code == 200  # the UI
+        # Prefect's banner says `export`, as the README does (not `prefect config set`,
+        # which would change the user's profile for good).
+        banner = started.log()
+        assert f"export PREFECT_API_URL={base}/api" in banner, banner[:2000]
+        assert "prefect config set" not in banner, banner[:2000]
     finally:
         started.close()
 

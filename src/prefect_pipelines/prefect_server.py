@@ -1,7 +1,8 @@
 """`python -m prefect_pipelines.prefect_server`: Prefect's server, without SQLite's 60 s stalls.
 
-This is `prefect server start` (same options, same process, services included), with one
-correction to aiosqlite applied first:
+This is `prefect server start` (same options, same process, services included), with its
+banner saying `export PREFECT_API_URL=...` (as the README does) and one correction to
+aiosqlite applied first:
 
 Prefect's read-then-write transactions make SQLite fail writes at once (SQLITE_BUSY) under
 concurrent load. Python's `sqlite3` keeps a failed statement un-reset on its cursor, and
@@ -62,11 +63,34 @@ def fix_aiosqlite_cursors() -> None:
             setattr(Cursor, name, _close_failed_cursor(method))
 
 
+def export_in_banner() -> None:
+    """Prefect's start-up banner tells the user to `prefect config set PREFECT_API_URL=...`,
+    which changes their profile for good; the README says `export` (this shell only), and
+    so does the banner from here on. Cosmetic: a Prefect without the banner function
+    keeps its own words (tests/test_prefect_contract.py names it)."""
+    from prefect.cli import _server_utils
+
+    original = getattr(_server_utils, "generate_welcome_blurb", None)
+    if original is None or getattr(original, "__pp_fixed__", False):
+        return
+
+    @functools.wraps(original)
+    def blurb(*args: Any, **kwargs: Any) -> str:
+        text = str(original(*args, **kwargs))
+        return (text.replace("Configure Prefect to communicate with the server with:",
+                             "Point Prefect at this server (in the shell that runs it) with:")
+                .replace("prefect config set PREFECT_API_URL=", "export PREFECT_API_URL="))
+
+    blurb.__pp_fixed__ = True  # type: ignore[attr-defined]
+    _server_utils.generate_welcome_blurb = blurb
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`prefect server start [options]`, with the correction applied first."""
+    """`prefect server start [options]`, with the corrections applied first."""
     import sys
 
     fix_aiosqlite_cursors()
+    export_in_banner()
     from prefect.cli import app
 
     sys.argv = ["prefect", "server", "start", *(sys.argv[1:] if argv is None else argv)]

@@ -328,3 +328,29 @@ def test_the_prefect_ui_reads_like_the_pipeline(api: httpx.Client) -> None:
     assert {"stage0 / 1 output@0", "stage1 / 1 output@0"} <= output, output
     # No stray "NoneType: None" line ends a failed step's log.
     assert not any("NoneType: None" in r.message for r in records), [r.message for r in records]
+
+
+def test_a_run_prefect_makes_is_named_for_its_number_from_its_first_log_line(api: httpx.Client) -> None:
+    """A run made through Prefect (the UI's Run button, `prefect deployment run`, a cron
+    schedule) gets Prefect's random name; it takes its run number before the engine logs
+    anything, so even "Beginning flow run ..." names it `<pipeline>-<run>`."""
+    from prefect.client.orchestration import SyncPrefectClient, get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    project = new_project(api)
+    create(api, project, definition("named", [script_step("true")]))
+    assert wait_state(api, project, run(api, project, "named")["id"])["state"] == "success"
+    with get_client(sync_client=True) as client:
+        assert isinstance(client, SyncPrefectClient)
+        deployment = client.read_deployment_by_name(f"run-pipeline/{project}:named")
+        made = client.create_flow_run_from_deployment(deployment.id)
+        given = made.name  # Prefect's
+        wait_for(lambda: (client.read_flow_run(made.id).state or made.state).is_final(), timeout=90,
+                 what="the run to end")
+        ended = client.read_flow_run(made.id)
+        records = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[made.id])))
+    assert ended.name == "named-2" and ended.state.is_completed(), (ended.name, ended.state)
+    beginning = [r.message for r in records if r.message.startswith("Beginning flow run")]
+    assert beginning == ["Beginning flow run 'named-2' for flow 'run-pipeline'"], beginning
+    assert not any(given in r.message for r in records), [r.message for r in records]
+    assert wait_state(api, project, "named-2")["state"] == "success"

@@ -37,8 +37,21 @@ def wait_for(
         f" (last error: {last_error!r})" if last_error else ""))
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it dies, so that
+    a test run killed before its teardown (SIGKILL, a CI timeout) leaves no server behind.
+    (Linux's PR_SET_PDEATHSIG; `runuser` passes the signal on to what it runs.)"""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before the line above: go now
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 class Proc:
-    """A background process with its output in a log file, stopped with `stop()`."""
+    """A background process with its output in a log file, stopped with `stop()`; it
+    also stops when the test process dies."""
 
     def __init__(self, argv: list[str], *, log: Path, env: dict[str, str] | None = None,
                  cwd: Path | None = None, new_session: bool = True) -> None:
@@ -48,7 +61,7 @@ class Proc:
         self._log = open(log, "ab")
         self.popen = subprocess.Popen(
             argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=cwd, start_new_session=new_session,
+            env=env, cwd=cwd, start_new_session=new_session, preexec_fn=_die_with_parent,
         )
 
     @property

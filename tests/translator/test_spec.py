@@ -153,6 +153,7 @@ INVALID = [
     ("cron gibberish", pipeline([RUN], triggerCronExpression="every day"), e.CronExpressionError, "triggerCronExpression"),
     ("unknown timezone", pipeline([RUN], triggerCronExpression="0 3 * * *", triggerCronTimezone="Mars/Olympus"), e.CronTimezoneError, "triggerCronTimezone"),
     ("timezone without cron", pipeline([RUN], triggerCronTimezone="Nowhere"), e.CronTimezoneError, "triggerCronTimezone"),
+    ("good timezone without cron", pipeline([RUN], triggerCronTimezone="Europe/Berlin"), e.CronTimezoneError, "triggerCronTimezone"),
     ("webhook flag not boolean", pipeline([RUN], triggerWebhook="yes"), e.WrongTypeError, "triggerWebhook"),
 ]
 

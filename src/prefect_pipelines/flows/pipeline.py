@@ -52,6 +52,7 @@ from prefect_pipelines.flows.runtime import (
 )
 from prefect_pipelines.settings import Settings, get_settings
 from prefect_pipelines.translator.executions import LABEL_BRANCH, LABEL_COMMIT, api_state
+from prefect_pipelines.translator.mapping import execution_name
 from prefect_pipelines.translator import (
     PipelineSpecError,
     RunIdentity,
@@ -65,6 +66,7 @@ from prefect_pipelines.translator import (
 
 FLOW_NAME = "run-pipeline"
 _START_WAIT_SECONDS = 30
+_TRIGGERS = ("triggerCronExpression", "triggerCronTimezone", "triggerWebhook")
 _COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
 _REF = re.compile(r"refs/(?:heads|tags)/[^\s~^:?*\[\\]+|refs/pull/\d+/(?:head|merge)")
 _log = logging.getLogger(__name__)
@@ -417,8 +419,34 @@ def _submit(run: _Run, steps: list[StepPlan], group: _Stage) -> list[tuple[StepP
     return out
 
 
+# Run numbers taken while the engine named the run (`_run_name`), for `_execute`.
+_numbers: dict[UUID, int] = {}
+
+
+def _run_name() -> str:
+    """The flow run's name, as Prefect's engine asks for it before the run logs anything:
+    `<pipelineId>-<run>`. A run Prefect made (cron, the UI, `prefect deployment run`)
+    takes its number here, so even its first log line names it so (not
+    `curly-guillemot`); a run outside a deployment (`exec`) keeps its name."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:  # pragma: no cover - the engine sets it
+        return "pipeline"
+    flow_run, parameters = context.flow_run, context.parameters or {}
+    if flow_run.deployment_id is None:
+        return flow_run.name
+    pipeline_id = str(parameters.get("pipeline_id") or (parameters.get("pipeline") or {}).get("name") or "")
+    try:
+        number = ensure_run_number(flow_run, pipeline_id)
+    except Exception as exc:  # noqa: BLE001 - the run takes its number when it starts
+        get_run_logger().warning("could not take a run number yet: %s", exc)
+        return flow_run.name
+    _numbers[flow_run.id] = number
+    return execution_name(pipeline_id or "pipeline", number)
+
+
 @flow(
     name=FLOW_NAME,
+    flow_run_name=_run_name,
     description="Run a prefect-pipelines pipeline: stages in order, the steps of a stage "
     "concurrently, each step in a container.",
     persist_result=False,
@@ -456,9 +484,14 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
     if settings.executor == "process":
         logger.info("%s", process_notice())
     try:
-        config = parse_pipeline(pipeline, min_cron_interval_seconds=0)
+        # Triggers say when a pipeline runs, not what a run does: a definition stored by
+        # an earlier version (a timezone without a cron expression) still runs.
+        config = parse_pipeline({key: value for key, value in pipeline.items() if key not in _TRIGGERS},
+                                min_cron_interval_seconds=0)
         run_trigger = _trigger_from(trigger, flow_run)
-        run_number = ensure_run_number(flow_run, pipeline_id or config.name or "")
+        run_number = _numbers.pop(flow_run.id, None)
+        if run_number is None:
+            run_number = ensure_run_number(flow_run, pipeline_id or config.name or "")
         identity = RunIdentity(
             pipeline_id=pipeline_id or config.name or "pipeline",
             project_id=project_id,

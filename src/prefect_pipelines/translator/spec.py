@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from prefect_pipelines.translator.errors import (
+    CronTimezoneError,
     EnvEntryError,
     InvalidValueError,
     ShellFieldsError,
@@ -355,7 +356,10 @@ class PipelineConfig(SpecModel):
         from prefect_pipelines.translator.schedule import validate_cron
 
         if self.trigger_cron_timezone is not None and self.trigger_cron_expression is None:
-            validate_cron(None, self.trigger_cron_timezone, min_interval_seconds=0)
+            raise CronTimezoneError(
+                f"triggerCronTimezone ({self.trigger_cron_timezone!r}) is given without "
+                "triggerCronExpression: a timezone only says when a cron schedule fires"
+            ).at("triggerCronTimezone")
         if self.trigger_cron_expression is not None:
             context = info.context or {}
             validate_cron(

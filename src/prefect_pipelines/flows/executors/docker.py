@@ -155,25 +155,9 @@ class DockerExecutor:
         sink = _OutputFile() if config.is_shell else None
         try:
             self._ensure_image(image, ctx)
-            entrypoint, command = script_argv(config)
-            volumes = {str(ctx.workspace): {"bind": CONTAINER_WORKSPACE, "mode": "rw"}}
-            if sink is not None:
-                assert entrypoint is not None
-                entrypoint = [*entrypoint[:-1], sink.redirect + (config.shell_script or "")]
-                volumes[str(sink.directory)] = {"bind": OUTPUT_DIRECTORY, "mode": "rw"}
-            container = self.client.containers.create(
-                image,
-                command=command,
-                entrypoint=entrypoint,
-                environment={**ctx.env, **config.env_map()},
-                working_dir=CONTAINER_WORKSPACE,
-                volumes=volumes,
-                labels=ctx.labels,
-                network_mode=self.network,
-                name=_container_name(ctx),
-                log_config={"type": "none"},
-                detach=True,
-            )
+            container = self.client.containers.create(**container_spec(
+                config, image=image, ctx=ctx, network=self.network,
+                output=(sink.directory, sink.redirect) if sink is not None else None))
         except docker.errors.APIError as exc:
             if sink is not None:
                 sink.remove()
@@ -293,35 +277,19 @@ class DockerExecutor:
             return StepResult(None, message=f"the base image: {exc}")
         pull = bases is None and self.logins.has_private()
         result = self._stream(
-            ctx,
-            lambda api: api.build(
-                path=context,
-                dockerfile=dockerfile,
-                tag=tag,
-                rm=True,
-                forcerm=True,
-                pull=pull,
-                decode=True,
-                network_mode=self.network,
-            ),
-            what="the build",
-        )
+            ctx, lambda api: api.build(**build_spec(tag, context=context, dockerfile=dockerfile,
+                                                    pull=pull, network=self.network)),
+            what="the build")
         if result.ok:
             self._built.add(tag)
         if not result.ok or not config.push_remote:
             return result
-        registry, repository, image_tag = split_reference(tag)
+        registry = split_reference(tag)[0]
         ctx.output.info(f"pushing {tag}")
         auth = self.logins.login(registry)
         if auth is None:
             ctx.output.info(f"no registry credentials match {registry or 'docker.io'}; pushing without login")
-        return self._stream(
-            ctx,
-            lambda api: api.push(
-                repository, tag=image_tag, stream=True, decode=True, auth_config=auth
-            ),
-            what="the push",
-        )
+        return self._stream(ctx, lambda api: api.push(**push_spec(tag, auth)), what="the push")
 
     def _stream(
         self, ctx: StepContext, start: Callable[[docker.APIClient], Any], what: str
@@ -421,6 +389,53 @@ class _OutputFile:
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def container_spec(config: RunScriptConfig, *, image: str, ctx: StepContext, network: str | None,
+                   output: tuple[Path, str] | None = None) -> dict[str, Any]:
+    """The engine's `containers.create` arguments for a script step: nothing is run or
+    looked up here (Woodpecker's `toConfig`, tested without an engine).
+
+    Args:
+        image: the step's image, expanded.
+        output: with a shell script, (the host directory the output file is written to,
+            the shell line that sends the script's output there).
+    """
+    entrypoint, command = script_argv(config)
+    volumes = {str(ctx.workspace): {"bind": CONTAINER_WORKSPACE, "mode": "rw"}}
+    if output is not None:
+        directory, redirect = output
+        assert entrypoint is not None  # a shell step
+        entrypoint = [*entrypoint[:-1], redirect + (config.shell_script or "")]
+        volumes[str(directory)] = {"bind": OUTPUT_DIRECTORY, "mode": "rw"}
+    return {
+        "image": image,
+        "command": command,
+        "entrypoint": entrypoint,
+        "environment": {**ctx.env, **config.env_map()},
+        "working_dir": CONTAINER_WORKSPACE,
+        "volumes": volumes,
+        "labels": ctx.labels,
+        "network_mode": network,
+        "name": _container_name(ctx),
+        "log_config": {"type": "none"},  # the output is ours to keep, not the engine's
+        "detach": True,
+    }
+
+
+def build_spec(tag: str, *, context: str, dockerfile: str, pull: bool,
+               network: str | None) -> dict[str, Any]:
+    """The engine's `build` arguments for a publish step (intermediate containers always
+    removed, output decoded)."""
+    return {"path": context, "dockerfile": dockerfile, "tag": tag, "rm": True, "forcerm": True,
+            "pull": pull, "decode": True, "network_mode": network}
+
+
+def push_spec(tag: str, auth: dict[str, str] | None) -> dict[str, Any]:
+    """The engine's `push` arguments for a publish step's tag (`reg:5000/team/app:1.0`)."""
+    _, repository, image_tag = split_reference(tag)
+    return {"repository": repository, "tag": image_tag, "stream": True, "decode": True,
+            "auth_config": auth}
 
 
 def dockerfile_bases(text: str | None) -> list[str] | None:

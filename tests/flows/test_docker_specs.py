@@ -1,0 +1,86 @@
+"""The docker executor's pure part (flows/executors/docker.py), without an engine: the
+container, build and push arguments of each step kind, and the base images a Dockerfile
+names (pulled with the project's login before the build). A clone step runs git on the
+worker, in no container."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prefect_pipelines.flows.control import StopToken
+from prefect_pipelines.flows.executors.base import StepContext
+from prefect_pipelines.flows.executors.docker import build_spec, container_spec, dockerfile_bases, push_spec
+from prefect_pipelines.flows.output import StepOutput
+from prefect_pipelines.translator.spec import RunScriptConfig
+
+CTX = StepContext(label="test/0", workspace=Path("/srv/ws/run-1"), env={"CICD_GIT_BRANCH": "main"},
+                  output=StepOutput("test/0", flow_run_id=None, task_run_id=None), token=StopToken(),
+                  labels={"io.prefect-pipelines.flow-run-id": "0123456789abcdef",
+                          "io.prefect-pipelines.step": "1/0"})
+
+
+def test_a_shell_step_runs_its_script_as_one_argument_writing_its_output_to_a_file() -> None:
+    config = RunScriptConfig.model_validate({"image": "golang:1.8", "shellScript": "go test ./...",
+                                             "env": ["GOFLAGS=-mod=vendor"]})
+    spec = container_spec(config, image="golang:1.8", ctx=CTX, network="none",
+                          output=(Path("/tmp/pp-output-x"), "exec >>/pp-output/output.log 2>&1\n"))
+    name = spec.pop("name")
+    assert name.startswith("pp-01234567-1-0-")
+    assert spec == {
+        "image": "golang:1.8",
+        "command": None,
+        "entrypoint": ["sh", "-c", "exec >>/pp-output/output.log 2>&1\ngo test ./..."],
+        "environment": {"CICD_GIT_BRANCH": "main", "GOFLAGS": "-mod=vendor"},
+        "working_dir": "/workspace",
+        "volumes": {"/srv/ws/run-1": {"bind": "/workspace", "mode": "rw"},
+                    "/tmp/pp-output-x": {"bind": "/.prefect-pipelines", "mode": "rw"}},
+        "labels": CTX.labels,
+        "network_mode": "none",
+        "log_config": {"type": "none"},
+        "detach": True,
+    }
+
+
+def test_an_entrypoint_step_gets_its_argv_and_the_engine_stream() -> None:
+    config = RunScriptConfig.model_validate({"image": "busybox", "isShell": False,
+                                             "entrypoint": "sh -c", "command": ["echo $HOME", "x"]})
+    spec = container_spec(config, image="busybox", ctx=CTX, network=None)
+    assert (spec["entrypoint"], spec["command"]) == (["sh", "-c"], ["echo $HOME", "x"])
+    assert list(spec["volumes"]) == ["/srv/ws/run-1"]  # no output file: the engine's stream
+    assert spec["network_mode"] is None
+
+
+def test_a_publish_step_builds_then_pushes_its_tag() -> None:
+    assert build_spec("reg.example.com:5000/team/app:1.0", context="/srv/ws/run-1",
+                      dockerfile="/srv/ws/run-1/Dockerfile", pull=False, network="host") == {
+        "path": "/srv/ws/run-1", "dockerfile": "/srv/ws/run-1/Dockerfile",
+        "tag": "reg.example.com:5000/team/app:1.0", "rm": True, "forcerm": True, "pull": False,
+        "decode": True, "network_mode": "host"}
+    login = {"username": "ci", "password": "pw", "serveraddress": "reg.example.com:5000"}
+    assert push_spec("reg.example.com:5000/team/app:1.0", login) == {
+        "repository": "reg.example.com:5000/team/app", "tag": "1.0", "stream": True,
+        "decode": True, "auth_config": login}
+    assert push_spec("team/app", None)["tag"] == "latest"
+
+
+@pytest.mark.parametrize(("text", "bases"), [
+    ("FROM busybox\nRUN true\n", ["busybox"]),
+    ("from reg.example.com:5000/team/app:1.0 as build\nFROM build\nCOPY --from=build /a /a\n",
+     ["reg.example.com:5000/team/app:1.0"]),
+    ("FROM --platform=linux/amd64 golang:1.8 AS build\nFROM scratch\nCOPY --from=build /x /x\n",
+     ["golang:1.8"]),
+    ("FROM a AS one\nFROM one AS two\nFROM two\nFROM b@sha256:" + "0" * 64 + "\n",
+     ["a", "b@sha256:" + "0" * 64]),
+    ("FROM \\\n  alpine:3\n", ["alpine:3"]),
+    ("# FROM commented\nFROM alpine\nFROM alpine\n", ["alpine"]),
+    ("RUN echo no base\n", []),
+])
+def test_bases(text: str, bases: list[str]) -> None:
+    assert dockerfile_bases(text) == bases
+
+
+@pytest.mark.parametrize("text", ["ARG BASE=alpine\nFROM ${BASE}\n", "FROM $IMAGE AS x\n", None])
+def test_a_base_only_the_engine_knows(text: str | None) -> None:
+    assert dockerfile_bases(text) is None

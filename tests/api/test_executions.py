@@ -313,7 +313,7 @@ def test_the_prefect_ui_reads_like_the_pipeline(api: httpx.Client) -> None:
     # Links go to PUBLIC_URL (the worker's setting; the facade here listens elsewhere).
     base = f"/v3/projects/{project}/pipelineexecutionlogs/{done['id']}"
     assert report.startswith(f"### Execution {done['id']}: failed"), report
-    assert "stage 'stage1' failed: step stage1/0: the script exited with code 3" in report
+    assert "stage 'stage1' failed: step stage1 / 1: the script exited with code 3" in report
     rows = [line for line in report.splitlines() if line.startswith("| stage")]
     assert [row.split(" | ")[:3] for row in rows] == [
         ["| stage0", "1: busybox echo built \\| tr a-z A-Z", "success"],

@@ -152,7 +152,7 @@ class TestFailures:
         definition = stages([script("echo before; exit 3")], [script("echo never")])
         state, flow_run_id = run_definition(definition)
         assert state.is_failed()
-        assert state.message == "stage 'stage0' failed: step stage0/0: the script exited with code 3"
+        assert state.message == "stage 'stage0' failed: step stage0 / 1: the script exited with code 3"
         runs = task_runs(flow_run_id)
         assert runs[(0, 0)].state_type == StateType.FAILED
         assert (1, 0) not in runs

@@ -561,7 +561,7 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
             console.status(f"stage {stage.name}")
             for step, state in _run_stage(run, stage):
                 if state.is_failed() and not failure:
-                    failure = f"stage {stage.name!r} failed: step {step.label}: {state.message}"
+                    failure = f"stage {stage.name!r} failed: step {step.place}: {state.message}"
     finally:
         active_runs.remove(flow_run.id)
         done.set()

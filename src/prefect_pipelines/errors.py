@@ -6,9 +6,13 @@
     ├── InvalidInputError              422  InvalidFormat / MissingRequired / InvalidBodyContent
     ├── ActionNotAvailableError        409  ActionNotAvailable (stop a finished run, ...)
     ├── UnauthorizedError              401  Unauthorized
+    │   └── SignatureError             401  a webhook delivery not signed with its pipeline's token
     ├── PermissionDeniedError          403  PermissionDenied
+    ├── PayloadTooLargeError           413  RequestEntityTooLarge
+    ├── UnsupportedMediaTypeError      415  UnsupportedMediaType (neither JSON nor YAML)
     ├── UpstreamError                  424  GitHub (or another service we call) failed or refused
-    └── ServiceUnavailableError        503  ServiceUnavailable, with Retry-After
+    ├── ServiceUnavailableError        503  ServiceUnavailable, with Retry-After
+    └── StoreUncertainError            504  StoreUncertain: Prefect lost its answer to a write
 
 Pipeline definition errors (`translator.errors.PipelineSpecError`) become 422
 InvalidFormat naming the field. The internal cause of an error is logged, never sent.
@@ -70,11 +74,29 @@ class UnauthorizedError(ApiError):
     code = "Unauthorized"
 
 
+class SignatureError(UnauthorizedError):
+    """The webhook delivery is not signed with the pipeline's token."""
+
+
 class PermissionDeniedError(ApiError):
     """The caller may not do this."""
 
     status = 403
     code = "PermissionDenied"
+
+
+class PayloadTooLargeError(ApiError):
+    """The body is over the size limit."""
+
+    status = 413
+    code = "RequestEntityTooLarge"
+
+
+class UnsupportedMediaTypeError(ApiError):
+    """A Content-Type other than JSON or YAML."""
+
+    status = 415
+    code = "UnsupportedMediaType"
 
 
 class UpstreamError(ApiError):

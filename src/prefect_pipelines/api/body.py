@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import pydantic
 from fastapi import Request
 
-from prefect_pipelines.errors import ApiError, InvalidInputError
+from prefect_pipelines.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
 from prefect_pipelines.settings import Settings
 from prefect_pipelines.translator import PipelineConfig, parse_pipeline
 from prefect_pipelines.translator.validation import format_path
@@ -18,20 +18,6 @@ ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
 JSON_TYPES = {"application/json", ""}
-
-
-class PayloadTooLargeError(ApiError):
-    """The body is over the size limit."""
-
-    status = 413
-    code = "RequestEntityTooLarge"
-
-
-class UnsupportedMediaTypeError(ApiError):
-    """A Content-Type other than JSON or YAML."""
-
-    status = 415
-    code = "UnsupportedMediaType"
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -17,6 +17,7 @@ from prefect.client.schemas.actions import BlockDocumentCreate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from prefect_pipelines.blocks import RunNumberClaim
+from prefect_pipelines.errors import ServiceUnavailableError
 from prefect_pipelines.services.documents import block_ids
 
 if TYPE_CHECKING:
@@ -92,7 +93,8 @@ async def claim_run_number(
             return number
         except ObjectAlreadyExists:
             number += 1
-    raise RuntimeError(f"could not take a run number after {_MAX_ATTEMPTS} attempts")
+    raise ServiceUnavailableError(f"could not take a run number after {_MAX_ATTEMPTS} attempts: "
+                                  "too many triggers of this pipeline at once; retry")
 
 
 class RunNumbers:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from prefect.exceptions import ObjectNotFound
 
 from prefect_pipelines.blocks import PipelineSecrets
-from prefect_pipelines.errors import InvalidInputError, NotFoundError, UnauthorizedError
+from prefect_pipelines.errors import InvalidInputError, NotFoundError, SignatureError
 from prefect_pipelines.services import github, sourcecode
 from prefect_pipelines.services.pipelines import read_deployment
 from prefect_pipelines.settings import Settings
@@ -36,10 +36,6 @@ if TYPE_CHECKING:
 
 RUN_ACTIONS = {"opened", "synchronize", "reopened"}
 _COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
-
-
-class SignatureError(UnauthorizedError):
-    """The delivery is not signed with the pipeline's token."""
 
 
 @dataclass

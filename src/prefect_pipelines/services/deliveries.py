@@ -30,6 +30,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
@@ -39,8 +40,10 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.types import MAX_VARIABLE_VALUE_LENGTH
 from pydantic import BaseModel, ValidationError
 
-from prefect_pipelines.errors import InvalidInputError, NotFoundError
-from prefect_pipelines.services.pipelines import run_with_key, start_execution
+from prefect_pipelines.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from prefect_pipelines.services import webhooks
+from prefect_pipelines.services.pipelines import creator_of, run_with_key, start_execution
+from prefect_pipelines.services.projects import refused_run
 from prefect_pipelines.translator import PipelineSpecError
 from prefect_pipelines.translator.mapping import TAG_PLUGIN, delivery_digest, delivery_key
 
@@ -87,6 +90,62 @@ class Pending:
     name: str
     created: datetime
     delivery: Delivery
+
+
+@dataclass
+class Receipt:
+    """What the receiver answers a delivery: 202 recorded (or waiting already), 200 run
+    already or nothing to run (skipped, with why)."""
+
+    message: str
+    status: int = 200
+    execution_id: str | None = None
+
+
+async def receive(client: PrefectClient, pipeline: webhooks.Receiver, *, project_id: str,
+                  pipeline_id: str, headers: Mapping[str, str], body: bytes,
+                  may_run: Callable[[str], Awaitable[bool]], dispatcher: Dispatcher) -> Receipt:
+    """Check a GitHub delivery of a pipeline and record it for its run.
+
+    Raises:
+        SignatureError: not signed with the pipeline's token.
+        InvalidInputError: a header is missing, or the payload is not GitHub's.
+        PermissionDeniedError: the pipeline's creator may no longer run it.
+    """
+    webhooks.verify_signature(pipeline.token, body, headers.get("x-hub-signature-256"))
+    event = headers.get("x-github-event")
+    if not event:
+        raise InvalidInputError("the delivery has no X-GitHub-Event header", field_name="X-GitHub-Event")
+    deployment = pipeline.deployment
+    try:
+        delivery = webhooks.parse_delivery(event, body)
+        definition = (deployment.parameters or {}).get("pipeline") or {}
+        if deployment.paused:
+            raise webhooks.Skip("the pipeline is inactive")
+        if not definition.get("triggerWebhook"):
+            raise webhooks.Skip("the pipeline's webhook trigger is off")
+        webhooks.check_branch(definition, delivery)
+    except webhooks.Skip as skip:
+        return Receipt(str(skip))
+    creator = creator_of(deployment.tags)
+    if not await may_run(creator):
+        raise PermissionDeniedError(refused_run(project_id, creator))
+    delivery_id = headers.get("x-github-delivery") or ""
+    if not delivery_id:
+        raise InvalidInputError("the delivery has no X-GitHub-Delivery header",
+                                field_name="X-GitHub-Delivery")
+    outcome, item = await record(
+        client, deployment=deployment, project_id=project_id, pipeline_id=pipeline_id,
+        delivery_id=delivery_id, branch=delivery.branch, trigger=delivery.trigger(),
+        owner=dispatcher.owner)
+    if item is not None:
+        dispatcher.submit(item)
+    if outcome.status == "handled":
+        return Receipt(f"delivery {delivery_id} was handled already: execution "
+                       f"{outcome.execution_id}", execution_id=outcome.execution_id)
+    if outcome.status == "queued already":
+        return Receipt(f"delivery {delivery_id} is queued already", status=202)
+    return Receipt(f"accepted {delivery.event} of {delivery.branch}: queued to run", status=202)
 
 
 def record_name(deployment_id: UUID | str, delivery_id: str) -> str:

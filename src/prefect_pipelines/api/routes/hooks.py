@@ -11,15 +11,9 @@ from fastapi.responses import JSONResponse
 from prefect_pipelines.api.body import read_body
 from prefect_pipelines.api.deps import AppSettings, Client, strict_query
 from prefect_pipelines.api.schemas import ERROR_RESPONSES, HookAnswer
-from prefect_pipelines.errors import (
-    InvalidInputError,
-    NotFoundError,
-    PermissionDeniedError,
-    ServiceUnavailableError,
-)
+from prefect_pipelines.errors import InvalidInputError, NotFoundError, ServiceUnavailableError
 from prefect_pipelines.services import deliveries, webhooks
-from prefect_pipelines.services.pipelines import check_project_id, creator_of
-from prefect_pipelines.services.projects import refused_run
+from prefect_pipelines.services.pipelines import check_project_id
 
 router = APIRouter(tags=["webhooks"], responses=ERROR_RESPONSES)
 MAX_DELIVERY_BYTES = 25 << 20  # GitHub caps payloads at 25 MB
@@ -68,38 +62,9 @@ async def _receive(request: Request, client: Any, project_id: str, pipeline_id: 
     # A burst to one pipeline reads its token and deployment once a second, not per delivery.
     pipeline = await request.app.state.receivers.get(
         (project_id, pipeline_id), lambda: webhooks.receiver(client, project_id, pipeline_id))
-    webhooks.verify_signature(pipeline.token, body, request.headers.get("x-hub-signature-256"))
-    event = request.headers.get("x-github-event")
-    if not event:
-        raise InvalidInputError("the delivery has no X-GitHub-Event header", field_name="X-GitHub-Event")
-    deployment = pipeline.deployment
-    try:
-        delivery = webhooks.parse_delivery(event, body)
-        definition = (deployment.parameters or {}).get("pipeline") or {}
-        if deployment.paused:
-            raise webhooks.Skip("the pipeline is inactive")
-        if not definition.get("triggerWebhook"):
-            raise webhooks.Skip("the pipeline's webhook trigger is off")
-        webhooks.check_branch(definition, delivery)
-    except webhooks.Skip as skip:
-        return _answer(str(skip))
-    creator = creator_of(deployment.tags)
-    if not await request.app.state.access.may_run(client, project_id, creator):
-        raise PermissionDeniedError(refused_run(project_id, creator))
-    delivery_id = request.headers.get("x-github-delivery") or ""
-    if not delivery_id:
-        raise InvalidInputError("the delivery has no X-GitHub-Delivery header",
-                                field_name="X-GitHub-Delivery")
-    dispatcher = request.app.state.deliveries
-    outcome, item = await deliveries.record(
-        client, deployment=deployment, project_id=project_id, pipeline_id=pipeline_id,
-        delivery_id=delivery_id, branch=delivery.branch, trigger=delivery.trigger(),
-        owner=dispatcher.owner)
-    if item is not None:
-        dispatcher.submit(item)
-    if outcome.status == "handled":
-        return _answer(f"delivery {delivery_id} was handled already: execution "
-                       f"{outcome.execution_id}", outcome.execution_id)
-    if outcome.status == "queued already":
-        return _answer(f"delivery {delivery_id} is queued already", status=202)
-    return _answer(f"accepted {delivery.event} of {delivery.branch}: queued to run", status=202)
+    access = request.app.state.access
+    receipt = await deliveries.receive(
+        client, pipeline, project_id=project_id, pipeline_id=pipeline_id, headers=request.headers,
+        body=body, may_run=lambda user: access.may_run(client, project_id, user),
+        dispatcher=request.app.state.deliveries)
+    return _answer(receipt.message, receipt.execution_id, receipt.status)

@@ -241,6 +241,11 @@ def test_prefect_client_transports_are_wrapped(api_url: str) -> None:
 # --- prefect_server.py: the aiosqlite cursor correction ----------------------------------------
 
 def test_aiosqlite_cursor_methods() -> None:
+    """The correction wraps these methods of aiosqlite's Cursor. (Re-checked on 3.9.1 with
+    aiosqlite 0.22.1, which still leaves a failed cursor open, but not conclusively: five
+    bursts as in the test below took 15.1-60.7 s on a server without the correction and
+    14.9-29.2 s with it, with as many 503s; a 60 s stall and Prefect's 2+4+...+32 s back-off
+    look alike from the client.)"""
     from aiosqlite.cursor import Cursor
 
     used_by = "prefect_pipelines/prefect_server.py (fix_aiosqlite_cursors)"
@@ -292,7 +297,11 @@ def test_still_needed_prefect_heartbeats_stay_at_30_s_or_more() -> None:
 
 def test_still_needed_prefect_backs_off_seconds_on_a_503_without_retry_after() -> None:
     """services/client.py retries 503s after milliseconds: Prefect's client waits 2**n s
-    when the answer has no Retry-After, and its server answers a SQLite lock so."""
+    when the answer has no Retry-After, and its server answers a SQLite lock so.
+
+    Measured on 3.9.1 (SQLite server with the aiosqlite correction, 2 cores, bursts of 20
+    concurrent runs each created and moved through 3 states): Prefect's client 14.9-29.2 s
+    a burst (31-40 503s each), ours 4.3-4.6 s."""
     import prefect.client.base as client_base
     import prefect.server.api.server as server
 

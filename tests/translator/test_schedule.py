@@ -17,7 +17,7 @@ import pytest
 from prefect.server.schemas.schedules import CronSchedule
 
 from prefect_pipelines.translator import errors as e
-from prefect_pipelines.translator.schedule import next_fire_time, validate_cron
+from prefect_pipelines.translator.schedule import _dates, next_fire_time, validate_cron
 
 UTC = dt.timezone.utc
 
@@ -92,3 +92,20 @@ def test_fire_times_are_computed_inside_a_running_event_loop() -> None:
         return next_fire_time("0 9 * * 1", "UTC", dt.datetime(2025, 1, 1, tzinfo=UTC))
 
     assert asyncio.run(inside()) == dt.datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
+
+
+def test_a_get_dates_that_awaits_runs_to_completion_in_a_thread() -> None:
+    """Should a Prefect release make `get_dates` await, fire times still come (slower)."""
+    start = dt.datetime(2025, 1, 1, tzinfo=UTC)
+
+    class Awaiting:
+        async def get_dates(self, n: int, start: dt.datetime) -> list[dt.datetime]:
+            await asyncio.sleep(0)
+            return [start + dt.timedelta(hours=i) for i in range(n)]
+
+    assert _dates(Awaiting(), 2, start) == [start, start + dt.timedelta(hours=1)]
+
+    async def inside() -> list[dt.datetime]:
+        return _dates(Awaiting(), 1, start)
+
+    assert asyncio.run(inside()) == [start]

@@ -21,7 +21,8 @@ import contextvars
 import os
 import socket
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from uuid import UUID
 
 import anyio
@@ -46,6 +47,7 @@ _CANCELLING = "prefect.flow-run.Cancelling"
 # A run that ends frees a slot of its project's quota: look for a queued one.
 _ENDED = tuple(f"prefect.flow-run.{name}" for name in ("Completed", "Failed", "Cancelled", "Crashed"))
 _log = get_logger("prefect_pipelines.worker")
+_T = TypeVar("_T")
 
 
 class PipelineWorkerResult(BaseWorkerResult):
@@ -205,10 +207,9 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
         from prefect_pipelines.settings import get_settings
 
         settings = get_settings()
-        while self._client is None:
-            await anyio.sleep(0.05)
+        client = await _when_ready(lambda: self.client)
         try:
-            await ensure_lost_runs_automation(self.client, settings.lost_after_seconds)
+            await ensure_lost_runs_automation(client, settings.lost_after_seconds)
         except Exception as exc:  # noqa: BLE001 - a facade makes it too
             _log.warning("could not set up lost-run detection: %s", exc)
         if settings.executor == "process":
@@ -244,11 +245,10 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
         """Wake the poller on newly scheduled runs; stop local runs on Cancelling."""
         from prefect.events.clients import get_events_subscriber
 
-        while self._work_pool is None:
-            await anyio.sleep(0.05)
+        work_pool = await _when_ready(lambda: self.work_pool)
         event_filter = EventFilter(
             event=EventNameFilter(name=[_SCHEDULED, _CANCELLING, *_ENDED]),
-            any_resource=EventAnyResourceFilter(id=[f"prefect.work-pool.{self._work_pool.id}"]),
+            any_resource=EventAnyResourceFilter(id=[f"prefect.work-pool.{work_pool.id}"]),
         )
         async with anyio.create_task_group() as group:
             group.start_soon(self._poll_on_wake)
@@ -293,6 +293,17 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
                 await self.get_and_submit_flow_runs()
             except Exception as exc:  # noqa: BLE001 - the regular poll retries
                 _log.warning("could not fetch scheduled runs: %s", exc)
+
+
+async def _when_ready(part: Callable[[], _T]) -> _T:
+    """A public part of the worker (`client`, `work_pool`) once its start has made it:
+    Prefect's properties raise RuntimeError until `setup` and the first sync with the
+    server have run, and this worker's helpers start beside them."""
+    while True:
+        try:
+            return part()
+        except RuntimeError:
+            await anyio.sleep(0.05)
 
 
 def _uuid_or_none(value: str) -> UUID | None:

@@ -95,7 +95,8 @@ class TestImageReferences:
         with pytest.raises(e.ImageTagError, match=r"\$\{NOPE\}"):
             expand_image_reference("app:${NOPE}", self.ENV)
 
-    @pytest.mark.parametrize("bad", ["App:1", "app:feature/x", "app:", ":tag", "reg:5000/", "a b"])
+    @pytest.mark.parametrize("bad", ["App:1", "app:feature/x", "app:", ":tag", "reg:5000/", "a b",
+                                     "app@sha256:" + "a" * 64])
     def test_invalid_after_expansion(self, bad: str) -> None:
         with pytest.raises(e.ImageTagError):
             expand_image_reference(bad, self.ENV)
@@ -106,6 +107,9 @@ class TestImageReferences:
         ("127.0.0.1:5000/demo/hello:main", ("127.0.0.1:5000", "127.0.0.1:5000/demo/hello", "main")),
         ("reg.example.com/rancher/server:dev", ("reg.example.com", "reg.example.com/rancher/server", "dev")),
         ("localhost/x", ("localhost", "localhost/x", "latest")),
+        ("localhost:5000/x", ("localhost:5000", "localhost:5000/x", "latest")),
+        ("reg:5000/team/app", ("reg:5000", "reg:5000/team/app", "latest")),
+        ("index.docker.io/x/y:1", ("index.docker.io", "index.docker.io/x/y", "1")),
     ])
     def test_split(self, ref: str, parts: tuple[str, str, str]) -> None:
         assert split_reference(ref) == parts

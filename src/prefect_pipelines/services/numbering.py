@@ -44,8 +44,8 @@ async def claim_block_ids(client: PrefectClient) -> tuple[UUID, UUID]:
 
 async def highest_run(client: PrefectClient, deployment_id: UUID | str) -> int:
     """The highest run number taken for a pipeline, 0 when none is."""
-    response = await client._client.post(
-        "/block_documents/filter",
+    response = await client.request(
+        "POST", "/block_documents/filter",
         json={
             "block_documents": {
                 "name": {"like_": claim_prefix(deployment_id)},
@@ -139,8 +139,8 @@ async def release_all(client: PrefectClient, deployment_id: UUID | str) -> int:
     """Delete every claim of a pipeline (when the pipeline is deleted)."""
     removed = 0
     while True:
-        response = await client._client.post(
-            "/block_documents/filter",
+        response = await client.request(
+            "POST", "/block_documents/filter",
             json={
                 "block_documents": {
                     "name": {"like_": claim_prefix(deployment_id)},

@@ -333,9 +333,9 @@ async def list_pipelines(client: PrefectClient, *, project_id: str, name: str | 
         deployments_filter["paused"] = {"eq_": state == "inactive"}
     body = {"flows": {"name": {"any_": [FLOW_NAME]}}, "deployments": deployments_filter}
     listed, counted = await asyncio.gather(
-        client._client.post("/deployments/filter",
-                            json={**body, "sort": "NAME_ASC", "limit": limit, "offset": offset}),
-        client._client.post("/deployments/count", json=body),
+        client.request("POST", "/deployments/filter",
+                       json={**body, "sort": "NAME_ASC", "limit": limit, "offset": offset}),
+        client.request("POST", "/deployments/count", json=body),
     )
     listed.raise_for_status()
     counted.raise_for_status()
@@ -563,7 +563,7 @@ async def repoint_cluster(client: PrefectClient, cluster_id: str, pool: str,
     """Send every pipeline of a cluster to `pool` (when its work pool comes or goes)."""
     from prefect.client.schemas.actions import DeploymentUpdate
 
-    response = await client._client.post("/deployments/filter", json={
+    response = await client.request("POST", "/deployments/filter", json={
         "flows": {"name": {"any_": [FLOW_NAME]}},
         "deployments": {"tags": {"all_": [f"{TAG_CLUSTER}{cluster_id}"]}},
         "limit": 200,

@@ -1,14 +1,19 @@
 """Cron triggers: validation and fire times, computed the way Prefect's scheduler does.
 
 Fire times come from Prefect's own `CronSchedule` (the server schema the scheduler uses),
-so `nextStart` on the API is the time Prefect will really fire, DST rules included.
+through its public `get_dates`, so `nextStart` on the API is the time Prefect will really
+fire, DST rules included (the croniter package, unlike Prefect, fires in the hour that
+clocks skip and twice in the hour they repeat: tests/translator/test_schedule.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from prefect_pipelines.translator.errors import (
@@ -66,7 +71,7 @@ def validate_cron(
     if min_interval_seconds <= 0:
         return
     start = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
-    fires = list(schedule._get_dates_generator(n=_GAP_SAMPLES, start=start))
+    fires = _dates(schedule, _GAP_SAMPLES, start)
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(fires)]
     if gaps and min(gaps) < min_interval_seconds:
         raise CronTooFrequentError(
@@ -80,9 +85,27 @@ def next_fire_time(
 ) -> dt.datetime | None:
     """The first fire time at or after `after` (default now), in UTC."""
     start = after or dt.datetime.now(dt.timezone.utc)
-    for fire in _schedule(expression, timezone)._get_dates_generator(n=1, start=start):
+    for fire in _dates(_schedule(expression, timezone), 1, start):
         return fire.astimezone(dt.timezone.utc)
     return None
+
+
+def _dates(schedule: Any, n: int, start: dt.datetime) -> list[dt.datetime]:
+    """The first `n` fire times of a Prefect `CronSchedule` at or after `start`.
+
+    `CronSchedule.get_dates` is a coroutine that awaits nothing (it sorts what the
+    scheduler's generator gives), so one step finishes it: the spec's validators are
+    synchronous and may run inside an event loop. Should a Prefect release make it await,
+    it runs to completion in a thread of its own.
+    """
+    coroutine = schedule.get_dates(n=n, start=start)
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return list(done.value)
+    coroutine.close()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return list(pool.submit(asyncio.run, schedule.get_dates(n=n, start=start)).result())
 
 
 def _schedule(expression: str, timezone: str | None):  # -> prefect CronSchedule

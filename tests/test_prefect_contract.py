@@ -261,6 +261,26 @@ def test_prefect_cli_app() -> None:
 
 # --- translator/schedule.py: CronSchedule.get_dates --------------------------------------------
 
+def test_server_banner_function() -> None:
+    from prefect.cli import _server_utils, server
+
+    used_by = "prefect_pipelines/prefect_server.py (export_in_banner: the banner says `export`)"
+    _method(_server_utils, "generate_welcome_blurb", used_by, ["base_url", "ui_enabled"])
+    # `prefect server start` looks it up when it prints, so a wrapper put on the module works.
+    _source_uses(server, "generate_welcome_blurb(", "prints the banner it returns", used_by)
+    blurb = _server_utils.generate_welcome_blurb("http://127.0.0.1:1", ui_enabled=False)
+    if "prefect config set PREFECT_API_URL=" not in blurb:
+        pytest.fail("Prefect's banner no longer says `prefect config set PREFECT_API_URL=`; "
+                    "prefect_pipelines/prefect_server.py export_in_banner rewrites that line")
+
+
+def test_still_needed_the_task_engine_logs_a_failed_state_with_exc_info() -> None:
+    from prefect import task_engine
+
+    used_by = "prefect_pipelines/flows/output.py (NoEmptyTraceback on the prefect.task_runs logger)"
+    _source_uses(task_engine, "exc_info=True", "logs a failed task run with a traceback", used_by)
+
+
 def test_cron_schedule_get_dates_finishes_in_one_step() -> None:
     """translator/schedule._dates finishes the coroutine with one send (else it needs a
     thread per call: slower, not wrong)."""

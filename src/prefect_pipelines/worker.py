@@ -37,10 +37,9 @@ from prefect.logging import get_logger
 from prefect.workers.base import BaseWorker, BaseWorkerResult
 from prefect.workers.process import ProcessJobConfiguration, ProcessVariables
 
-from prefect_pipelines.flows import ENTRYPOINT, FLOW_NAME
 from prefect_pipelines.flows.pipeline import active_runs, run_pipeline
+from prefect_pipelines.vocabulary import ENTRYPOINT, FLOW_NAME, WORKER_TYPE
 
-WORKER_TYPE = "prefect-pipelines"
 _SCHEDULED = "prefect.flow-run.Scheduled"
 _CANCELLING = "prefect.flow-run.Cancelling"
 # A run that ends frees a slot of its project's quota: look for a queued one.

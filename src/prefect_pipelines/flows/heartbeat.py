@@ -30,6 +30,7 @@ from uuid import UUID
 from prefect.client.schemas.objects import FlowRun
 
 from prefect_pipelines.flows.control import start_thread
+from prefect_pipelines.vocabulary import FLOW_NAME
 
 _log = logging.getLogger(__name__)
 # The runs beating in this call chain: the flow function, called by the worker's engine in
@@ -81,8 +82,6 @@ def _beat_for(flow_run: FlowRun) -> Callable[[], None]:
     """A function that emits the flow run's heartbeat event (as Prefect's engine builds it:
     the run as resource, its flow and deployment as related resources)."""
     from prefect.events import emit_event
-
-    from prefect_pipelines.flows.pipeline import FLOW_NAME
 
     resource = {"prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
                 "prefect.resource.name": flow_run.name or ""}

@@ -51,8 +51,7 @@ from prefect_pipelines.flows.runtime import (
     trigger_refusal,
 )
 from prefect_pipelines.settings import Settings, get_settings
-from prefect_pipelines.translator.executions import LABEL_BRANCH, LABEL_COMMIT, api_state
-from prefect_pipelines.translator.mapping import execution_name
+from prefect_pipelines.translator.executions import api_state
 from prefect_pipelines.translator import (
     PipelineSpecError,
     RunIdentity,
@@ -63,8 +62,8 @@ from prefect_pipelines.translator import (
     compile_plan,
     parse_pipeline,
 )
+from prefect_pipelines.vocabulary import FLOW_NAME, LABEL_BRANCH, LABEL_COMMIT, execution_name
 
-FLOW_NAME = "run-pipeline"
 _START_WAIT_SECONDS = 30
 _TRIGGERS = ("triggerCronExpression", "triggerCronTimezone", "triggerWebhook")
 _COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")

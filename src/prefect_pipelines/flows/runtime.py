@@ -28,14 +28,15 @@ from prefect_pipelines.services.numbering import claim_run_number
 from prefect_pipelines.settings import Settings
 from prefect_pipelines.translator import RunPlan, RunScriptConfig
 from prefect_pipelines.translator.executions import Steps
-from prefect_pipelines.translator.plan import step_tags
-from prefect_pipelines.translator.mapping import (
+from prefect_pipelines.translator.mapping import run_number_of
+from prefect_pipelines.vocabulary import (
+    LABEL_STEPS,
     TAG_EXECUTION,
     TAG_RUN,
     credential_block_name,
     execution_name,
-    run_number_of,
     run_tag,
+    step_tags,
 )
 
 _log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def record_steps(flow_run_id: UUID, *, label: bool = True) -> Steps | None:
     step is over; a run that cannot record them is shown from its task runs, as a
     running one is."""
     from prefect_pipelines.services.executions import task_runs_of
-    from prefect_pipelines.translator.executions import LABEL_STEPS, encode_steps, step_records
+    from prefect_pipelines.translator.executions import encode_steps, step_records
 
     async def read() -> tuple[FlowRun, list[Any]]:
         async with pipelines_client() as client:
@@ -153,7 +154,6 @@ class CommitStatus:
     """
 
     def __init__(self, plan: RunPlan, public_url: str) -> None:
-        from prefect_pipelines.translator.mapping import credential_block_name
 
         self.plan = plan
         self.enabled = False

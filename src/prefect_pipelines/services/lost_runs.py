@@ -30,13 +30,11 @@ from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
-from prefect_pipelines.flows import FLOW_NAME
+from prefect_pipelines.vocabulary import FLOW_NAME, LOST_CANCEL_AUTOMATION, LOST_RUN_AUTOMATION
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
-AUTOMATION_NAME = "prefect-pipelines: worker lost"
-CANCEL_AUTOMATION_NAME = "prefect-pipelines: worker lost while cancelling"
 
 
 def lost_run_message(lost_after_seconds: int) -> str:
@@ -62,7 +60,7 @@ def _silence(after: set[str], expect: set[str], seconds: int) -> EventTrigger:
 def lost_runs_automation(lost_after_seconds: int) -> AutomationCore:
     """The automation that fails the runs of a lost worker."""
     return AutomationCore(
-        name=AUTOMATION_NAME,
+        name=LOST_RUN_AUTOMATION,
         description="Marks a pipeline execution Crashed when its worker stops answering: "
         "claimed but never started, or started and then silent.",
         enabled=True,
@@ -78,7 +76,7 @@ def lost_runs_automation(lost_after_seconds: int) -> AutomationCore:
 def lost_cancels_automation(lost_after_seconds: int) -> AutomationCore:
     """The automation that ends the cancellation of a run whose worker died meanwhile."""
     return AutomationCore(
-        name=CANCEL_AUTOMATION_NAME,
+        name=LOST_CANCEL_AUTOMATION,
         description="Marks a pipeline execution Cancelled when it is still being cancelled "
         "long after the request: its worker died before the run had stopped.",
         enabled=True,

@@ -33,7 +33,6 @@ from prefect_pipelines.errors import (
     ServiceUnavailableError,
     StoreUncertainError,
 )
-from prefect_pipelines.flows import ENTRYPOINT, FLOW_NAME
 from prefect_pipelines.services.numbering import RunNumbers, highest_run, release_all
 from prefect_pipelines.services.pools import ensure_project_queue, ensure_work_pool
 from prefect_pipelines.services.secrets import check_env_from
@@ -41,26 +40,29 @@ from prefect_pipelines.settings import Settings, get_settings
 from prefect_pipelines.translator import BranchCondition, PipelineConfig, PipelineSpecError
 from prefect_pipelines.translator.spec import is_pipeline_name
 from prefect_pipelines.translator.executions import flow_run_state, iso
-from prefect_pipelines.translator.mapping import (
+from prefect_pipelines.translator.mapping import stored_source
+from prefect_pipelines.translator.schedule import next_fire_time
+from prefect_pipelines.vocabulary import (
+    ENTRYPOINT,
+    FLOW_NAME,
+    TAG_CLUSTER,
+    TAG_CREATOR,
     TAG_EXECUTION,
     TAG_PIPELINE,
     TAG_PROJECT,
     deployment_name,
     deployment_tags,
     execution_name,
+    flow_parameters,
     idempotency_key,
     run_tag,
     secrets_block_name,
-    stored_source,
     tagged_run_number,
 )
-from prefect_pipelines.translator.schedule import next_fire_time
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
-TAG_CREATOR = "creator:"
-TAG_CLUSTER = "cluster:"
 _PROJECT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*:[a-z0-9]+(?:-[a-z0-9]+)*")
 run_numbers = RunNumbers()
 _log = logging.getLogger(__name__)
@@ -173,9 +175,7 @@ def _schedules(config: PipelineConfig) -> list[DeploymentScheduleCreate]:
 
 
 def _parameter_schema() -> dict[str, Any]:
-    from prefect_pipelines.flows import run_pipeline
-
-    return parameter_schema(run_pipeline).model_dump()
+    return parameter_schema(flow_parameters).model_dump()
 
 
 async def _apply(client: PrefectClient, *, project_id: str, config: PipelineConfig,
@@ -446,7 +446,7 @@ async def start_execution(client: PrefectClient, *, deployment: DeploymentRespon
     Args:
         definition: run this definition instead of the pipeline's current one (a rerun).
         run_key: the run's idempotency key when it must be made once whatever the number
-            (a webhook delivery's, `translator.mapping.delivery_key`); when that run exists
+            (a webhook delivery's, `vocabulary.delivery_key`); when that run exists
             already, it is returned and the number taken is given back.
         patient: wait for this process's turn to create a run as long as it takes, instead
             of RUN_QUEUE_SECONDS (the delivery dispatcher, whose callers were answered).

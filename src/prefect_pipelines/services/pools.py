@@ -7,17 +7,20 @@ from typing import TYPE_CHECKING
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import WorkPool
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.workers.process import ProcessWorker
 
-from prefect_pipelines.translator.mapping import project_queue_name
+from prefect_pipelines.vocabulary import WORKER_TYPE, project_queue_name
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
 
 async def ensure_work_pool(client: PrefectClient, name: str) -> WorkPool:
-    """Read the pool, creating it (of the prefect-pipelines worker type) if it is missing."""
-    from prefect_pipelines.worker import WORKER_TYPE, PipelineWorker
+    """Read the pool, creating it (of the prefect-pipelines worker type) if it is missing.
 
+    The pipeline worker's jobs are the process worker's (worker.PipelineWorker), so the
+    pool's base job template is the process worker's (tests/test_vocabulary.py checks).
+    """
     try:
         return await client.read_work_pool(name)
     except ObjectNotFound:
@@ -27,7 +30,7 @@ async def ensure_work_pool(client: PrefectClient, name: str) -> WorkPool:
             WorkPoolCreate(
                 name=name,
                 type=WORKER_TYPE,
-                base_job_template=PipelineWorker.get_default_base_job_template(),
+                base_job_template=ProcessWorker.get_default_base_job_template(),
                 description="prefect-pipelines executions",
             )
         )

@@ -25,14 +25,14 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from prefect_pipelines.blocks import PipelinesProject, PipelinesUser, ProjectRoleBinding
 from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
-from prefect_pipelines.flows import FLOW_NAME
 from prefect_pipelines.services.dockercredentials import adopt_operator_logins, registry_host
 from prefect_pipelines.services.documents import block_ids, find_documents
 from prefect_pipelines.services.pipelines import check_project_id, creator_of
 from prefect_pipelines.services.tokens import check_user_id
 from prefect_pipelines.translator.errors import ImageTagError
-from prefect_pipelines.translator.mapping import TAG_PROJECT, split_deployment_name, stored_source
+from prefect_pipelines.translator.mapping import stored_source
 from prefect_pipelines.translator.plan import split_reference
+from prefect_pipelines.vocabulary import FLOW_NAME, TAG_PROJECT, split_deployment_name
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient

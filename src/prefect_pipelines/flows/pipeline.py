@@ -23,6 +23,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from prefect_pipelines.flows.control import RunControl, StopToken, start_thread
+from prefect_pipelines.flows.credentials import RegistryLogins, load_source_token, secret_env
+from prefect_pipelines.flows.engine import StepTagLimits
 from prefect_pipelines.flows.executors import process_notice
 from prefect_pipelines.flows.executors.base import (
     LABEL_EXECUTION,
@@ -34,20 +36,17 @@ from prefect_pipelines.flows.executors.base import (
     StepResult,
     stop_message,
 )
+from prefect_pipelines.flows.executors.docker import DockerExecutor
+from prefect_pipelines.flows.executors.process import ProcessExecutor
 from prefect_pipelines.flows.git import clone, existing_checkout, is_empty_dir
 from prefect_pipelines.flows.heartbeat import heartbeats
 from prefect_pipelines.flows.output import SecretMasker, StepOutput, console
-from prefect_pipelines.flows.runtime import (
-    CommitStatus,
-    StepTagLimits,
-    RegistryLogins,
+from prefect_pipelines.services.github import CommitStatus
+from prefect_pipelines.services.runs import (
     ensure_run_number,
     label_flow_run,
-    load_source_token,
     publish_report,
     record_steps,
-    secret_env,
-    select_executor,
     trigger_refusal,
 )
 from prefect_pipelines.settings import Settings, get_settings
@@ -343,6 +342,22 @@ def _trigger_from(params: dict[str, Any] | None, flow_run: FlowRun) -> Trigger:
         message=str(params.get("message") or ""),
         author=str(params.get("author") or ""),
         html_link=str(params.get("htmlLink") or ""),
+    )
+
+
+def select_executor(settings: Settings, logins: RegistryLogins) -> Executor:
+    """The executor for this run: process only when the setting says `process` (as a
+    worker or `exec` that found no engine at its start pins it, see
+    `executors.resolve_executor`); docker otherwise, `auto` included. A run never falls
+    back to the host by itself.
+
+    Raises:
+        ExecutorError: the docker engine does not answer.
+    """
+    if settings.executor == "process":
+        return ProcessExecutor()
+    return DockerExecutor(
+        settings.docker_host, network=settings.docker_network, logins=logins
     )
 
 

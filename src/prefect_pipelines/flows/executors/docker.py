@@ -41,7 +41,7 @@ _ENGINE_ERRORS = (
 
 # registry host -> auth_config for the docker API, or None
 class RegistryLogins(Protocol):
-    """The registry logins of a run (flows/runtime.py)."""
+    """The registry logins of a run (flows/credentials.py)."""
 
     def login(self, registry: str) -> dict[str, str] | None:
         """The engine's auth config for a registry host ('' is Docker Hub), if any."""

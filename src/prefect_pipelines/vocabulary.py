@@ -171,6 +171,16 @@ def project_queue_name(project_id: str) -> str:
     return f"project--{cluster}--{project}"
 
 
+def cluster_block_name(cluster_id: str) -> str:
+    """The block holding a cluster's GitHub app configuration."""
+    return f"cluster-{cluster_id}"
+
+
+def cluster_pool_name(cluster_id: str) -> str:
+    """The work pool of a deployed cluster: its workers run the cluster's pipelines."""
+    return f"pipelines-{cluster_id}"
+
+
 def secrets_block_name(project_id: str, pipeline_id: str) -> str:
     """The block holding a pipeline's webhook token: `pipeline--<cluster>--<project>--<id>`.
 

@@ -23,7 +23,7 @@ from prefect.client.schemas.objects import FlowRun
 
 from prefect_pipelines import vocabulary
 from prefect_pipelines.services import deliveries
-from prefect_pipelines.services.pipelines import read_deployment
+from prefect_pipelines.services.deployments import read_deployment
 from tests.support.api import run
 from tests.support.procs import wait_for
 from tests.support.stack import Stack

@@ -28,6 +28,7 @@ from contextvars import ContextVar
 from uuid import UUID
 
 from prefect.client.schemas.objects import FlowRun
+from prefect.events import emit_event
 
 from prefect_pipelines.flows.control import start_thread
 from prefect_pipelines.vocabulary import FLOW_NAME
@@ -81,8 +82,6 @@ def _is_true(over: Callable[[], bool]) -> bool:
 def _beat_for(flow_run: FlowRun) -> Callable[[], None]:
     """A function that emits the flow run's heartbeat event (as Prefect's engine builds it:
     the run as resource, its flow and deployment as related resources)."""
-    from prefect.events import emit_event
-
     resource = {"prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
                 "prefect.resource.name": flow_run.name or ""}
     related = [{"prefect.resource.id": f"prefect.flow.{flow_run.flow_id}",

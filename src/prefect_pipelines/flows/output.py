@@ -14,6 +14,7 @@ the whole process): when a step ends, its output is stored.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import sys
@@ -24,6 +25,7 @@ from typing import Any, TextIO
 from uuid import UUID
 
 from prefect_pipelines.flows.control import start_thread
+from prefect_pipelines.services.client import shared_sync_client
 from prefect_pipelines.vocabulary import record_name
 
 MASK = "********"
@@ -129,8 +131,6 @@ class _Sender:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        from prefect_pipelines.services.client import shared_sync_client
-
         client = None
         done = False
         while not done:
@@ -336,6 +336,4 @@ def _terminal_text(raw: bytes) -> str:
 
 
 def _iso(created: float) -> str:
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(created, dt.timezone.utc).isoformat()

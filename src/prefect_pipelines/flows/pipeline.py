@@ -16,6 +16,7 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.states import Cancelled, Completed, Failed, State
@@ -382,8 +383,6 @@ def _watch_run(flow_run: FlowRun, control: RunControl, settings: Settings,
     """While the run's steps last: poll its state and, on Cancelling, stop every step."""
 
     def run() -> None:
-        from prefect.client.orchestration import get_client
-
         with get_client(sync_client=True) as client:
             while not done.wait(settings.cancel_poll_seconds):
                 try:

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 from prefect.client.orchestration import PrefectClient, SyncPrefectClient, get_client
+from prefect.settings import PREFECT_API_URL
 
 _RETRY_STATUS = 503
 _log = logging.getLogger(__name__)
@@ -119,8 +120,6 @@ def shared_sync_client() -> SyncPrefectClient:
     """A `pipelines_sync_client` per process and API URL, opened on first use and kept
     open: a run's step output and labels are sent through it from any thread (httpx's sync
     client is thread-safe)."""
-    from prefect.settings import PREFECT_API_URL
-
     key = str(PREFECT_API_URL.value())
     with _shared_lock:
         client = _shared.get(key)

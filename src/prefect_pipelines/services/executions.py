@@ -29,7 +29,8 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling
 
 from prefect_pipelines.errors import ActionNotAvailableError, InvalidInputError, NotFoundError
-from prefect_pipelines.services.pipelines import read_deployment, start_execution
+from prefect_pipelines.services.deployments import read_deployment
+from prefect_pipelines.services.pipelines import start_execution
 from prefect_pipelines.services.projects import check_clone_credential
 from prefect_pipelines.translator.executions import (
     PREFECT_TYPES,

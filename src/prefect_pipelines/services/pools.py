@@ -1,4 +1,5 @@
-"""Work pools: the project's pool, where every pipeline deployment sends its runs."""
+"""Work pools and queues: the pool every pipeline deployment sends its runs to (the
+default one, or its cluster's when the cluster is deployed), a queue per project."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from prefect.client.schemas.objects import WorkPool
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.workers.process import ProcessWorker
 
-from prefect_pipelines.vocabulary import WORKER_TYPE, project_queue_name
+from prefect_pipelines.blocks import GitHubAppConfig
+from prefect_pipelines.vocabulary import (
+    WORKER_TYPE,
+    cluster_block_name,
+    cluster_pool_name,
+    project_queue_name,
+)
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -37,6 +44,15 @@ async def ensure_work_pool(client: PrefectClient, name: str) -> WorkPool:
     except ObjectAlreadyExists:
         return await client.read_work_pool(name)
 
+
+
+async def deployed_pool(client: PrefectClient, cluster_id: str) -> str | None:
+    """The cluster's work pool if it is deployed (services/clusters.py deploys it)."""
+    try:
+        block = await GitHubAppConfig.aload(cluster_block_name(cluster_id), client=client)
+    except (ValueError, ObjectNotFound):
+        return None
+    return cluster_pool_name(cluster_id) if block.deploy else None
 
 
 _queues: dict[tuple[str, str], int | None] = {}

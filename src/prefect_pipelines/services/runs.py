@@ -17,11 +17,15 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from prefect_pipelines.services.client import pipelines_client, shared_sync_client
 from prefect_pipelines.services.executions import task_runs_of
 from prefect_pipelines.services.numbering import claim_run_number
-from prefect_pipelines.services.pipelines import creator_of
 from prefect_pipelines.services.projects import may_run, refused_run
 from prefect_pipelines.translator import RunPlan
-from prefect_pipelines.translator.executions import Steps, encode_steps, execution_report, step_records
-from prefect_pipelines.translator.mapping import run_number_of
+from prefect_pipelines.translator.executions import (
+    Steps,
+    encode_steps,
+    execution_report,
+    step_records,
+)
+from prefect_pipelines.translator.mapping import creator_of, run_number_of
 from prefect_pipelines.vocabulary import (
     LABEL_STEPS,
     TAG_EXECUTION,

@@ -24,7 +24,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect_pipelines.blocks import PipelineSecrets
 from prefect_pipelines.errors import InvalidInputError, NotFoundError, SignatureError
 from prefect_pipelines.services import github, sourcecode
-from prefect_pipelines.services.pipelines import read_deployment
+from prefect_pipelines.services.deployments import read_deployment
 from prefect_pipelines.settings import Settings
 from prefect_pipelines.translator import BranchCondition, PipelineConfig, PipelineSpecError
 from prefect_pipelines.translator.branches import validate_branch_name

@@ -1,4 +1,5 @@
-"""Reading /v3 facts back from Prefect objects: a run's number, a definition's clone step.
+"""Reading /v3 facts back from Prefect objects: a run's number, a pipeline's creator, a
+definition's clone step.
 
 The names themselves are in prefect_pipelines.vocabulary (pure code).
 """
@@ -7,7 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect_pipelines.vocabulary import DELIVERY_PREFIX, idempotency_key, tagged_run_number
+from prefect_pipelines.vocabulary import (
+    DELIVERY_PREFIX,
+    TAG_CREATOR,
+    idempotency_key,
+    tagged_run_number,
+)
 
 
 def stored_source(definition: dict[str, Any]) -> dict[str, Any] | None:
@@ -31,3 +37,11 @@ def run_number_of(tags: list[str], key: str | None, deployment_id: Any) -> int |
                     key or "").startswith(f"{DELIVERY_PREFIX}{deployment_id}:"):
                 return number
     return None
+
+
+def creator_of(tags: list[str]) -> str:
+    """The creator of a pipeline, from its deployment's tags (its runs inherit them)."""
+    for tag in tags:
+        if tag.startswith(TAG_CREATOR):
+            return tag[len(TAG_CREATOR):]
+    return ""

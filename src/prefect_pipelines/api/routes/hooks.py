@@ -18,8 +18,8 @@ from prefect_pipelines.errors import (
     ServiceUnavailableError,
 )
 from prefect_pipelines.services import deliveries, webhooks
-from prefect_pipelines.services.pipelines import check_project_id, creator_of
-from prefect_pipelines.services.projects import refused_run
+from prefect_pipelines.services.projects import check_project_id, refused_run
+from prefect_pipelines.translator.mapping import creator_of
 
 router = APIRouter(tags=["webhooks"], responses=ERROR_RESPONSES)
 MAX_DELIVERY_BYTES = 25 << 20  # GitHub caps payloads at 25 MB

@@ -1,21 +1,13 @@
 """Webhook deliveries: recorded in Prefect before they are answered, run from the record.
 
-A signed delivery that asks for a run is stored as a Prefect variable,
-`pipelines-delivery-<deployment id>-<digest of the delivery id>` (tag `webhook-delivery`),
-and answered at once. A variable is one light insert (a third of a block document's cost:
-no encryption, no read-back), so the answer does not wait on runs being created; its
-unique name makes a redelivery of a waiting delivery no second record; operators see the
-deliveries still waiting on the Prefect UI's Variables page. (An event would be as quick,
-but Prefect may dead-letter events on a busy SQLite server; a flow run is the slow write
-the answer must not wait for.)
-
-The facade's `Dispatcher` makes the runs from the records: one pipeline's deliveries in
-the order they arrived, retried until Prefect takes them; a record is deleted once its run
-exists. The run's idempotency key is the delivery's (`vocabulary.delivery_key`): however
-often a run is tried (a retry after a lost answer, another facade taking the record over),
-a delivery has one run, and a redelivery of a delivery whose run exists is answered with
-that run. Each record names the facade process that makes its run; when that process
-stops, the next sweep of any facade takes its records over (see `Dispatcher`).
+A signed delivery that asks for a run is stored as a Prefect variable (named by its
+deployment and delivery, vocabulary.DELIVERY_VARIABLE_PREFIX) and answered at once; the
+facade's `Dispatcher` then makes the runs, one pipeline's deliveries in the order they
+arrived, retried until Prefect takes them, and deletes a record once its run exists. The
+run's idempotency key is the delivery's (`vocabulary.delivery_key`), so a delivery has
+one run however often it is tried or redelivered. A record names the facade that makes its
+run; when that facade stops, the next sweep of any facade takes it over. Why a variable:
+docs/history.md.
 """
 
 from __future__ import annotations

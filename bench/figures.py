@@ -15,6 +15,14 @@ from typing import Any
 import httpx
 
 from bench.env import BenchEnv, ContainerEvents, MemorySampler
+from prefect_pipelines.vocabulary import (
+    ENTRYPOINT,
+    FLOW_NAME,
+    LABEL_STEPS,
+    TAG_EXECUTION,
+    TAG_PROJECT,
+    deployment_name,
+)
 from tests.support.procs import wait_for
 
 PREFECT = [__import__("sys").executable, "-m", "prefect"]
@@ -68,8 +76,6 @@ def trigger_latency(env: BenchEnv, runs: int, buildbot: Any | None) -> dict[str,
 def _stock_worker_latency(env: BenchEnv, runs: int) -> list[float]:
     """The same one-step pipeline as a plain deployment on a stock process worker."""
     from prefect.client.schemas.actions import WorkPoolCreate
-
-    from prefect_pipelines.flows import ENTRYPOINT
 
     pool = "bench-process"
 
@@ -250,9 +256,6 @@ def _list_page_parts(direct: httpx.Client, project: str, pipeline: str, samples:
     save: the task runs of those 50 runs, 500 of them, in pages of 200 at once."""
     from prefect.client.schemas.objects import FlowRun
 
-    from prefect_pipelines.flows import FLOW_NAME
-    from prefect_pipelines.translator.mapping import TAG_EXECUTION, TAG_PROJECT, deployment_name
-
     name = deployment_name(project, pipeline)
     runs_filter = {"flows": {"name": {"any_": [FLOW_NAME]}},
                    "deployments": {"name": {"any_": [name]}},
@@ -291,7 +294,7 @@ async def _seed(client: Any, project: str, pipeline: str, count: int) -> list[st
     from prefect.client.schemas.objects import TaskRun
     from prefect.states import Completed
 
-    from prefect_pipelines.translator.executions import LABEL_STEPS, encode_steps, step_records
+    from prefect_pipelines.translator.executions import encode_steps, step_records
 
     deployment = await client.read_deployment_by_name(f"run-pipeline/{project}:{pipeline}")
     gate = asyncio.Semaphore(12)

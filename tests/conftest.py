@@ -212,9 +212,10 @@ def short_lost_window(prefect_api: str) -> Iterator[int]:
     from prefect.client.orchestration import get_client
     from prefect.events.schemas.automations import AutomationCore
 
+    from prefect_pipelines import vocabulary
     from prefect_pipelines.services import lost_runs
 
-    names = (lost_runs.AUTOMATION_NAME, lost_runs.CANCEL_AUTOMATION_NAME)
+    names = (vocabulary.LOST_RUN_AUTOMATION, vocabulary.LOST_CANCEL_AUTOMATION)
 
     async def current() -> list[AutomationCore]:
         async with get_client() as client:

@@ -18,6 +18,7 @@ import pytest
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun
 
+from prefect_pipelines.vocabulary import ENTRYPOINT
 from tests.support.procs import Proc, free_port, wait_for
 from tests.support.runs import first_run_log_line
 
@@ -211,7 +212,6 @@ def test_server_starts_everything_and_stops_on_ctrl_c(tmp_path: Path, docker_cli
 
 
 def _run_a_pipeline(client: SyncPrefectClient) -> FlowRun:
-    from prefect_pipelines.flows import ENTRYPOINT
 
     deployment_id = client.create_deployment(
         flow_id=client.create_flow_from_name("run-pipeline"), name="c-1:p-1:smoke",

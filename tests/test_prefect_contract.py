@@ -177,9 +177,9 @@ def test_engine_turns_prefects_heartbeat_off() -> None:
     assert PipelineFlowRunEngine.heartbeat_seconds.fget(None) is None  # type: ignore[attr-defined]
 
 
-# --- flows/runtime.py: StepTagLimits ---------------------------------------------------------
+# --- flows/engine.py: StepTagLimits ----------------------------------------------------------
 
-LIMITS = "prefect_pipelines/flows/runtime.py (StepTagLimits)"
+LIMITS = "prefect_pipelines/flows/engine.py (StepTagLimits)"
 
 
 def test_concurrency_no_limits_cache() -> None:

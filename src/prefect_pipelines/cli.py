@@ -10,6 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
+# Each command imports what it needs inside its function, not here: `prefect-pipelines
+# --help` starts without loading Prefect, docker or FastAPI (seconds), and each command
+# loads only what it uses.
+
 app = typer.Typer(
     name="prefect-pipelines",
     help="Rancher-2-style CI/CD pipelines on Prefect 3.",

@@ -8,21 +8,33 @@ worker (it may still report states), then the Prefect server.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import ctypes
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
+from prefect.client.orchestration import get_client
+from prefect.settings import (
+    PREFECT_API_AUTH_STRING,
+    PREFECT_API_URL,
+    get_current_settings,
+    temporary_settings,
+)
 
-if TYPE_CHECKING:
-    from prefect_pipelines.settings import Settings
+from prefect_pipelines.flows.executors import EXECUTOR_ENV, describe_executor, resolve_executor
+from prefect_pipelines.services.pools import ensure_work_pool
+from prefect_pipelines.settings import Settings, get_settings
 
 HEALTH_TIMEOUT_SECONDS = 120
 # A part that exits is restarted after 1, 2, 4, ... s; its fifth exit within a minute stops all.
@@ -278,8 +290,6 @@ def _become_subreaper() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        import ctypes
-
         return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
@@ -299,8 +309,6 @@ def _children_of(pid: int) -> set[int]:
 
 
 def _api_url() -> str | None:
-    from prefect.settings import PREFECT_API_URL
-
     return os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value()
 
 
@@ -310,9 +318,6 @@ def serve(api_host: str | None = None, api_port: int | None = None) -> int:
     Starts a Prefect server on SQLite unless PREFECT_API_URL points at one, then a
     worker on the project's work pool and the /v3 facade; restarts whichever exits.
     """
-    from prefect_pipelines.flows.executors import EXECUTOR_ENV
-    from prefect_pipelines.settings import get_settings
-
     settings = get_settings()
     host = api_host or settings.api_host
     port = api_port or settings.api_port
@@ -383,8 +388,6 @@ def serve(api_host: str | None = None, api_port: int | None = None) -> int:
 
 def _choose_executor(settings: Settings, stop: dict[str, bool]) -> tuple[str, str]:
     """The worker's executor (`auto` resolved now) and what to say about it."""
-    from prefect_pipelines.flows.executors import describe_executor, resolve_executor
-
     chosen: list[tuple[str, str]] = []
 
     def choose() -> None:
@@ -398,8 +401,6 @@ def _choose_executor(settings: Settings, stop: dict[str, bool]) -> tuple[str, st
 def prefect_server_env(env: dict[str, str], host: str, port: int) -> dict[str, str]:
     """The environment of an embedded Prefect server on `host`:`port`: its settings say
     where it listens, and its UI reads from it (unless PREFECT_UI_API_URL is set)."""
-    from prefect.settings import get_current_settings
-
     server_env = {**env, "PREFECT_SERVER_API_HOST": host, "PREFECT_SERVER_API_PORT": str(port)}
     user_set = (any(env.get(name) for name in ("PREFECT_UI_API_URL", "PREFECT_SERVER_UI_API_URL"))
                 or "api_url" in get_current_settings().server.ui.model_fields_set)  # a profile
@@ -426,8 +427,6 @@ class _Interrupted(Exception):
 
 def _wait(start: object, stop: dict[str, bool]) -> None:
     """Run a blocking wait, giving up early when a stop was asked for."""
-    import threading
-
     errors: list[BaseException] = []
     done = threading.Event()
 
@@ -448,13 +447,6 @@ def _wait(start: object, stop: dict[str, bool]) -> None:
 
 def _prepare(api_url: str, pool: str) -> None:
     """Create the work pool before anything uses it."""
-    import asyncio
-
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
-
-    from prefect_pipelines.services.pools import ensure_work_pool
-
     async def run() -> None:
         async with get_client() as client:
             await ensure_work_pool(client, pool)
@@ -486,8 +478,6 @@ def _wait_worker(api_url: str, pool: str, proc: subprocess.Popen[bytes],
 
 def _auth_headers() -> dict[str, str]:
     """What Prefect's client sends when PREFECT_API_AUTH_STRING is set."""
-    import base64
-
     auth = os.environ.get("PREFECT_API_AUTH_STRING")
     if not auth:
         return {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
+import signal
 import socket
 import threading
 from collections.abc import Callable
@@ -27,7 +28,9 @@ from uuid import UUID
 
 import anyio
 import anyio.abc
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun
+from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import (
     EventAnyResourceFilter,
     EventFilter,
@@ -35,13 +38,22 @@ from prefect.events.filters import (
 )
 from prefect.exceptions import InfrastructureNotFound
 from prefect.logging import get_logger
+from prefect.settings import (
+    PREFECT_LOGGING_TO_API_BATCH_INTERVAL,
+    PREFECT_WORKER_QUERY_SECONDS,
+    temporary_settings,
+)
 from prefect.workers.base import BaseWorker, BaseWorkerResult
 from prefect.workers.process import ProcessJobConfiguration, ProcessVariables
 
-from prefect_pipelines.flows import ENTRYPOINT, FLOW_NAME
+from prefect_pipelines.flows.engine import run_flow_run
+from prefect_pipelines.flows.executors import describe_executor, pin_executor, resolve_executor
+from prefect_pipelines.flows.executors.docker import leftover_containers, remove_containers
 from prefect_pipelines.flows.pipeline import active_runs, run_pipeline
+from prefect_pipelines.services.lost_runs import ensure_lost_runs_automation
+from prefect_pipelines.settings import get_settings
+from prefect_pipelines.vocabulary import ENTRYPOINT, FLOW_NAME, WORKER_TYPE
 
-WORKER_TYPE = "prefect-pipelines"
 _SCHEDULED = "prefect.flow-run.Scheduled"
 _CANCELLING = "prefect.flow-run.Cancelling"
 # A run that ends frees a slot of its project's quota: look for a queued one.
@@ -141,8 +153,6 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
         def execute() -> None:
             code = 0
             try:
-                from prefect_pipelines.flows.engine import run_flow_run
-
                 run_flow_run(run_pipeline, flow_run)
             except BaseException:  # noqa: BLE001 - the engine already reported the state
                 _log.exception("flow run %s ended with an error", flow_run.id)
@@ -203,9 +213,6 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
         containers of runs that are over (as its Prefect server knows them) and of no run it
         is executing itself.
         """
-        from prefect_pipelines.services.lost_runs import ensure_lost_runs_automation
-        from prefect_pipelines.settings import get_settings
-
         settings = get_settings()
         client = await _when_ready(lambda: self.client)
         try:
@@ -224,10 +231,6 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
             await anyio.sleep(settings.reap_seconds)
 
     async def _reap_once(self, docker_host: str | None) -> int:
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-        from prefect_pipelines.flows.executors.docker import leftover_containers, remove_containers
-
         left = await asyncio.to_thread(leftover_containers, docker_host)
         mine = set(active_runs.ids())
         ids = [run_id for run_id in map(_uuid_or_none, left) if run_id and run_id not in mine]
@@ -243,8 +246,6 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
 
     async def _listen(self) -> None:
         """Wake the poller on newly scheduled runs; stop local runs on Cancelling."""
-        from prefect.events.clients import get_events_subscriber
-
         work_pool = await _when_ready(lambda: self.work_pool)
         event_filter = EventFilter(
             event=EventNameFilter(name=[_SCHEDULED, _CANCELLING, *_ENDED]),
@@ -331,9 +332,6 @@ def choose_executor() -> str:
     """Choose the executor of this worker's runs once, at its start, and say which: an
     `auto` setting becomes docker or process (see `executors.resolve_executor`), pinned
     in this process's settings for every run it executes."""
-    from prefect_pipelines.flows.executors import describe_executor, pin_executor, resolve_executor
-    from prefect_pipelines.settings import get_settings
-
     settings = get_settings()
     choice = resolve_executor(settings)
     _log.info("%s", describe_executor(settings, choice))
@@ -350,14 +348,6 @@ async def run_worker(
     stopped and they end Cancelled, "the worker was stopped") and exits once they have
     reported; a second signal exits at once.
     """
-    import signal
-
-    from prefect.settings import (
-        PREFECT_LOGGING_TO_API_BATCH_INTERVAL,
-        PREFECT_WORKER_QUERY_SECONDS,
-        temporary_settings,
-    )
-
     # Unless set otherwise: poll at our interval, and send logs soon enough to follow them.
     defaults = {
         "PREFECT_WORKER_QUERY_SECONDS": (PREFECT_WORKER_QUERY_SECONDS, poll_seconds),

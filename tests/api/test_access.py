@@ -20,6 +20,7 @@ import pytest
 from prefect_pipelines.api.access import RULES, Need, routes_of
 from prefect_pipelines.services.projects import at_least
 from prefect_pipelines.settings import get_settings
+from prefect_pipelines.vocabulary import ENTRYPOINT
 from tests.support.api import create, definition, new_project, run, script_step, wait_state
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -345,8 +346,6 @@ def test_projects_from_before_projects_existed_are_adopted(api, prefect_api, reg
 
     async def odd() -> None:  # a deployment an operator named in no project-id form
         from prefect.client.schemas.actions import DeploymentCreate  # noqa: F401
-
-        from prefect_pipelines.flows import ENTRYPOINT
 
         async with get_client() as client:
             flow_id = await client.create_flow_from_name("run-pipeline")

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from prefect_pipelines.translator.executions import LABEL_STEPS
+from prefect_pipelines.vocabulary import LABEL_STEPS
 from tests.support.api import (
     assert_error,
     create,

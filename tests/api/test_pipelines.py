@@ -12,7 +12,7 @@ import pytest
 import yaml
 from prefect.client.orchestration import get_client
 
-from prefect_pipelines.translator.mapping import deployment_name
+from prefect_pipelines.vocabulary import deployment_name
 from tests.support.api import (
     assert_error,
     create,

@@ -21,8 +21,9 @@ from prefect.client.orchestration import PrefectClient, SyncPrefectClient, get_c
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
 from prefect.client.schemas.objects import FlowRun
 
+from prefect_pipelines import vocabulary
 from prefect_pipelines.services import deliveries
-from prefect_pipelines.services.pipelines import read_deployment
+from prefect_pipelines.services.deployments import read_deployment
 from tests.support.api import run
 from tests.support.procs import wait_for
 from tests.support.stack import Stack
@@ -130,13 +131,13 @@ def test_a_stopped_facades_deliveries_are_taken_over_and_a_live_ones_are_not(
 
     hooked = hooked_pipeline(api, fake_github)
     live = f"live-{uuid.uuid4().hex[:8]}"
-    lease = f"{deliveries.LEASE_PREFIX}{live}"
+    lease = f"{vocabulary.LEASE_VARIABLE_PREFIX}{live}"
     alive = threading.Event()
     alive.set()
 
     with SyncPrefectClient(prefect_api) as client:
         client.create_variable(VariableCreate(name=lease, value={"beat": 0},
-                                              tags=[deliveries.LEASE_TAG]))
+                                              tags=[vocabulary.LEASE_VARIABLE_TAG]))
 
     def renew() -> None:  # what a live facade's dispatcher does, every 0.5 s
         with SyncPrefectClient(prefect_api) as client:

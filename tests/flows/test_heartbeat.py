@@ -18,9 +18,10 @@ from prefect.client.schemas.objects import StateType
 from prefect.states import State
 from pydantic import ValidationError
 
-from prefect_pipelines.flows import FLOW_NAME, pipeline, run_pipeline
+from prefect_pipelines.flows import pipeline, run_pipeline
 from prefect_pipelines.flows.engine import run_flow_run
 from prefect_pipelines.settings import Settings, get_settings
+from prefect_pipelines.vocabulary import FLOW_NAME
 from tests.support.events import events_about
 from tests.support.procs import wait_for
 from tests.support.runs import run_definition

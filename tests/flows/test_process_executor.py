@@ -13,7 +13,7 @@ from prefect_pipelines.flows.executors import describe_executor, engine_url, res
 from prefect_pipelines.flows.executors.docker import DockerExecutor, NoLogins
 from prefect_pipelines.flows.executors.process import ProcessExecutor
 from prefect_pipelines.flows.output import SecretMasker
-from prefect_pipelines.flows.runtime import select_executor
+from prefect_pipelines.flows.pipeline import select_executor
 from prefect_pipelines.settings import Settings, get_settings
 from tests.support.runs import first_run_log_line, run_definition, step_log
 

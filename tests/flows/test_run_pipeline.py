@@ -13,6 +13,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.states import Cancelling
 
 from prefect_pipelines.flows.output import MASK
+from prefect_pipelines.vocabulary import credential_block_name
 from tests.support.docker_engine import containers_of
 from tests.support.procs import wait_for
 from tests.support.runs import BackgroundRun, flow_log, logs, run_definition, step_log, task_runs
@@ -210,7 +211,6 @@ class TestCancellation:
 class TestCredentials:
     def test_private_clone_with_a_source_code_credential(self, git_server) -> None:  # type: ignore[no-untyped-def]
         from prefect_pipelines.blocks import SourceCodeCredential
-        from prefect_pipelines.translator.mapping import credential_block_name
 
         token = f"gho_{uuid.uuid4().hex}"
         # The repository happens to hold the token itself: the step prints it, masked.

@@ -20,8 +20,8 @@ from prefect.logging.handlers import APILogHandler
 from prefect.states import State
 
 from prefect_pipelines.flows import run_pipeline
-from prefect_pipelines.flows.output import record_offset
 from prefect_pipelines.translator.executions import step_positions
+from prefect_pipelines.vocabulary import record_offset
 
 
 

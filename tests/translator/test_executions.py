@@ -11,12 +11,12 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import Completed, Running
 
 from prefect_pipelines.translator.executions import (
-    LABEL_STEPS,
     StepRecord,
     encode_steps,
     recorded_steps,
     stages_view,
 )
+from prefect_pipelines.vocabulary import LABEL_STEPS
 
 T0 = dt.datetime(2026, 11, 29, 12, 0, 0, 250000, tzinfo=dt.timezone.utc)
 STEPS = {

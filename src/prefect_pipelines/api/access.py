@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 
 from prefect_pipelines.errors import NotFoundError, PermissionDeniedError, UnauthorizedError
 from prefect_pipelines.services import projects
-from prefect_pipelines.services.pipelines import check_project_id
+from prefect_pipelines.services.projects import check_project_id
 
 
 class Need(str, Enum):

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.settings import PREFECT_API_URL
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prefect_pipelines import __version__
@@ -40,6 +41,14 @@ from prefect_pipelines.api.schemas import (
     SecretIn,
 )
 from prefect_pipelines.errors import ApiError, ServiceUnavailableError
+from prefect_pipelines.services.client import pipelines_client
+from prefect_pipelines.services.deliveries import Dispatcher
+from prefect_pipelines.services.lost_runs import ensure_lost_runs_automation
+from prefect_pipelines.services.memo import Recent
+from prefect_pipelines.services.pools import ensure_work_pool
+from prefect_pipelines.services.projects import AccessCache, adopt
+from prefect_pipelines.services.tokens import TokenCache
+from prefect_pipelines.settings import get_settings
 from prefect_pipelines.translator import PipelineSpecError
 from prefect_pipelines.translator.validation import format_path
 
@@ -52,17 +61,6 @@ RECEIVER_SECONDS = 1.0
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open one Prefect client for the process; make sure the work pool exists."""
-    from prefect.settings import PREFECT_API_URL
-
-    from prefect_pipelines.services.client import pipelines_client
-    from prefect_pipelines.services.deliveries import Dispatcher
-    from prefect_pipelines.services.lost_runs import ensure_lost_runs_automation
-    from prefect_pipelines.services.memo import Recent
-    from prefect_pipelines.services.pools import ensure_work_pool
-    from prefect_pipelines.services.projects import AccessCache, adopt
-    from prefect_pipelines.services.tokens import TokenCache
-    from prefect_pipelines.settings import get_settings
-
     if not PREFECT_API_URL.value():
         raise RuntimeError("PREFECT_API_URL is not set: the facade needs a Prefect server")
     async with pipelines_client() as client:

@@ -9,8 +9,8 @@ from prefect.client.orchestration import PrefectClient
 
 from prefect_pipelines.api.access import caller
 from prefect_pipelines.errors import InvalidInputError
+from prefect_pipelines.services.projects import check_project_id
 from prefect_pipelines.settings import Settings, get_settings
-from prefect_pipelines.services.pipelines import check_project_id
 
 
 def prefect_client(request: Request) -> PrefectClient:

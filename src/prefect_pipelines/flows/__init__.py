@@ -1,7 +1,8 @@
-"""The `run-pipeline` flow, its step task, and the executors steps run on."""
+"""The `run-pipeline` flow, its step task, and the executors steps run on.
 
-from prefect_pipelines.flows.pipeline import FLOW_NAME, LocalOptions, local_options, run_pipeline
+Deployments run `prefect_pipelines.flows.pipeline.run_pipeline` (vocabulary.ENTRYPOINT).
+"""
 
-ENTRYPOINT = "prefect_pipelines.flows.pipeline.run_pipeline"
+from prefect_pipelines.flows.pipeline import LocalOptions, local_options, run_pipeline
 
-__all__ = ["ENTRYPOINT", "FLOW_NAME", "LocalOptions", "local_options", "run_pipeline"]
+__all__ = ["LocalOptions", "local_options", "run_pipeline"]

@@ -1,21 +1,9 @@
 """A running execution's sign of life: Prefect's `prefect.flow-run.heartbeat` event, sent
-every `heartbeat_seconds` from a thread of its own for as long as the run lasts. The
-"worker lost" automation (services/lost_runs.py) marks a run Crashed when the beats stop.
-
-The beats are sent by this project rather than by Prefect's engine, whose interval cannot
-go below 30 s: beating every 10 s lets a lost worker be noticed in under a minute while
-three missed beats in a row are still needed.
-
-"As long as the run lasts" includes its slow parts outside the steps: on an embedded
-SQLite server under load, Prefect's client retries a call answered `database is locked`
-with a back-off of 2, 4, 8, 16 and 32 s, so writing the run's step record or its final
-state can take a minute. The worker's engine (flows/engine.py) beats from before the run
-starts until Prefect has its final state; a run started any other way (a stock Prefect
-worker, `exec`, a flow call) beats from the flow's first line until it returns. One run
+every `heartbeat_seconds` from a thread of its own for as long as the run lasts, its slow
+writes before and after the steps included. The "worker lost" automation
+(services/lost_runs.py) marks a run Crashed when the beats stop. We send them, not
+Prefect's engine, whose interval cannot go below 30 s (why: docs/history.md). One run
 beats once: the inner of two nested `heartbeats()` sends nothing.
-
-A beat sent while the final state is being written (a few milliseconds' race, as with
-Prefect's own heartbeat) is harmless: Prefect refuses to move a finished run to Crashed.
 """
 
 from __future__ import annotations
@@ -28,8 +16,10 @@ from contextvars import ContextVar
 from uuid import UUID
 
 from prefect.client.schemas.objects import FlowRun
+from prefect.events import emit_event
 
 from prefect_pipelines.flows.control import start_thread
+from prefect_pipelines.vocabulary import FLOW_NAME
 
 _log = logging.getLogger(__name__)
 # The runs beating in this call chain: the flow function, called by the worker's engine in
@@ -80,10 +70,6 @@ def _is_true(over: Callable[[], bool]) -> bool:
 def _beat_for(flow_run: FlowRun) -> Callable[[], None]:
     """A function that emits the flow run's heartbeat event (as Prefect's engine builds it:
     the run as resource, its flow and deployment as related resources)."""
-    from prefect.events import emit_event
-
-    from prefect_pipelines.flows.pipeline import FLOW_NAME
-
     resource = {"prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
                 "prefect.resource.name": flow_run.name or ""}
     related = [{"prefect.resource.id": f"prefect.flow.{flow_run.flow_id}",

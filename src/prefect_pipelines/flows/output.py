@@ -14,9 +14,9 @@ the whole process): when a step ends, its output is stored.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
-import re
 import sys
 import threading
 import time
@@ -25,26 +25,11 @@ from typing import Any, TextIO
 from uuid import UUID
 
 from prefect_pipelines.flows.control import start_thread
+from prefect_pipelines.services.client import shared_sync_client
+from prefect_pipelines.vocabulary import record_name
 
 MASK = "********"
-# Each output record is sent under the name `<step> output@<offset>` (`build / 2
-# output@1024`): which step it is from, for people reading the Prefect UI, and the number
-# of bytes of output before it, from which the API learns a log's size from its newest
-# record alone. Runs of earlier versions named theirs `prefect_pipelines.output@<offset>`.
-OUTPUT_SUFFIX = " output@"
-_RECORD_NAME = re.compile(r"(?:.+ output|prefect_pipelines\.output)@(\d+)", re.DOTALL)
 _log = logging.getLogger(__name__)
-
-
-def record_name(step: str, offset: int) -> str:
-    """The name of a record of `step`'s output that starts `offset` bytes in."""
-    return f"{step}{OUTPUT_SUFFIX}{offset}"
-
-
-def record_offset(name: str) -> int | None:
-    """The output offset carried in a log record's name, None for other records."""
-    match = _RECORD_NAME.fullmatch(name)
-    return int(match.group(1)) if match else None
 
 
 class NoEmptyTraceback(logging.Filter):
@@ -146,8 +131,6 @@ class _Sender:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        from prefect_pipelines.services.client import shared_sync_client
-
         client = None
         done = False
         while not done:
@@ -353,6 +336,4 @@ def _terminal_text(raw: bytes) -> str:
 
 
 def _iso(created: float) -> str:
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(created, dt.timezone.utc).isoformat()

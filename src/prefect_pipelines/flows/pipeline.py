@@ -16,6 +16,7 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.states import Cancelled, Completed, Failed, State
@@ -23,6 +24,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from prefect_pipelines.flows.control import RunControl, StopToken, start_thread
+from prefect_pipelines.flows.credentials import RegistryLogins, load_source_token, secret_env
+from prefect_pipelines.flows.engine import StepTagLimits
 from prefect_pipelines.flows.executors import process_notice
 from prefect_pipelines.flows.executors.base import (
     LABEL_EXECUTION,
@@ -34,25 +37,21 @@ from prefect_pipelines.flows.executors.base import (
     StepResult,
     stop_message,
 )
+from prefect_pipelines.flows.executors.docker import DockerExecutor
+from prefect_pipelines.flows.executors.process import ProcessExecutor
 from prefect_pipelines.flows.git import clone, existing_checkout, is_empty_dir
 from prefect_pipelines.flows.heartbeat import heartbeats
 from prefect_pipelines.flows.output import SecretMasker, StepOutput, console
-from prefect_pipelines.flows.runtime import (
-    CommitStatus,
-    StepTagLimits,
-    RegistryLogins,
+from prefect_pipelines.services.github import CommitStatus
+from prefect_pipelines.services.runs import (
     ensure_run_number,
     label_flow_run,
-    load_source_token,
     publish_report,
     record_steps,
-    secret_env,
-    select_executor,
     trigger_refusal,
 )
 from prefect_pipelines.settings import Settings, get_settings
-from prefect_pipelines.translator.executions import LABEL_BRANCH, LABEL_COMMIT, api_state
-from prefect_pipelines.translator.mapping import execution_name
+from prefect_pipelines.translator.executions import api_state
 from prefect_pipelines.translator import (
     PipelineSpecError,
     RunIdentity,
@@ -63,8 +62,8 @@ from prefect_pipelines.translator import (
     compile_plan,
     parse_pipeline,
 )
+from prefect_pipelines.vocabulary import FLOW_NAME, LABEL_BRANCH, LABEL_COMMIT, execution_name
 
-FLOW_NAME = "run-pipeline"
 _START_WAIT_SECONDS = 30
 _TRIGGERS = ("triggerCronExpression", "triggerCronTimezone", "triggerWebhook")
 _COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
@@ -347,6 +346,22 @@ def _trigger_from(params: dict[str, Any] | None, flow_run: FlowRun) -> Trigger:
     )
 
 
+def select_executor(settings: Settings, logins: RegistryLogins) -> Executor:
+    """The executor for this run: process only when the setting says `process` (as a
+    worker or `exec` that found no engine at its start pins it, see
+    `executors.resolve_executor`); docker otherwise, `auto` included. A run never falls
+    back to the host by itself.
+
+    Raises:
+        ExecutorError: the docker engine does not answer.
+    """
+    if settings.executor == "process":
+        return ProcessExecutor()
+    return DockerExecutor(
+        settings.docker_host, network=settings.docker_network, logins=logins
+    )
+
+
 def _make_workspace(flow_run: FlowRun, settings: Settings) -> tuple[Path, bool]:
     """(workspace, whether to remove it at the end)."""
     options = local_options.get()
@@ -368,8 +383,6 @@ def _watch_run(flow_run: FlowRun, control: RunControl, settings: Settings,
     """While the run's steps last: poll its state and, on Cancelling, stop every step."""
 
     def run() -> None:
-        from prefect.client.orchestration import get_client
-
         with get_client(sync_client=True) as client:
             while not done.wait(settings.cancel_poll_seconds):
                 try:

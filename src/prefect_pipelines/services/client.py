@@ -1,17 +1,11 @@
 """The Prefect clients prefect-pipelines uses: Prefect's, with a quicker answer to SQLite locks.
 
-On SQLite, Prefect's server answers a write that meets another write's lock with 503 and
-no Retry-After; Prefect's client then backs off exponentially, 2 s, 4 s, 8 s... so twenty
-concurrent `run` calls took 16 s on an idle server, and a run's last writes could take
-over a minute during a burst. The transports below retry those 503s themselves after a
-few tens of milliseconds (the server rolled the transaction back, so a retry is safe), and
-only hand a 503 to Prefect's own retry logic when the lock persists.
-
-They wrap the transports Prefect's client built (its own, and one per proxy the
-environment names), so everything Prefect configures there stays as it is: TLS
-(`PREFECT_API_SSL_CERT_FILE`, `PREFECT_API_TLS_INSECURE_SKIP_VERIFY`), HTTP/2, proxies. The
-wrapping uses httpx's `_transport` and `_mounts` attributes (stable across httpx releases, but
-not public); where they are missing the client keeps Prefect's retries only, and says so.
+A 503 from a SQLite server (a write met another write's lock; the transaction was rolled
+back) is retried after a few tens of milliseconds by the transports below, and handed to
+Prefect's own exponential back-off only when the lock persists (measurements:
+docs/history.md). They wrap the transports Prefect's client built, so its TLS, HTTP/2 and
+proxy settings stay; the wrapping uses httpx's `_transport` and `_mounts` (not public):
+where they are missing the client keeps Prefect's retries only, and says so.
 """
 
 from __future__ import annotations
@@ -26,6 +20,7 @@ from typing import Any
 
 import httpx
 from prefect.client.orchestration import PrefectClient, SyncPrefectClient, get_client
+from prefect.settings import PREFECT_API_URL
 
 _RETRY_STATUS = 503
 _log = logging.getLogger(__name__)
@@ -119,8 +114,6 @@ def shared_sync_client() -> SyncPrefectClient:
     """A `pipelines_sync_client` per process and API URL, opened on first use and kept
     open: a run's step output and labels are sent through it from any thread (httpx's sync
     client is thread-safe)."""
-    from prefect.settings import PREFECT_API_URL
-
     key = str(PREFECT_API_URL.value())
     with _shared_lock:
         client = _shared.get(key)

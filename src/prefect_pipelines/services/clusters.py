@@ -11,9 +11,11 @@ from prefect.exceptions import ObjectNotFound
 from prefect_pipelines.blocks import GitHubAppConfig
 from prefect_pipelines.errors import InvalidInputError, NotFoundError
 from prefect_pipelines.services import github
+from prefect_pipelines.services.pipelines import repoint_cluster
 from prefect_pipelines.services.pools import ensure_work_pool
 from prefect_pipelines.services.sourcecode import CredentialRecord, link_account
 from prefect_pipelines.settings import Settings
+from prefect_pipelines.vocabulary import cluster_block_name, cluster_pool_name
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -27,15 +29,6 @@ def check_cluster_id(cluster_id: str) -> str:
         raise InvalidInputError(f"{cluster_id!r} is not a cluster id: lowercase letters, "
                                 "digits and single dashes", field_name="clusterId")
     return cluster_id
-
-
-def config_block_name(cluster_id: str) -> str:
-    return f"cluster-{cluster_id}"
-
-
-def cluster_pool_name(cluster_id: str) -> str:
-    """The work pool of a deployed cluster: its workers run the cluster's pipelines."""
-    return f"pipelines-{cluster_id}"
 
 
 @dataclass
@@ -100,7 +93,7 @@ class ClusterRecord:
 
 async def _load(client: PrefectClient, cluster_id: str) -> GitHubAppConfig | None:
     try:
-        return await GitHubAppConfig.aload(config_block_name(cluster_id), client=client)
+        return await GitHubAppConfig.aload(cluster_block_name(cluster_id), client=client)
     except (ValueError, ObjectNotFound):
         return None
 
@@ -149,7 +142,7 @@ async def save_cluster(client: PrefectClient, cluster_id: str, *, deploy: bool |
     if deploy is not None and deploy != block.deploy:
         await set_deployed(client, cluster_id, deploy, settings)
         block.deploy = deploy
-    await block.asave(config_block_name(cluster_id), overwrite=True, client=client)
+    await block.asave(cluster_block_name(cluster_id), overwrite=True, client=client)
     return _record(block)
 
 
@@ -157,8 +150,6 @@ async def set_deployed(client: PrefectClient, cluster_id: str, deploy: bool,
                        settings: Settings) -> None:
     """Create the cluster's work pool and move its pipelines there, or move them back to
     the default pool and delete it."""
-    from prefect_pipelines.services.pipelines import repoint_cluster
-
     name = cluster_pool_name(cluster_id)
     if deploy:
         await ensure_work_pool(client, name)
@@ -221,8 +212,3 @@ async def revoke_app(client: PrefectClient, cluster_id: str, settings: Settings)
     return await save_cluster(client, cluster_id, deploy=None, config=None, settings=settings,
                               keep_config=False)
 
-
-async def deployed_pool(client: PrefectClient, cluster_id: str) -> str | None:
-    """The cluster's work pool if it is deployed."""
-    block = await _load(client, cluster_id)
-    return cluster_pool_name(cluster_id) if block is not None and block.deploy else None

@@ -1,21 +1,13 @@
 """Webhook deliveries: recorded in Prefect before they are answered, run from the record.
 
-A signed delivery that asks for a run is stored as a Prefect variable,
-`pipelines-delivery-<deployment id>-<digest of the delivery id>` (tag `webhook-delivery`),
-and answered at once. A variable is one light insert (a third of a block document's cost:
-no encryption, no read-back), so the answer does not wait on runs being created; its
-unique name makes a redelivery of a waiting delivery no second record; operators see the
-deliveries still waiting on the Prefect UI's Variables page. (An event would be as quick,
-but Prefect may dead-letter events on a busy SQLite server; a flow run is the slow write
-the answer must not wait for.)
-
-The facade's `Dispatcher` makes the runs from the records: one pipeline's deliveries in
-the order they arrived, retried until Prefect takes them; a record is deleted once its run
-exists. The run's idempotency key is the delivery's (`mapping.delivery_key`): however
-often a run is tried (a retry after a lost answer, another facade taking the record over),
-a delivery has one run, and a redelivery of a delivery whose run exists is answered with
-that run. Each record names the facade process that makes its run; when that process
-stops, the next sweep of any facade takes its records over (see `Dispatcher`).
+A signed delivery that asks for a run is stored as a Prefect variable (named by its
+deployment and delivery, vocabulary.DELIVERY_VARIABLE_PREFIX) and answered at once; the
+facade's `Dispatcher` then makes the runs, one pipeline's deliveries in the order they
+arrived, retried until Prefect takes them, and deletes a record once its run exists. The
+run's idempotency key is the delivery's (`vocabulary.delivery_key`), so a delivery has
+one run however often it is tried or redelivered. A record names the facade that makes its
+run; when that facade stops, the next sweep of any facade takes it over. Why a variable:
+docs/history.md.
 """
 
 from __future__ import annotations
@@ -42,10 +34,19 @@ from pydantic import BaseModel, ValidationError
 
 from prefect_pipelines.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from prefect_pipelines.services import webhooks
-from prefect_pipelines.services.pipelines import creator_of, run_with_key, start_execution
+from prefect_pipelines.services.pipelines import run_with_key, start_execution
 from prefect_pipelines.services.projects import refused_run
 from prefect_pipelines.translator import PipelineSpecError
-from prefect_pipelines.translator.mapping import TAG_PLUGIN, delivery_digest, delivery_key
+from prefect_pipelines.translator.mapping import creator_of
+from prefect_pipelines.vocabulary import (
+    DELIVERY_VARIABLE_PREFIX,
+    DELIVERY_VARIABLE_TAG,
+    LEASE_VARIABLE_PREFIX,
+    LEASE_VARIABLE_TAG,
+    TAG_PLUGIN,
+    delivery_digest,
+    delivery_key,
+)
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -53,10 +54,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
-PREFIX = "pipelines-delivery-"
-TAG = "webhook-delivery"
-LEASE_PREFIX = "pipelines-facade-"
-LEASE_TAG = "facade-lease"
 _MAX_BACKOFF = 30.0
 _PAGE = 200
 _unreadable: set[str] = set()
@@ -149,7 +146,7 @@ async def receive(client: PrefectClient, pipeline: webhooks.Receiver, *, project
 
 
 def record_name(deployment_id: UUID | str, delivery_id: str) -> str:
-    return f"{PREFIX}{deployment_id}-{delivery_digest(delivery_id)}"
+    return f"{DELIVERY_VARIABLE_PREFIX}{deployment_id}-{delivery_digest(delivery_id)}"
 
 
 def check_delivery_id(delivery_id: str) -> str:
@@ -182,7 +179,7 @@ async def record(client: PrefectClient, *, deployment: DeploymentResponse, proje
                                 field_name="ref")
     try:
         variable = await client.create_variable(VariableCreate(
-            name=name, value=value, tags=[TAG_PLUGIN, TAG]))
+            name=name, value=value, tags=[TAG_PLUGIN, DELIVERY_VARIABLE_TAG]))
     except ObjectAlreadyExists:
         return Outcome("queued already"), None
     return Outcome("queued"), Pending(name, variable.created or datetime.now(timezone.utc), delivery)
@@ -218,7 +215,9 @@ async def _variables(client: PrefectClient, prefix: str, tag: str, sort: str) ->
 async def pending(client: PrefectClient) -> list[Pending]:
     """Every recorded delivery that has no run yet, oldest first."""
     found: list[Pending] = []
-    for variable in await _variables(client, PREFIX, TAG, "CREATED_DESC"):
+    variables = await _variables(client, DELIVERY_VARIABLE_PREFIX, DELIVERY_VARIABLE_TAG,
+                                 "CREATED_DESC")
+    for variable in variables:
         try:
             found.append(Pending(variable["name"], datetime.fromisoformat(variable["created"]),
                                  Delivery.model_validate(variable["value"])))
@@ -297,7 +296,7 @@ class Dispatcher:
 
     @property
     def lease_name(self) -> str:
-        return f"{LEASE_PREFIX}{self.owner}"
+        return f"{LEASE_VARIABLE_PREFIX}{self.owner}"
 
     async def start(self) -> None:
         """Take the lease (before any delivery is recorded for this owner), then keep it
@@ -371,7 +370,7 @@ class Dispatcher:
             if exc.response.status_code != 404:
                 raise
             await self._client.create_variable(VariableCreate(
-                name=self.lease_name, value=value, tags=[TAG_PLUGIN, LEASE_TAG]))
+                name=self.lease_name, value=value, tags=[TAG_PLUGIN, LEASE_VARIABLE_TAG]))
 
     async def _keep_lease(self) -> None:
         while True:
@@ -412,8 +411,9 @@ class Dispatcher:
 
 async def _leases(client: PrefectClient) -> dict[str, str]:
     """owner -> the lease's last change, of every dispatcher holding a lease."""
-    return {variable["name"][len(LEASE_PREFIX):]: f"{variable.get('updated')}:{variable.get('value')}"
-            for variable in await _variables(client, LEASE_PREFIX, LEASE_TAG, "NAME_ASC")}
+    variables = await _variables(client, LEASE_VARIABLE_PREFIX, LEASE_VARIABLE_TAG, "NAME_ASC")
+    return {variable["name"][len(LEASE_VARIABLE_PREFIX):]:
+            f"{variable.get('updated')}:{variable.get('value')}" for variable in variables}
 
 
 async def _forget_quietly(client: PrefectClient, item: Pending) -> None:

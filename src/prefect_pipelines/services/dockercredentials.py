@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from prefect.exceptions import ObjectNotFound
+from prefect_docker.credentials import DockerRegistryCredentials
 
 from prefect_pipelines.blocks import ProjectDockerCredential
 from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
@@ -158,8 +159,6 @@ async def operator_logins(client: PrefectClient, *, include_secrets: bool) -> di
     """host -> auth config of every global prefect-docker `DockerRegistryCredentials`
     block, an operator's (passwords only when asked for): `exec` runs log in with them,
     and adoption copies the ones a project's pipelines need."""
-    from prefect_docker.credentials import DockerRegistryCredentials
-
     try:
         documents = await client.read_block_documents_by_type(
             DockerRegistryCredentials.get_block_type_slug(), include_secrets=include_secrets)

@@ -29,16 +29,11 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling
 
 from prefect_pipelines.errors import ActionNotAvailableError, InvalidInputError, NotFoundError
-from prefect_pipelines.flows import FLOW_NAME
-from prefect_pipelines.services.pipelines import read_deployment, start_execution
+from prefect_pipelines.services.deployments import read_deployment
+from prefect_pipelines.services.pipelines import start_execution
 from prefect_pipelines.services.projects import check_clone_credential
 from prefect_pipelines.translator.executions import (
-    FINISHED,
-    LABEL_BRANCH,
     PREFECT_TYPES,
-    QUEUEING,
-    STATES,
-    WAITING,
     Steps,
     execution_fields,
     flow_run_state,
@@ -46,10 +41,16 @@ from prefect_pipelines.translator.executions import (
     recorded_steps,
     step_records,
 )
-from prefect_pipelines.translator.mapping import (
+from prefect_pipelines.vocabulary import (
+    FINISHED,
+    FLOW_NAME,
+    LABEL_BRANCH,
+    QUEUEING,
+    STATES,
     TAG_EXECUTION,
     TAG_PIPELINE,
     TAG_PROJECT,
+    WAITING,
     deployment_name,
     execution_name,
 )

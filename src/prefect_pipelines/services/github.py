@@ -1,5 +1,7 @@
 """GitHub and GitHub Enterprise through PyGithub: OAuth, users, repositories, hooks, statuses.
 
+`CommitStatus` reports a webhook run's state on its commit.
+
 PyGithub is synchronous; the async wrappers run it in a thread. Errors come back as the
 API's errors with the cause named (a bad code, wrong credentials, an unreachable host);
 no token or secret is ever part of a message.
@@ -7,6 +9,7 @@ no token or secret is ever part of a message.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,10 +20,15 @@ import anyio
 import github
 import requests
 from github import Auth, Github, GithubException
+from prefect.exceptions import ObjectNotFound
 
+from prefect_pipelines.blocks import SourceCodeCredential
 from prefect_pipelines.errors import InvalidInputError, NotFoundError, UpstreamError
+from prefect_pipelines.translator import RunPlan
+from prefect_pipelines.vocabulary import credential_block_name
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 GITHUB_COM = "github.com"
 _TIMEOUT = 15
 _OWNER_REPO = re.compile(r"/?([^/]+)/([^/]+?)(?:\.git)?/?$")
@@ -183,3 +191,44 @@ def set_commit_status(*, api_url: str, token: str, full_name: str, sha: str, sta
     repo = _client(api_url, token).get_repo(full_name, lazy=True)
     repo.get_commit(sha).create_status(state=state, target_url=target_url or github.GithubObject.NotSet,
                                        description=description[:140], context=context)
+
+
+class CommitStatus:
+    """Reports an execution's state to GitHub as a commit status (webhook runs only).
+
+    Failures to report are logged and never fail the run.
+    """
+
+    def __init__(self, plan: RunPlan, public_url: str) -> None:
+        self.plan = plan
+        self.enabled = False
+        source = plan.config.source
+        if plan.trigger.triggered_by != "webhook" or not plan.trigger.commit or source is None:
+            return
+        if not source.source_code_credential_id:
+            return
+        try:
+            credential = SourceCodeCredential.load(credential_block_name(source.source_code_credential_id))
+        except (ValueError, ObjectNotFound) as exc:
+            _log.warning("no commit status: credential %s: %s", source.source_code_credential_id, exc)
+            return
+        self.api_url = credential.api_url
+        self.token = credential.access_token.get_secret_value()
+        self.full_name = repo_full_name(source.url, credential.api_url)
+        identity = plan.identity
+        self.target_url = (f"{public_url.rstrip('/')}/v3/projects/{identity.project_id}"
+                           f"/pipelineexecutions/{identity.execution_id}")
+        self.context = f"prefect-pipelines/{identity.pipeline_id}"
+        self.enabled = self.full_name is not None
+
+    def report(self, state: str, description: str) -> None:
+        """Set the commit's status: pending, success, failure or error."""
+        if not self.enabled:
+            return
+        try:
+            set_commit_status(api_url=self.api_url, token=self.token, full_name=self.full_name,
+                              sha=self.plan.trigger.commit, state=state,
+                              target_url=self.target_url, description=description,
+                              context=self.context)
+        except Exception as exc:  # noqa: BLE001 - GitHub being down must not fail a build
+            _log.warning("could not set the commit status %s: %s", state, type(exc).__name__)

@@ -20,9 +20,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import Log, TaskRun
 from prefect.client.schemas.sorting import LogSort
 
-from prefect_pipelines.flows.output import record_offset
 from prefect_pipelines.translator.executions import step_positions
-from prefect_pipelines.translator.plan import step_tags
+from prefect_pipelines.vocabulary import record_offset, step_tags
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient

@@ -1,24 +1,11 @@
 """Executions whose worker died: noticed by Prefect, marked failed, never left `running`.
 
-A running execution sends Prefect a flow-run heartbeat event every `heartbeat_seconds`.
-A proactive automation (Prefect's own zombie detection, see
-https://docs.prefect.io/v3/advanced/detect-zombie-flows) watches the runs of the
-`run-pipeline` flow: when one stays silent for `lost_after_seconds` after it was claimed
-(Pending), started (Running) or last beat, it moves the run to Crashed with a message that
-says the worker was lost. (Claimed runs matter too: a worker that dies between claiming a
-run and starting it would otherwise leave it Pending for good, Prefect issue #20485.) The API shows a
-Crashed run as `failed`, with that message; its project's quota slot frees as it leaves
-Running.
-
-A run being cancelled (Cancelling) cannot be moved to Crashed: Prefect only lets it go to
-Cancelled. So a second automation ends the cancellation of a run whose worker died while
-stopping it: a run still Cancelling `lost_after_seconds` after the request becomes
-Cancelled with a message that says so (`aborted` in the API), and its quota slot frees.
-A live worker ends a cancelled run within seconds (it kills the run's containers); on a
-Prefect server so busy that ending it takes longer, the run is marked Cancelled a little
-early, which is the state it was heading for anyway.
-
-Both automations are made (or corrected) by every facade and worker at start-up.
+Two proactive automations (Prefect's zombie detection) watch the runs of `run-pipeline`:
+a run silent for `lost_after_seconds` after it was claimed, started or last beat becomes
+Crashed (`failed` in the API), and a run still Cancelling that long after the request
+becomes Cancelled (`aborted`), since Prefect lets a Cancelling run go nowhere else. Either
+frees its project's quota slot. Every facade and worker makes (or corrects) both at
+start-up. Why each is there: docs/history.md.
 """
 
 from __future__ import annotations
@@ -30,13 +17,11 @@ from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
-from prefect_pipelines.flows import FLOW_NAME
+from prefect_pipelines.vocabulary import FLOW_NAME, LOST_CANCEL_AUTOMATION, LOST_RUN_AUTOMATION
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
-AUTOMATION_NAME = "prefect-pipelines: worker lost"
-CANCEL_AUTOMATION_NAME = "prefect-pipelines: worker lost while cancelling"
 
 
 def lost_run_message(lost_after_seconds: int) -> str:
@@ -62,7 +47,7 @@ def _silence(after: set[str], expect: set[str], seconds: int) -> EventTrigger:
 def lost_runs_automation(lost_after_seconds: int) -> AutomationCore:
     """The automation that fails the runs of a lost worker."""
     return AutomationCore(
-        name=AUTOMATION_NAME,
+        name=LOST_RUN_AUTOMATION,
         description="Marks a pipeline execution Crashed when its worker stops answering: "
         "claimed but never started, or started and then silent.",
         enabled=True,
@@ -78,7 +63,7 @@ def lost_runs_automation(lost_after_seconds: int) -> AutomationCore:
 def lost_cancels_automation(lost_after_seconds: int) -> AutomationCore:
     """The automation that ends the cancellation of a run whose worker died meanwhile."""
     return AutomationCore(
-        name=CANCEL_AUTOMATION_NAME,
+        name=LOST_CANCEL_AUTOMATION,
         description="Marks a pipeline execution Cancelled when it is still being cancelled "
         "long after the request: its worker died before the run had stopped.",
         enabled=True,

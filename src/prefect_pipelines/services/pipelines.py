@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 import weakref
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import httpx
-from prefect.client.schemas.actions import DeploymentScheduleCreate
+from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentUpdate
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterDeploymentId,
@@ -26,6 +25,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.utilities.callables import parameter_schema
 
+from prefect_pipelines.blocks import PipelineSecrets
 from prefect_pipelines.errors import (
     ConflictError,
     InvalidInputError,
@@ -33,56 +33,46 @@ from prefect_pipelines.errors import (
     ServiceUnavailableError,
     StoreUncertainError,
 )
-from prefect_pipelines.flows import ENTRYPOINT, FLOW_NAME
+from prefect_pipelines.services import webhooks
+from prefect_pipelines.services.deployments import read_deployment
 from prefect_pipelines.services.numbering import RunNumbers, highest_run, release_all
-from prefect_pipelines.services.pools import ensure_project_queue, ensure_work_pool
+from prefect_pipelines.services.pools import deployed_pool, ensure_project_queue, ensure_work_pool
+from prefect_pipelines.services.projects import read_project
 from prefect_pipelines.services.secrets import check_env_from
+from prefect_pipelines.services.sourcecode import check_owner
 from prefect_pipelines.settings import Settings, get_settings
-from prefect_pipelines.translator import BranchCondition, PipelineConfig, PipelineSpecError
-from prefect_pipelines.translator.spec import is_pipeline_name
+from prefect_pipelines.translator import (
+    BranchCondition,
+    PipelineConfig,
+    PipelineSpecError,
+    validate_branch_name,
+)
 from prefect_pipelines.translator.executions import flow_run_state, iso
-from prefect_pipelines.translator.mapping import (
+from prefect_pipelines.translator.mapping import creator_of, stored_source
+from prefect_pipelines.translator.schedule import next_fire_time
+from prefect_pipelines.vocabulary import (
+    ENTRYPOINT,
+    FLOW_NAME,
+    TAG_CLUSTER,
+    TAG_CREATOR,
     TAG_EXECUTION,
     TAG_PIPELINE,
     TAG_PROJECT,
     deployment_name,
     deployment_tags,
     execution_name,
+    flow_parameters,
     idempotency_key,
     run_tag,
     secrets_block_name,
-    stored_source,
     tagged_run_number,
 )
-from prefect_pipelines.translator.schedule import next_fire_time
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
-TAG_CREATOR = "creator:"
-TAG_CLUSTER = "cluster:"
-_PROJECT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*:[a-z0-9]+(?:-[a-z0-9]+)*")
 run_numbers = RunNumbers()
 _log = logging.getLogger(__name__)
-
-
-def creator_of(tags: list[str]) -> str:
-    """The creator of a pipeline, from its deployment's tags (its runs inherit them)."""
-    for tag in tags:
-        if tag.startswith(TAG_CREATOR):
-            return tag[len(TAG_CREATOR):]
-    return ""
-
-
-def check_project_id(project_id: str) -> str:
-    """A project id is `<clusterId>:<projectId>`, each lowercase letters, digits, dashes."""
-    if not _PROJECT.fullmatch(project_id):
-        raise InvalidInputError(
-            f"{project_id!r} is not a project id: expected <clusterId>:<projectId>, "
-            "each of lowercase letters, digits and single dashes",
-            field_name="projectId",
-        )
-    return project_id
 
 
 @dataclass
@@ -140,8 +130,6 @@ class PipelineRecord:
 
 async def project_quota(client: PrefectClient, project_id: str, settings: Settings) -> int:
     """The project's executor quota: its setting `executorQuota`, else EXECUTOR_QUOTA."""
-    from prefect_pipelines.services.projects import read_project
-
     project = await read_project(client, project_id)
     quota = (project.settings if project else {}).get("executorQuota")
     return quota if isinstance(quota, int) else settings.executor_quota
@@ -173,16 +161,12 @@ def _schedules(config: PipelineConfig) -> list[DeploymentScheduleCreate]:
 
 
 def _parameter_schema() -> dict[str, Any]:
-    from prefect_pipelines.flows import run_pipeline
-
-    return parameter_schema(run_pipeline).model_dump()
+    return parameter_schema(flow_parameters).model_dump()
 
 
 async def _apply(client: PrefectClient, *, project_id: str, config: PipelineConfig,
                  creator_id: str, paused: bool, settings: Settings) -> UUID:
     """Create or replace the deployment of a pipeline (Prefect upserts on flow + name)."""
-    from prefect_pipelines.services.clusters import deployed_pool
-
     assert config.name is not None
     definition = config.to_dict()
     cluster_id = project_id.split(":", 1)[0]
@@ -211,8 +195,6 @@ async def _apply(client: PrefectClient, *, project_id: str, config: PipelineConf
 
 
 async def _secrets_block_exists(client: PrefectClient, project_id: str, pipeline_id: str) -> bool:
-    from prefect_pipelines.blocks import PipelineSecrets
-
     try:
         await client.read_block_document_by_name(
             secrets_block_name(project_id, pipeline_id), PipelineSecrets.get_block_type_slug()
@@ -231,9 +213,6 @@ async def create_pipeline(client: PrefectClient, *, project_id: str, config: Pip
         ConflictError: the project has a pipeline of that name.
         PermissionDeniedError: the definition names someone else's credential.
     """
-    from prefect_pipelines.blocks import PipelineSecrets
-    from prefect_pipelines.services import webhooks
-
     assert config.name is not None
     await _check_credential(client, config, creator_id)
     await check_env_from(client, project_id, config)
@@ -267,28 +246,9 @@ def _source_of(definition: dict[str, Any]) -> tuple[str, str]:
 
 async def _check_credential(client: PrefectClient, config: PipelineConfig, user_id: str) -> None:
     """A pipeline may name only its author's own source code credential."""
-    from prefect_pipelines.services.sourcecode import check_owner
-
     source = config.source
     if source is not None and source.source_code_credential_id:
         await check_owner(client, user_id=user_id, identifier=source.source_code_credential_id)
-
-
-async def read_deployment(client: PrefectClient, project_id: str, pipeline_id: str
-                          ) -> DeploymentResponse:
-    """The deployment of a pipeline.
-
-    Raises:
-        NotFoundError: there is no such pipeline (a malformed id names none).
-    """
-    if not is_pipeline_name(pipeline_id):
-        raise NotFoundError(f"pipeline {pipeline_id!r} not found in project {project_id}")
-    try:
-        return await client.read_deployment_by_name(
-            f"{FLOW_NAME}/{deployment_name(project_id, pipeline_id)}"
-        )
-    except ObjectNotFound:
-        raise NotFoundError(f"pipeline {pipeline_id!r} not found in project {project_id}") from None
 
 
 async def _record(client: PrefectClient, deployment: DeploymentResponse, project_id: str,
@@ -358,8 +318,6 @@ async def update_pipeline(client: PrefectClient, *, project_id: str, pipeline_id
                           config: PipelineConfig, user_id: str, settings: Settings
                           ) -> PipelineRecord:
     """Replace a pipeline's definition and triggers (its state and numbering stay)."""
-    from prefect_pipelines.services import webhooks
-
     if config.name != pipeline_id:
         raise InvalidInputError(
             f"name {config.name!r} differs from the pipeline's id {pipeline_id!r}: "
@@ -383,8 +341,6 @@ async def update_pipeline(client: PrefectClient, *, project_id: str, pipeline_id
 
 async def delete_pipeline(client: PrefectClient, *, project_id: str, pipeline_id: str) -> None:
     """Delete a pipeline: its webhook, its deployment, its secrets block and run numbers."""
-    from prefect_pipelines.services import webhooks
-
     deployment = await read_deployment(client, project_id, pipeline_id)
     try:
         block = await webhooks.load_secrets(client, project_id, pipeline_id)
@@ -400,8 +356,6 @@ async def delete_pipeline(client: PrefectClient, *, project_id: str, pipeline_id
 
 
 async def _delete_secrets(client: PrefectClient, project_id: str, pipeline_id: str) -> None:
-    from prefect_pipelines.blocks import PipelineSecrets
-
     try:
         document = await client.read_block_document_by_name(
             secrets_block_name(project_id, pipeline_id), PipelineSecrets.get_block_type_slug()
@@ -428,8 +382,6 @@ def resolve_branch(definition: dict[str, Any], branch: str | None) -> str:
     try:
         if source is None:
             if branch:
-                from prefect_pipelines.translator import validate_branch_name
-
                 return validate_branch_name(branch)
             return ""
         return BranchCondition(source.get("branch"), source.get("branchCondition", "only")).resolve(branch)
@@ -446,7 +398,7 @@ async def start_execution(client: PrefectClient, *, deployment: DeploymentRespon
     Args:
         definition: run this definition instead of the pipeline's current one (a rerun).
         run_key: the run's idempotency key when it must be made once whatever the number
-            (a webhook delivery's, `translator.mapping.delivery_key`); when that run exists
+            (a webhook delivery's, `vocabulary.delivery_key`); when that run exists
             already, it is returned and the number taken is given back.
         patient: wait for this process's turn to create a run as long as it takes, instead
             of RUN_QUEUE_SECONDS (the delivery dispatcher, whose callers were answered).
@@ -561,8 +513,6 @@ def write_gate() -> asyncio.Lock:
 async def repoint_cluster(client: PrefectClient, cluster_id: str, pool: str,
                           settings: Settings) -> int:
     """Send every pipeline of a cluster to `pool` (when its work pool comes or goes)."""
-    from prefect.client.schemas.actions import DeploymentUpdate
-
     response = await client.request("POST", "/deployments/filter", json={
         "flows": {"name": {"any_": [FLOW_NAME]}},
         "deployments": {"tags": {"all_": [f"{TAG_CLUSTER}{cluster_id}"]}},

@@ -1,4 +1,5 @@
-"""Work pools: the project's pool, where every pipeline deployment sends its runs."""
+"""Work pools and queues: the pool every pipeline deployment sends its runs to (the
+default one, or its cluster's when the cluster is deployed), a queue per project."""
 
 from __future__ import annotations
 
@@ -7,17 +8,26 @@ from typing import TYPE_CHECKING
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import WorkPool
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.workers.process import ProcessWorker
 
-from prefect_pipelines.translator.mapping import project_queue_name
+from prefect_pipelines.blocks import GitHubAppConfig
+from prefect_pipelines.vocabulary import (
+    WORKER_TYPE,
+    cluster_block_name,
+    cluster_pool_name,
+    project_queue_name,
+)
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
 
 async def ensure_work_pool(client: PrefectClient, name: str) -> WorkPool:
-    """Read the pool, creating it (of the prefect-pipelines worker type) if it is missing."""
-    from prefect_pipelines.worker import WORKER_TYPE, PipelineWorker
+    """Read the pool, creating it (of the prefect-pipelines worker type) if it is missing.
 
+    The pipeline worker's jobs are the process worker's (worker.PipelineWorker), so the
+    pool's base job template is the process worker's (tests/test_vocabulary.py checks).
+    """
     try:
         return await client.read_work_pool(name)
     except ObjectNotFound:
@@ -27,13 +37,22 @@ async def ensure_work_pool(client: PrefectClient, name: str) -> WorkPool:
             WorkPoolCreate(
                 name=name,
                 type=WORKER_TYPE,
-                base_job_template=PipelineWorker.get_default_base_job_template(),
+                base_job_template=ProcessWorker.get_default_base_job_template(),
                 description="prefect-pipelines executions",
             )
         )
     except ObjectAlreadyExists:
         return await client.read_work_pool(name)
 
+
+
+async def deployed_pool(client: PrefectClient, cluster_id: str) -> str | None:
+    """The cluster's work pool if it is deployed (services/clusters.py deploys it)."""
+    try:
+        block = await GitHubAppConfig.aload(cluster_block_name(cluster_id), client=client)
+    except (ValueError, ObjectNotFound):
+        return None
+    return cluster_pool_name(cluster_id) if block.deploy else None
 
 
 _queues: dict[tuple[str, str], int | None] = {}

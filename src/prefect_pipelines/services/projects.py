@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import re
 import secrets
@@ -20,19 +21,26 @@ from typing import TYPE_CHECKING, Any
 
 from cachetools import TTLCache
 from prefect.blocks.core import Block
+from prefect.blocks.system import Secret
 from prefect.client.schemas.actions import BlockDocumentCreate, BlockDocumentUpdate
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterTags,
+    FlowFilter,
+    FlowFilterName,
+)
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from prefect_pipelines.blocks import PipelinesProject, PipelinesUser, ProjectRoleBinding
 from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
-from prefect_pipelines.flows import FLOW_NAME
 from prefect_pipelines.services.dockercredentials import adopt_operator_logins, registry_host
 from prefect_pipelines.services.documents import block_ids, find_documents
-from prefect_pipelines.services.pipelines import check_project_id, creator_of
+from prefect_pipelines.services.secrets import put_secret
 from prefect_pipelines.services.tokens import check_user_id
 from prefect_pipelines.translator.errors import ImageTagError
-from prefect_pipelines.translator.mapping import TAG_PROJECT, split_deployment_name, stored_source
+from prefect_pipelines.translator.mapping import creator_of, stored_source
 from prefect_pipelines.translator.plan import split_reference
+from prefect_pipelines.vocabulary import FLOW_NAME, TAG_PROJECT, split_deployment_name
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -42,6 +50,7 @@ _log = logging.getLogger(__name__)
 ROLES = ("read-only", "project-member", "project-owner")
 _RANK = {role: rank for rank, role in enumerate(ROLES, start=1)}
 _CLUSTER = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_PROJECT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*:[a-z0-9]+(?:-[a-z0-9]+)*")
 _ID_CHARS = string.ascii_lowercase + string.digits
 _PAGE = 200
 _odd: set[str] = set()
@@ -50,6 +59,17 @@ SETTINGS = {"executorQuota": int, "cpuLimit": str, "memoryLimit": str, "allowPri
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_project_id(project_id: str) -> str:
+    """A project id is `<clusterId>:<projectId>`, each lowercase letters, digits, dashes."""
+    if not _PROJECT.fullmatch(project_id):
+        raise InvalidInputError(
+            f"{project_id!r} is not a project id: expected <clusterId>:<projectId>, "
+            "each of lowercase letters, digits and single dashes",
+            field_name="projectId",
+        )
+    return project_id
 
 
 def at_least(role: str | None, wanted: str) -> bool:
@@ -415,8 +435,6 @@ async def adopt(client: PrefectClient, project_id: str | None = None) -> list[st
     but has none (made before projects existed, or by `prefect deploy`), its id kept, each
     of its pipelines' creators an owner; the ids adopted. Safe to run in several facades
     at once."""
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags, FlowFilter, FlowFilterName
-
     by_project: dict[str, set[str]] = {}
     sources: dict[str, set[str]] = {}
     registries: dict[str, set[str]] = {}
@@ -512,12 +530,6 @@ async def _adopt_secret(client: PrefectClient, project_id: str, name: str) -> No
     """Copy the Prefect Secret block an adopted pipeline's `envFrom` names into its
     project's secrets (a plain value as key `value`), so the pipeline keeps working,
     scoped to its project from then on."""
-    import json
-
-    from prefect.blocks.system import Secret
-
-    from prefect_pipelines.services import secrets
-
     try:
         value = (await Secret.aload(name, client=client)).get()
     except (ValueError, ObjectNotFound):
@@ -526,6 +538,6 @@ async def _adopt_secret(client: PrefectClient, project_id: str, name: str) -> No
     data = ({key: v if isinstance(v, str) else json.dumps(v) for key, v in value.items()}
             if isinstance(value, dict) else {"value": value if isinstance(value, str) else json.dumps(value)})
     try:
-        await secrets.put_secret(client, project_id, name, data, create=True)
+        await put_secret(client, project_id, name, data, create=True)
     except (ConflictError, InvalidInputError) as exc:
         _log.warning("could not copy secret %r into adopted project %s: %s", name, project_id, exc)

@@ -16,7 +16,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect_pipelines.blocks import SourceCodeCredential, SourceCodeRepositoryCache
 from prefect_pipelines.errors import NotFoundError, PermissionDeniedError
 from prefect_pipelines.services import github
-from prefect_pipelines.translator.mapping import block_slug, credential_block_name
+from prefect_pipelines.vocabulary import block_slug, credential_block_name
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient

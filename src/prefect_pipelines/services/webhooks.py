@@ -24,11 +24,12 @@ from prefect.exceptions import ObjectNotFound
 from prefect_pipelines.blocks import PipelineSecrets
 from prefect_pipelines.errors import InvalidInputError, NotFoundError, SignatureError
 from prefect_pipelines.services import github, sourcecode
-from prefect_pipelines.services.pipelines import read_deployment
+from prefect_pipelines.services.deployments import read_deployment
 from prefect_pipelines.settings import Settings
 from prefect_pipelines.translator import BranchCondition, PipelineConfig, PipelineSpecError
 from prefect_pipelines.translator.branches import validate_branch_name
-from prefect_pipelines.translator.mapping import secrets_block_name, stored_source
+from prefect_pipelines.translator.mapping import stored_source
+from prefect_pipelines.vocabulary import secrets_block_name
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient

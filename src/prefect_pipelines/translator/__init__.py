@@ -9,7 +9,6 @@ from prefect_pipelines.translator.plan import (
     StepPlan,
     Trigger,
     compile_plan,
-    step_tags,
 )
 from prefect_pipelines.translator.spec import (
     PipelineConfig,
@@ -41,6 +40,5 @@ __all__ = [
     "load_yaml",
     "parse_pipeline",
     "parse_pipeline_yaml",
-    "step_tags",
     "validate_branch_name",
 ]

@@ -15,19 +15,22 @@ from typing import Any, NamedTuple
 
 from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
 
-from prefect_pipelines.translator.mapping import tagged_run_number
-from prefect_pipelines.translator.plan import STAGE_TAG, STEP_TAG, RunPlan
-
-WAITING, QUEUEING, RUNNING = "waiting", "queueing", "running"
-SUCCESS, FAILED, SKIPPED, ABORTED = "success", "failed", "skipped", "aborted"
-STATES = (WAITING, QUEUEING, RUNNING, SUCCESS, FAILED, SKIPPED, ABORTED)
-FINISHED = (SUCCESS, FAILED, SKIPPED, ABORTED)
-
-# Labels the flow puts on its own flow run once it knows them.
-LABEL_COMMIT = "pipelines.commit"
-LABEL_BRANCH = "pipelines.branch"
-# What the steps of a run came to, put on the flow run as the run ends (see recorded_steps).
-LABEL_STEPS = "pipelines.steps"
+from prefect_pipelines.translator.plan import RunPlan
+from prefect_pipelines.vocabulary import (
+    ABORTED,
+    FAILED,
+    FINISHED,
+    LABEL_COMMIT,
+    LABEL_STEPS,
+    QUEUEING,
+    RUNNING,
+    SKIPPED,
+    STAGE_TAG,
+    STEP_TAG,
+    SUCCESS,
+    WAITING,
+    tagged_run_number,
+)
 
 # Task runs of runs made before steps had readable names were named `stage-<i>-step-<j>`.
 _LEGACY_TASK_NAME = re.compile(r"stage-(\d+)-step-(\d+)")

@@ -16,11 +16,9 @@ from urllib.parse import urlsplit
 from prefect_pipelines.translator.branches import BranchCondition
 from prefect_pipelines.translator.errors import ImageTagError
 from prefect_pipelines.translator.spec import PipelineConfig, Step
+from prefect_pipelines.vocabulary import step_tags
 
 TriggerType = Literal["user", "cron", "webhook"]
-# A step's task run carries `stage:<i>` and `step:<j>` (0-based).
-STAGE_TAG, STEP_TAG = "stage:", "step:"
-
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # docker reference grammar (distribution/reference), without the digest form.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -170,11 +168,6 @@ class RunPlan:
             "CICD_PROJECT_ID": self.identity.project_id,
             "CICD_CLUSTER_ID": self.identity.cluster_id,
         }
-
-
-def step_tags(stage: int, index: int) -> tuple[str, str]:
-    """The tags of the task run of step `index` of stage `stage` (both 0-based)."""
-    return f"{STAGE_TAG}{stage}", f"{STEP_TAG}{index}"
 
 
 TITLE_LENGTH = 96

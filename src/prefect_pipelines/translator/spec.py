@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from prefect_pipelines.translator.branches import compile_branch_pattern
 from prefect_pipelines.translator.errors import (
     CronTimezoneError,
     EnvEntryError,
@@ -34,6 +35,7 @@ from prefect_pipelines.translator.errors import (
     UnsafePathError,
     WrongTypeError,
 )
+from prefect_pipelines.translator.schedule import validate_cron
 
 DEFAULT_PIPELINE_TIMEOUT_MINUTES = 60
 DEFAULT_DOCKERFILE = "./Dockerfile"
@@ -154,8 +156,6 @@ class SourceCodeConfig(SpecModel):
     @field_validator("branch")
     @classmethod
     def _branch_pattern(cls, value: str | None) -> str | None:
-        from prefect_pipelines.translator.branches import compile_branch_pattern
-
         if value is not None:
             compile_branch_pattern(value)  # raises BranchPatternError
         return value
@@ -353,8 +353,6 @@ class PipelineConfig(SpecModel):
 
     @model_validator(mode="after")
     def _cron(self, info: ValidationInfo) -> PipelineConfig:
-        from prefect_pipelines.translator.schedule import validate_cron
-
         if self.trigger_cron_timezone is not None and self.trigger_cron_expression is None:
             raise CronTimezoneError(
                 f"triggerCronTimezone ({self.trigger_cron_timezone!r}) is given without "

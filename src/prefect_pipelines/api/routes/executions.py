@@ -15,7 +15,7 @@ from prefect_pipelines.api.schemas import (
     State,
 )
 from prefect_pipelines.services import executions as service
-from prefect_pipelines.translator.executions import FINISHED
+from prefect_pipelines.vocabulary import FINISHED
 
 router = APIRouter(prefix="/v3/projects/{project_id}/pipelineexecutions",
                    tags=["pipelineexecutions"], responses=ERROR_RESPONSES)

@@ -13,7 +13,7 @@ from prefect_pipelines.api.deps import AppSettings, Client, strict_query
 from prefect_pipelines.api.schemas import ERROR_RESPONSES, HookAnswer
 from prefect_pipelines.errors import InvalidInputError, NotFoundError, ServiceUnavailableError
 from prefect_pipelines.services import deliveries, webhooks
-from prefect_pipelines.services.pipelines import check_project_id
+from prefect_pipelines.services.projects import check_project_id
 
 router = APIRouter(tags=["webhooks"], responses=ERROR_RESPONSES)
 MAX_DELIVERY_BYTES = 25 << 20  # GitHub caps payloads at 25 MB

@@ -27,6 +27,8 @@ def resolve_executor(settings: Settings) -> ExecutorName:
     """
     if settings.executor != "auto":
         return settings.executor
+    # Here, not at the top: docker.py imports this module, and the docker SDK is loaded
+    # only when an engine is to be pinged (the CLI and `server` import this module).
     from prefect_pipelines.flows.executors.docker import engine_answers
 
     return "docker" if engine_answers(settings.docker_host) else "process"
@@ -65,6 +67,7 @@ def describe_executor(settings: Settings, choice: ExecutorName) -> str:
         why = (f"no docker engine answered at {url}" if settings.executor == "auto"
                else f"{EXECUTOR_ENV}=process")
         return f"executor: process ({why}): steps run on this host as {host_user()}"
+    # Not at the top: see resolve_executor.
     from prefect_pipelines.flows.executors.docker import engine_answers
 
     if settings.executor == "docker" and not engine_answers(settings.docker_host):

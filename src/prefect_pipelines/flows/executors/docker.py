@@ -26,7 +26,11 @@ from prefect_pipelines.flows.executors.base import (
     watch,
 )
 from prefect_pipelines.translator.errors import ImageTagError
-from prefect_pipelines.translator.plan import split_reference, workspace_path
+from prefect_pipelines.translator.plan import (
+    expand_image_reference,
+    split_reference,
+    workspace_path,
+)
 from prefect_pipelines.translator.spec import PublishImageConfig, RunScriptConfig
 
 CONTAINER_WORKSPACE = "/workspace"
@@ -41,7 +45,7 @@ _ENGINE_ERRORS = (
 
 # registry host -> auth_config for the docker API, or None
 class RegistryLogins(Protocol):
-    """The registry logins of a run (flows/runtime.py)."""
+    """The registry logins of a run (flows/credentials.py)."""
 
     def login(self, registry: str) -> dict[str, str] | None:
         """The engine's auth config for a registry host ('' is Docker Hub), if any."""
@@ -149,8 +153,6 @@ class DockerExecutor:
         output stream costs about twice the time of a busy step. Other steps' output is
         read from the container's attached stream. The engine keeps no copy either way.
         """
-        from prefect_pipelines.translator.plan import expand_image_reference
-
         image = expand_image_reference(config.image, ctx.env)
         sink = _OutputFile() if config.is_shell else None
         try:
@@ -259,8 +261,6 @@ class DockerExecutor:
 
     def publish_image(self, config: PublishImageConfig, ctx: StepContext) -> StepResult:
         """Build `dockerfilePath` in `buildContext`, tag it, and push the tag."""
-        from prefect_pipelines.translator.plan import expand_image_reference
-
         tag = expand_image_reference(config.tag, ctx.env)
         context = workspace_path(str(ctx.workspace), config.build_context)
         dockerfile = workspace_path(str(ctx.workspace), config.dockerfile_path)

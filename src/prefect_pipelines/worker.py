@@ -28,8 +28,17 @@ from uuid import UUID
 
 import anyio
 import anyio.abc
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    WorkPoolFilter,
+    WorkPoolFilterName,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import (
     EventAnyResourceFilter,
@@ -38,6 +47,7 @@ from prefect.events.filters import (
 )
 from prefect.exceptions import InfrastructureNotFound
 from prefect.logging import get_logger
+from prefect.states import Cancelled, Crashed
 from prefect.settings import (
     PREFECT_LOGGING_TO_API_BATCH_INTERVAL,
     PREFECT_WORKER_QUERY_SECONDS,
@@ -50,6 +60,7 @@ from prefect_pipelines.flows.engine import run_flow_run
 from prefect_pipelines.flows.executors import describe_executor, pin_executor, resolve_executor
 from prefect_pipelines.flows.executors.docker import leftover_containers, remove_containers
 from prefect_pipelines.flows.pipeline import active_runs, run_pipeline
+from prefect_pipelines.presence import Presence
 from prefect_pipelines.services.lost_runs import ensure_lost_runs_automation
 from prefect_pipelines.settings import get_settings
 from prefect_pipelines.vocabulary import ENTRYPOINT, FLOW_NAME, WORKER_TYPE
@@ -83,6 +94,7 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
         self._flow_id: UUID | None = None
         self._claims: dict[UUID, asyncio.Event] = {}
         self._pid_prefix = f"{socket.gethostname()}:{os.getpid()}"
+        self._presence: Presence | None = None
 
     def _ensure_worker_channel(self) -> None:
         """Use Prefect's REST heartbeats, not the worker-channel websocket.
@@ -219,16 +231,58 @@ class PipelineWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, Pipel
             await ensure_lost_runs_automation(client, settings.lost_after_seconds)
         except Exception as exc:  # noqa: BLE001 - a facade makes it too
             _log.warning("could not set up lost-run detection: %s", exc)
-        if settings.executor == "process":
-            return
+        try:
+            self._presence = Presence(settings.workspace_root, self._pid_prefix)
+        except OSError as exc:
+            _log.warning("cannot tell this machine's workers apart (%s): lost runs end by "
+                         "the automation alone", exc)
         while True:
             try:
-                removed = await self._reap_once(settings.docker_host)
-                if removed:
-                    _log.info("removed %d container(s) of runs that are over", removed)
+                ended = await self._end_orphans()
+                if ended:
+                    _log.warning("ended %d run(s) of a worker of this machine that is gone", ended)
+                if settings.executor != "process":
+                    removed = await self._reap_once(settings.docker_host)
+                    if removed:
+                        _log.info("removed %d container(s) of runs that are over", removed)
             except Exception as exc:  # noqa: BLE001 - tried again next round
-                _log.debug("reaping containers failed: %s", exc)
+                _log.debug("reaping failed: %s", exc)
             await anyio.sleep(settings.reap_seconds)
+
+    async def _end_orphans(self) -> int:
+        """End the runs of this pool that a worker of this machine held when its process
+        went (presence.py): Running and Pending ones Crashed, Cancelling ones Cancelled,
+        each saying the worker was lost. Prefect's automation does the same for any
+        machine, after LOST_AFTER_SECONDS of silence; this is the certain, early case (the
+        embedded server restarting its worker)."""
+        if self._presence is None:
+            return 0
+        work_pool = await _when_ready(lambda: self.work_pool)
+        runs = await self.client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
+                any_=[StateType.RUNNING, StateType.PENDING, StateType.CANCELLING]))),
+            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[work_pool.name])),
+            limit=200)
+        verdicts: dict[str, bool] = {}
+        ended = 0
+        for run in runs:
+            worker = (run.infrastructure_pid or "").rpartition(":")[0]
+            if not worker or worker == self._pid_prefix:
+                continue
+            if worker not in verdicts:
+                verdicts[worker] = self._presence.gone(worker)
+            if not verdicts[worker]:
+                continue
+            why = f"worker lost: its worker process ({worker}) is gone"
+            state = (Cancelled(message=f"cancelled; {why}") if run.state_type == StateType.CANCELLING
+                     else Crashed(message=why))
+            await self.client.set_flow_run_state(run.id, state)
+            ended += 1
+        for worker, gone in verdicts.items():
+            if gone:
+                self._presence.forget(worker)
+        return ended
 
     async def _reap_once(self, docker_host: str | None) -> int:
         left = await asyncio.to_thread(leftover_containers, docker_host)

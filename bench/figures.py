@@ -154,14 +154,16 @@ def step_overhead(env: BenchEnv, runs: int, buildbot: Any | None) -> dict[str, A
     return result
 
 
-def _task_run(env: BenchEnv, flow_run_id: str, name: str) -> Any:
-    """A step's task run, with Prefect's start and end times (microseconds)."""
-    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId, TaskRunFilterName
+def _task_run(env: BenchEnv, flow_run_id: str, stage: int, step: int) -> Any:
+    """A step's task run (found by its tags), with Prefect's start and end times."""
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId, TaskRunFilterTags
+
+    from prefect_pipelines.vocabulary import step_tags
 
     async def read(client: Any) -> Any:
         runs = await client.read_task_runs(task_run_filter=TaskRunFilter(
             flow_run_id=TaskRunFilterFlowRunId(any_=[uuid.UUID(flow_run_id)]),
-            name=TaskRunFilterName(any_=[name])))
+            tags=TaskRunFilterTags(all_=list(step_tags(stage, step)))))
         return runs[0]
 
     return env.prefect(read)
@@ -194,7 +196,7 @@ def big_logs(env: BenchEnv, runs: int) -> dict[str, Any]:
                 time.sleep(0.02)
             visible_after.append(time.time() - died)
             env.wait_finished(project, execution_id)
-            task_run = _task_run(env, env.flow_run_id(project, execution_id), "stage-0-step-0")
+            task_run = _task_run(env, env.flow_run_id(project, execution_id), 0, 0)
             step_walls.append((task_run.end_time - task_run.start_time).total_seconds())
             for _ in range(5):
                 started = time.perf_counter()

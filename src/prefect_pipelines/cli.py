@@ -331,7 +331,7 @@ def secret_set(
     pairs: Annotated[list[str], typer.Argument(help="KEY=value ... (or KEY=- to read the value from stdin).")],
 ) -> None:
     """Create or replace a secret of a project."""
-    from prefect_pipelines.services.secrets import put_secret, read_secret
+    from prefect_pipelines.services.secrets import SECRETS, put_secret
 
     data: dict[str, str] = {}
     for pair in pairs:
@@ -341,13 +341,8 @@ def secret_set(
         data[key] = sys.stdin.read().rstrip("\n") if value == "-" else value
 
     async def put(client):  # type: ignore[no-untyped-def]
-        from prefect_pipelines.errors import NotFoundError
-
-        try:
-            await read_secret(client, project, name)
-            return await put_secret(client, project, name, data, create=False)
-        except NotFoundError:
-            return await put_secret(client, project, name, data, create=True)
+        exists = await SECRETS.exists(client, project, name)
+        return await put_secret(client, project, name, data, create=not exists)
 
     info = _with_client(put)
     typer.echo(f"secret {info.name} of {info.project_id}: {', '.join(info.keys)}")

@@ -22,7 +22,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect_docker.credentials import DockerRegistryCredentials
 
 from prefect_pipelines.blocks import ProjectDockerCredential
-from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
+from prefect_pipelines.errors import ConflictError, InvalidInputError
 from prefect_pipelines.services.documents import find_documents
 from prefect_pipelines.services.project_items import ProjectItems
 
@@ -136,13 +136,10 @@ async def registry_logins(client: PrefectClient, project_id: str) -> dict[str, d
     """host -> the engine's auth config, from the project's docker credentials (for a
     run of that project only; never for an answer)."""
     logins: dict[str, dict[str, str]] = {}
-    for data in await DOCKER_CREDENTIALS.documents(client, project_id):
-        try:
-            block = await DOCKER_CREDENTIALS.load(client, project_id, data.get("name", ""))
-        except NotFoundError:
-            continue  # deleted meanwhile
-        for host, (username, password) in (_logins_of(block)).items():
-            logins.setdefault(host, {"username": username, "password": password,
+    for data in await DOCKER_CREDENTIALS.documents(client, project_id, include_secrets=True):
+        passwords = data.get("passwords") or {}
+        for host, username in (data.get("usernames") or {}).items():
+            logins.setdefault(host, {"username": username, "password": str(passwords.get(host, "")),
                                      "serveraddress": server_address(host)})
     return logins
 

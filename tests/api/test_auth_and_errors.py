@@ -141,6 +141,26 @@ class TestOtherBadInput:
         assert "PipelineIn" in schema["components"]["schemas"]
         assert httpx.get(f"{facade.url}/docs").status_code == 200
 
+    def test_every_reference_of_the_openapi_document_resolves(self, facade) -> None:  # type: ignore[no-untyped-def]
+        schema = httpx.get(f"{facade.url}/openapi.json").json()
+        found: list[str] = []
+
+        def walk(node: object) -> None:
+            if isinstance(node, dict):
+                if isinstance(node.get("$ref"), str):
+                    found.append(node["$ref"])
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(schema)
+        components = schema["components"]["schemas"]
+        assert found and all(ref.startswith("#/components/schemas/") for ref in found)
+        missing = sorted({ref for ref in found if ref.rsplit("/", 1)[1] not in components})
+        assert missing == [], f"references to no schema: {missing}"
+
 
 YAML_BOMB = "name: bomb\nstages:\n" + "".join(
     f"- &{chr(97 + i)} {{name: s{i}, steps: [" + ", ".join([f"*{chr(96 + i)}"] * 10 if i else ["x"] * 10) + "]}\n"

@@ -35,6 +35,7 @@ from prefect_pipelines.api.schemas import (
     AuthUserInput,
     BindingIn,
     ClusterPipelineIn,
+    DockerCredentialIn,
     PipelineIn,
     ProjectIn,
     RunInput,
@@ -192,7 +193,7 @@ def create_app() -> FastAPI:
                                  description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for model in (PipelineIn, RunInput, ClusterPipelineIn, AuthAppInput, AuthUserInput,
-                          ProjectIn, BindingIn, SecretIn):
+                          ProjectIn, BindingIn, SecretIn, DockerCredentialIn):
                 definition = model.model_json_schema(ref_template="#/components/schemas/{model}",
                                                      by_alias=True)
                 components.update(definition.pop("$defs", {}))

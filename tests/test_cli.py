@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -104,6 +105,45 @@ class TestExec:
         assert "local uncommitted change" in result.stdout
         assert "no clone" in result.stdout
         assert (work / "out.txt").read_text() == "built\n"  # the workspace is kept
+
+    def test_without_a_file_it_runs_the_checkout_s_own_rancher_pipeline(self, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                        app_repo, docker_client) -> None:
+        """`exec` in a checkout runs its .rancher-pipeline.yml: the clone is implicit (the
+        checkout is the source), `when` sees the checkout's branch and a manual event."""
+        work = tmp_path / "app"
+        subprocess.run(["git", "clone", "-q", "-b", "main", app_repo["url"], str(work)], check=True)
+        (work / ".rancher-pipeline.yml").write_text(textwrap.dedent("""\
+            stages:
+            - name: Clone
+              steps:
+              - sourceCodeConfig: {}
+            - name: test
+              steps:
+              - runScriptConfig: {image: busybox, shellScript: 'echo "on $CICD_GIT_BRANCH at $CICD_GIT_COMMIT CI=$CI"'}
+              - runScriptConfig: {image: busybox, shellScript: 'echo dev only'}
+                when: {branch: dev}
+              - runScriptConfig: {image: busybox, shellScript: 'echo pushes only'}
+                when: {event: push}
+            """))
+        result = run_cli("exec", cwd=work)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"on main at {app_repo['main']} CI=true" in result.stdout
+        assert "no clone" in result.stdout  # the checkout is the source
+        assert "[test/0] on main" in result.stdout  # what the steps print, prefixed
+        assert "[test/1]" not in result.stdout and "[test/2]" not in result.stdout
+        assert "test/1 skipped: when.branch (include ['dev']) does not match 'main'" in result.stdout
+
+    def test_without_a_file_a_bad_or_missing_one_is_named(self, tmp_path: Path) -> None:
+        result = run_cli("exec", "--workspace", str(tmp_path), timeout=60)
+        assert result.returncode == 2
+        assert f"no .rancher-pipeline.yml or .rancher-pipeline.yaml in {tmp_path}" in result.stderr
+        (tmp_path / ".rancher-pipeline.yaml").write_text(
+            "stages:\n- name: a\n  steps:\n  - runScriptConfig: {image: busybox}\n")
+        result = run_cli("exec", "--workspace", str(tmp_path), timeout=60)
+        assert result.returncode == 2
+        assert ("error: .rancher-pipeline.yaml: stages[0].steps[0].runScriptConfig.shellScript: "
+                "shellScript is required") in result.stderr
+        assert "Traceback" not in result.stderr
 
     def test_invalid_file_names_the_field(self, tmp_path: Path) -> None:
         pipeline = tmp_path / "bad.yaml"

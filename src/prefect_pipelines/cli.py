@@ -35,7 +35,9 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 @app.command("exec")
 def exec_(
-    pipeline_file: Annotated[Path, typer.Argument(help="The pipeline YAML file.")],
+    pipeline_file: Annotated[Optional[Path], typer.Argument(
+        help="The pipeline YAML file. Without one: the .rancher-pipeline.yml (or .yaml) of "
+        "the workspace (--workspace, else this directory), which is then the source.")] = None,
     branch: Annotated[
         Optional[str], typer.Option("--branch", "-b", help="The branch to build.")
     ] = None,
@@ -55,19 +57,34 @@ def exec_(
     """Run a pipeline file once, as a Prefect flow run, printing each step's output."""
     from prefect_pipelines.settings import get_settings
     from prefect_pipelines.translator import PipelineSpecError, parse_pipeline_yaml
+    from prefect_pipelines.translator.pipeline_file import CONFIG_FILES, parse_pipeline_file
 
+    settings = get_settings()
+    clone: dict[str, str] | None = None  # the implicit clone of a repository's own file
+    if pipeline_file is None:  # a repository's own file: the directory is the source
+        source = (workspace or Path.cwd()).resolve()
+        found = [source / name for name in CONFIG_FILES if (source / name).is_file()]
+        if not found:
+            raise _fail(f"no {' or '.join(CONFIG_FILES)} in {source}: name a pipeline file")
+        pipeline_file, workspace = found[0], source
+        branch = branch or _git_out(source, "rev-parse", "--abbrev-ref", "HEAD").replace("HEAD", "") or None
+        clone = {"url": _git_out(source, "remote", "get-url", "origin") or source.as_uri(),
+                 "branchCondition": "all"}
     try:
         text = pipeline_file.read_bytes()
     except OSError as exc:
         raise _fail(f"cannot read {pipeline_file}: {exc.strerror or exc}") from None
-    settings = get_settings()
     try:
-        config = parse_pipeline_yaml(
-            text, min_cron_interval_seconds=settings.min_cron_interval,
-            max_bytes=settings.max_pipeline_bytes,
-        )
+        if clone is not None:
+            config = parse_pipeline_file(text, file_name=pipeline_file.name,
+                                         clone=clone, max_bytes=settings.max_pipeline_bytes)
+        else:
+            config = parse_pipeline_yaml(
+                text, min_cron_interval_seconds=settings.min_cron_interval,
+                max_bytes=settings.max_pipeline_bytes,
+            )
     except PipelineSpecError as exc:
-        raise _fail(f"{pipeline_file}: {exc}") from None
+        raise _fail(str(exc) if exc.file else f"{pipeline_file}: {exc}") from None
 
     from prefect_pipelines.flows import LocalOptions, local_options, run_pipeline
     from prefect_pipelines.flows.executors import describe_executor, pin_executor, resolve_executor
@@ -78,7 +95,8 @@ def exec_(
     pin_executor(choice)
     console.enabled = True
     _quiet_prefect_console()
-    default_id = re.sub(r"[^a-z0-9-]+", "-", pipeline_file.stem.lower()).strip("-") or "pipeline"
+    stem = pipeline_file.parent.name if clone is not None else pipeline_file.stem
+    default_id = re.sub(r"[^a-z0-9-]+", "-", stem.lower()).strip("-") or "pipeline"
     local_options.set(LocalOptions(workspace=workspace.resolve() if workspace else None))
     state = run_pipeline(
         pipeline=config.to_dict(),
@@ -90,6 +108,18 @@ def exec_(
         raise typer.Exit(0)
     typer.secho(f"{state.name}: {state.message}", err=True, fg=typer.colors.RED)
     raise typer.Exit(1)
+
+
+def _git_out(directory: Path, *argv: str) -> str:
+    """What `git -C directory argv...` prints, stripped; "" when it fails."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "-C", str(directory), *argv], capture_output=True,
+                              text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 @app.command()

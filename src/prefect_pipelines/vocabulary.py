@@ -36,6 +36,13 @@ LABEL_BRANCH = "pipelines.branch"
 # What the steps of a run came to, put on the flow run as the run ends (see recorded_steps).
 LABEL_STEPS = "pipelines.steps"
 
+# Labels of step containers on the docker engine: how a run's leftovers are found (and
+# removed) by the run's cleanup and by any worker's reaper.
+CONTAINER_LABEL_PREFIX = "io.prefect-pipelines"
+CONTAINER_FLOW_RUN = f"{CONTAINER_LABEL_PREFIX}.flow-run-id"
+CONTAINER_EXECUTION = f"{CONTAINER_LABEL_PREFIX}.execution-id"
+CONTAINER_STEP = f"{CONTAINER_LABEL_PREFIX}.step"
+
 # Prefect variables of the webhook deliveries waiting for a run, and of the facades that
 # make those runs (services/deliveries.py).
 DELIVERY_VARIABLE_PREFIX = "pipelines-delivery-"
@@ -52,6 +59,8 @@ WAITING, QUEUEING, RUNNING = "waiting", "queueing", "running"
 SUCCESS, FAILED, SKIPPED, ABORTED = "success", "failed", "skipped", "aborted"
 STATES = (WAITING, QUEUEING, RUNNING, SUCCESS, FAILED, SKIPPED, ABORTED)
 FINISHED = (SUCCESS, FAILED, SKIPPED, ABORTED)
+# The name of the (Completed) state of a step's task run when `when` skipped the step.
+SKIPPED_STATE_NAME = "Skipped"
 
 # A step's task run carries `stage:<i>` and `step:<j>` (0-based): what correlates it with
 # the step (its name is for people, translator.plan.StepPlan.title).

@@ -4,14 +4,13 @@ and the execution ends `failed` (it does not hang or stay `running`)."""
 from __future__ import annotations
 
 import signal
-import uuid
 from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
 
-from tests.support.api import create, definition, script_step, step_log, wait_state, new_project
+from tests.support.api import create, definition, new_project, script_step, step_log, wait_state
 from tests.support.docker_engine import ensure_busybox, start_private_dockerd
 from tests.support.procs import wait_for
 from tests.support.stack import Stack

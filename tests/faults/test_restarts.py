@@ -15,8 +15,16 @@ import httpx
 import pytest
 
 from prefect_pipelines.embedded import prefect_server_argv, wait_healthy
-from tests.support.api import FINISHED, create, definition, script_step, step_log, wait_state, new_project
-from tests.support.procs import Proc, free_port, wait_for
+from tests.support.api import (
+    FINISHED,
+    create,
+    definition,
+    new_project,
+    script_step,
+    step_log,
+    wait_state,
+)
+from tests.support.procs import Proc, free_port
 from tests.support.stack import Stack
 from tests.support.webhooks import hooked_pipeline
 

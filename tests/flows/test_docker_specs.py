@@ -5,15 +5,22 @@ worker, in no container."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from prefect_pipelines.flows.control import StopToken
 from prefect_pipelines.flows.executors.base import StepContext
-from prefect_pipelines.flows.executors.docker import build_spec, container_spec, dockerfile_bases, push_spec
+from prefect_pipelines.flows.executors.docker import (
+    build_spec,
+    container_spec,
+    dockerfile_bases,
+    push_spec,
+)
 from prefect_pipelines.flows.output import StepOutput
-from prefect_pipelines.translator.spec import RunScriptConfig
+from prefect_pipelines.translator import PipelineConfig, RunIdentity, compile_plan
+from prefect_pipelines.translator.plan import ResolvedStep
 
 CTX = StepContext(label="test/0", workspace=Path("/srv/ws/run-1"), env={"CICD_GIT_BRANCH": "main"},
                   output=StepOutput("test/0", flow_run_id=None, task_run_id=None), token=StopToken(),
@@ -21,18 +28,28 @@ CTX = StepContext(label="test/0", workspace=Path("/srv/ws/run-1"), env={"CICD_GI
                           "io.prefect-pipelines.step": "1/0"})
 
 
+def resolved(step: dict[str, object], *, branch: str = "main") -> ResolvedStep:
+    """The step compiled and resolved as a run of branch `branch` would."""
+    config = PipelineConfig.model_validate({"stages": [{"name": "s", "steps": [step]}]})
+    plan = compile_plan(config, identity=RunIdentity("p", "c-1:p-1", 3), branch=branch)
+    return plan.resolve(plan.steps()[0])
+
+
 def test_a_shell_step_runs_its_script_as_one_argument_writing_its_output_to_a_file() -> None:
-    config = RunScriptConfig.model_validate({"image": "golang:1.8", "shellScript": "go test ./...",
-                                             "env": ["GOFLAGS=-mod=vendor"]})
-    spec = container_spec(config, image="golang:1.8", ctx=CTX, network="none",
+    step = resolved({"runScriptConfig": {"image": "golang:1.${CICD_EXECUTION_SEQUENCE}",
+                                         "shellScript": "go test ./...", "env": ["GOFLAGS=-mod=vendor"]}})
+    assert step.script is not None and step.script.image == "golang:1.3"
+    assert step.env["GOFLAGS"] == "-mod=vendor" and step.env["CICD_GIT_BRANCH"] == "main"
+    ctx = replace(CTX, env=step.env)  # what the flow gives it (with the secrets it read)
+    spec = container_spec(step.script, ctx=ctx, network="none",
                           output=(Path("/tmp/pp-output-x"), "exec >>/pp-output/output.log 2>&1\n"))
     name = spec.pop("name")
     assert name.startswith("pp-01234567-1-0-")
     assert spec == {
-        "image": "golang:1.8",
+        "image": "golang:1.3",
         "command": None,
         "entrypoint": ["sh", "-c", "exec >>/pp-output/output.log 2>&1\ngo test ./..."],
-        "environment": {"CICD_GIT_BRANCH": "main", "GOFLAGS": "-mod=vendor"},
+        "environment": step.env,
         "working_dir": "/workspace",
         "volumes": {"/srv/ws/run-1": {"bind": "/workspace", "mode": "rw"},
                     "/tmp/pp-output-x": {"bind": "/.prefect-pipelines", "mode": "rw"}},
@@ -44,25 +61,31 @@ def test_a_shell_step_runs_its_script_as_one_argument_writing_its_output_to_a_fi
 
 
 def test_an_entrypoint_step_gets_its_argv_and_the_engine_stream() -> None:
-    config = RunScriptConfig.model_validate({"image": "busybox", "isShell": False,
-                                             "entrypoint": "sh -c", "command": ["echo $HOME", "x"]})
-    spec = container_spec(config, image="busybox", ctx=CTX, network=None)
+    step = resolved({"runScriptConfig": {"image": "busybox", "isShell": False,
+                                         "entrypoint": "sh -c", "command": ["echo $HOME", "x"]}})
+    assert step.script is not None
+    spec = container_spec(step.script, ctx=CTX, network=None)
     assert (spec["entrypoint"], spec["command"]) == (["sh", "-c"], ["echo $HOME", "x"])
     assert list(spec["volumes"]) == ["/srv/ws/run-1"]  # no output file: the engine's stream
     assert spec["network_mode"] is None
 
 
 def test_a_publish_step_builds_then_pushes_its_tag() -> None:
-    assert build_spec("reg.example.com:5000/team/app:1.0", context="/srv/ws/run-1",
-                      dockerfile="/srv/ws/run-1/Dockerfile", pull=False, network="host") == {
-        "path": "/srv/ws/run-1", "dockerfile": "/srv/ws/run-1/Dockerfile",
-        "tag": "reg.example.com:5000/team/app:1.0", "rm": True, "forcerm": True, "pull": False,
+    step = resolved({"publishImageConfig": {"tag": "reg.example.com:5000/team/app:${CICD_GIT_BRANCH}",
+                                            "dockerfilePath": "./docker/Dockerfile",
+                                            "buildContext": "src"}}, branch="v1")
+    publish = step.publish
+    assert publish is not None and publish.registry == "reg.example.com:5000"
+    assert build_spec(publish, workspace=Path("/srv/ws/run-1"), pull=False, network="host") == {
+        "path": "/srv/ws/run-1/src", "dockerfile": "/srv/ws/run-1/docker/Dockerfile",
+        "tag": "reg.example.com:5000/team/app:v1", "rm": True, "forcerm": True, "pull": False,
         "decode": True, "network_mode": "host"}
     login = {"username": "ci", "password": "pw", "serveraddress": "reg.example.com:5000"}
-    assert push_spec("reg.example.com:5000/team/app:1.0", login) == {
-        "repository": "reg.example.com:5000/team/app", "tag": "1.0", "stream": True,
+    assert push_spec(publish, login) == {
+        "repository": "reg.example.com:5000/team/app", "tag": "v1", "stream": True,
         "decode": True, "auth_config": login}
-    assert push_spec("team/app", None)["tag"] == "latest"
+    hub = resolved({"publishImageConfig": {"tag": "team/app"}}).publish
+    assert hub is not None and (hub.registry, push_spec(hub, None)["tag"]) == ("", "latest")
 
 
 @pytest.mark.parametrize(("text", "bases"), [

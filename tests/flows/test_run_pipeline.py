@@ -148,6 +148,62 @@ class TestStepKinds:
         assert "stages[0].steps[0].runScriptConfig.image: is required" in state.message
 
 
+    def test_a_tag_that_cannot_resolve_fails_the_run_before_any_step(self) -> None:
+        """The plan is compiled once, before anything runs: a bad tag in the last stage
+        fails the run with its path, and the first stage's step never starts."""
+        definition = stages([script("true")], [{"publishImageConfig": {"tag": "app:${NOT_A_VARIABLE}"}}])
+        state, flow_run_id = run_definition(definition)
+        assert state.is_failed()
+        assert ("stages[1].steps[0].publishImageConfig.tag: 'app:${NOT_A_VARIABLE}' uses "
+                "${NOT_A_VARIABLE}, which is not set") in state.message
+        assert task_runs(flow_run_id) == {}
+
+
+class TestWhen:
+    def test_when_skips_by_event_failure_ignore_goes_on_and_status_failure_cleans_up(self) -> None:
+        """A manual run: a push-only step is skipped (its task run says so, nothing runs),
+        a `failure: ignore` step fails without failing its stage, a failing stage skips
+        the next one but not a `status: failure` one after it."""
+        definition = stages(
+            [script("echo one"), {**script("echo push-only"), "when": {"event": "push"}},
+             {**script("exit 5"), "failure": "ignore"}],
+            [script("exit 3")],
+            [script("echo never")],
+        )
+        definition["stages"].insert(2, {"name": "cleanup", "when": {"status": "failure"},
+                                        "steps": [script("echo cleaning up")]})
+        state, flow_run_id = run_definition(definition)
+        assert state.is_failed()
+        assert state.message == "stage 'stage1' failed: step stage1 / 1: the script exited with code 3"
+        runs = task_runs(flow_run_id)
+        skipped = runs[(0, 1)]
+        assert (skipped.state_type, skipped.state_name) == (StateType.COMPLETED, "Skipped")
+        assert skipped.state is not None
+        assert skipped.state.message == "skipped: when.event (include ['push']) does not match 'manual'"
+        assert "push-only" not in step_log(flow_run_id, 0, 1)
+        assert runs[(0, 2)].state_type == StateType.FAILED  # ignored: stage 1 still ran
+        assert runs[(1, 0)].state_type == StateType.FAILED
+        assert runs[(2, 0)].state_type == StateType.COMPLETED
+        assert "cleaning up" in step_log(flow_run_id, 2, 0)
+        assert (3, 0) not in runs
+
+    def test_a_stage_for_another_branch_is_skipped_and_the_pipeline_branch_refuses_others(
+            self, app_repo) -> None:  # type: ignore[no-untyped-def]
+        definition = stages(
+            [{"sourceCodeConfig": {"url": app_repo["url"], "branchCondition": "all"}}],
+            [script("echo release")],
+            branch={"include": ["main", "dev*"], "exclude": ["dev-old"]},
+        )
+        definition["stages"][1]["when"] = {"branch": "release/*"}
+        state, flow_run_id = run_definition(definition, branch="main")
+        assert state.is_completed(), state.message
+        assert task_runs(flow_run_id)[(1, 0)].state_name == "Skipped"
+        state, flow_run_id = run_definition(definition, branch="dev-old")
+        assert state.is_failed()
+        assert "branch: branch 'dev-old' is not built by this pipeline (branch: include" in state.message
+        assert task_runs(flow_run_id) == {}
+
+
 class TestFailures:
     def test_failing_step_fails_the_run_and_skips_later_stages(self) -> None:
         definition = stages([script("echo before; exit 3")], [script("echo never")])

@@ -84,6 +84,76 @@ def test_pipeline_without_clone_builds_the_given_branch() -> None:
     assert plan.branch == "topic" and plan.cicd_env()["CICD_GIT_URL"] == ""
 
 
+def _one_stage(*steps: dict[str, object], clone: bool = True) -> object:
+    head = [{"sourceCodeConfig": {"url": "https://git.example.com/team/app.git", "branch": "main"}}]
+    return parse_pipeline({"stages": [{"name": "get", "steps": head}] * clone + [
+        {"name": "work", "steps": list(steps)}]})
+
+
+def test_resolving_a_step_decides_its_image_argv_env_secrets_and_registry() -> None:
+    config = _one_stage(
+        {"runScriptConfig": {"image": "reg.example.com:5000/go:${CICD_GIT_BRANCH}", "isShell": False,
+                             "entrypoint": "go test", "command": ["./...", "-run", "A B"],
+                             "env": ["GOFLAGS=-mod=vendor"],
+                             "envFrom": [{"sourceName": "db", "sourceKey": "pw", "targetKey": "PW"}]}},
+        {"publishImageConfig": {"tag": "team/${CICD_GIT_REPO_NAME}:${CICD_GIT_COMMIT_SHORT}",
+                                "pushRemote": False}})
+    plan = compile_plan(config, identity=IDENTITY, branch="main")
+    script = plan.resolve(plan.steps()[1], "c" * 40)
+    assert script.script is not None and script.publish is None
+    assert (script.script.image, script.script.registry) == ("reg.example.com:5000/go:main", "reg.example.com:5000")
+    assert (script.script.entrypoint, script.script.command) == (("go", "test"), ("./...", "-run", "A B"))
+    assert [item.target_key for item in script.script.secrets] == ["PW"]
+    assert not script.script.secrets_withheld and not script.script.is_shell
+    assert script.env["GOFLAGS"] == "-mod=vendor" and script.env["CICD_GIT_COMMIT"] == "c" * 40
+    assert "PW" not in script.env  # secrets are read when the step starts, never planned
+    publish = plan.resolve(plan.steps()[2], "c" * 40).publish
+    assert publish is not None
+    assert (publish.tag, publish.registry, publish.repository, publish.image_tag, publish.push) == (
+        "team/app:ccccccc", "", "team/app", "ccccccc", False)
+    assert (publish.dockerfile, publish.context) == ("./Dockerfile", ".")
+    pull_request = compile_plan(config, identity=IDENTITY, branch="main",
+                                trigger=Trigger(triggered_by="webhook", event="pull_request"))
+    withheld = pull_request.resolve(pull_request.steps()[1]).script
+    assert withheld is not None and withheld.secrets == () and withheld.secrets_withheld
+
+
+def test_a_shell_step_merges_stderr_into_one_argument() -> None:
+    plan = compile_plan(_one_stage({"runScriptConfig": {"image": "busybox", "shellScript": "echo $X"}},
+                                   clone=False), identity=IDENTITY)
+    script = plan.resolve(plan.steps()[0]).script
+    assert script is not None and script.is_shell and script.shell_script == "echo $X"
+    assert (script.entrypoint, script.command) == (("sh", "-c", "exec 2>&1\necho $X"), None)
+
+
+@pytest.mark.parametrize(("step", "path", "what"), [
+    ({"runScriptConfig": {"image": "busybox:${NOPE}", "shellScript": "true"}},
+     "stages[1].steps[1].runScriptConfig.image", r"\$\{NOPE\}"),
+    ({"publishImageConfig": {"tag": "app:${CICD_GIT_BRANCH}"}},
+     "stages[1].steps[1].publishImageConfig.tag", "feature/x"),
+])
+def test_a_step_that_cannot_resolve_fails_the_compile_naming_it(step: dict[str, object], path: str,
+                                                                   what: str) -> None:
+    """A bad image or tag in a late stage fails the run before the first step runs."""
+    config = parse_pipeline({"stages": [
+        {"name": "get", "steps": [{"sourceCodeConfig": {"url": "https://git.example.com/a.git",
+                                                        "branch": "feature/x"}}]},
+        {"name": "work", "steps": [{"runScriptConfig": {"image": "busybox", "shellScript": "true"}}, step]}]})
+    with pytest.raises(e.ImageTagError, match=what) as raised:
+        compile_plan(config, identity=IDENTITY, branch="feature/x")
+    assert raised.value.path == path
+
+
+def test_a_commit_the_clone_will_find_resolves_at_compile_and_is_filled_in_later() -> None:
+    config = _one_stage({"publishImageConfig": {"tag": "app:${CICD_GIT_COMMIT_SHORT}"}})
+    plan = compile_plan(config, identity=IDENTITY, branch="main")  # no commit yet: compiles
+    publish = plan.resolve(plan.steps()[1], "d" * 40).publish
+    assert publish is not None and publish.tag == "app:ddddddd"
+    without_clone = _one_stage({"publishImageConfig": {"tag": "app:${CICD_GIT_COMMIT_SHORT}"}}, clone=False)
+    with pytest.raises(e.ImageTagError, match="'app:'"):  # nothing will ever know the commit
+        compile_plan(without_clone, identity=IDENTITY, branch="main")
+
+
 class TestImageReferences:
     ENV = {"CICD_GIT_REPO_NAME": "app", "CICD_GIT_BRANCH": "main", "CICD_GIT_COMMIT": "abc1234"}
 
@@ -147,3 +217,36 @@ def test_step_titles_say_what_runs_briefly_and_keep_credentials_out() -> None:
     assert len(titles[3]) == 96 and titles[3].endswith("\u2026")
     # The commit is not known before the clone: that part stays as written.
     assert titles[4] == "ship / 1: publish reg.example.com:5000/app:${CICD_GIT_COMMIT_SHORT} (not pushed)"
+
+
+def test_rancher_21_step_keys_resolve_like_the_seed_s() -> None:
+    """`env` as a map and `envFrom` beside the config (Rancher 2.1+'s file) resolve as the
+    seed's `runScriptConfig.env` list and `envFrom` do; every step gets CI=true."""
+    config = _one_stage(
+        {"runScriptConfig": {"image": "busybox", "shellScript": "true"}, "env": {"A": "1", "CI": "no"},
+         "envFrom": [{"sourceName": "db", "targetKey": "PW"}]},
+        {"runScriptConfig": {"image": "busybox", "shellScript": "true", "env": ["B=2"]}})
+    plan = compile_plan(config, identity=IDENTITY, branch="main")
+    mapped, listed = (plan.resolve(step) for step in plan.steps()[1:])
+    assert mapped.script is not None and [item.target_key for item in mapped.script.secrets] == ["PW"]
+    assert (mapped.env["A"], mapped.env["CI"]) == ("1", "no")  # a step may say otherwise
+    assert (listed.env["B"], listed.env["CI"]) == ("2", "true")
+
+
+@pytest.mark.parametrize(("tag", "registry", "pushed", "error"), [
+    ("rancher/rancher:v2.0.0", "reg.example.com", "reg.example.com/rancher/rancher:v2.0.0", None),
+    ("app", "127.0.0.1:5000", "127.0.0.1:5000/app", None),
+    ("reg.example.com/app:1", "reg.example.com", "reg.example.com/app:1", None),
+    ("other.example.com/app:1", "reg.example.com", None, "names the registry other.example.com"),
+])
+def test_publish_registry_is_where_the_tag_is_pushed(tag: str, registry: str, pushed: str | None,
+                                                      error: str | None) -> None:
+    config = _one_stage({"publishImageConfig": {"tag": tag, "registry": registry}})
+    if error:
+        with pytest.raises(e.ImageTagError, match=error) as raised:
+            compile_plan(config, identity=IDENTITY, branch="main")
+        assert raised.value.path == "stages[1].steps[0].publishImageConfig.registry"
+        return
+    plan = compile_plan(config, identity=IDENTITY, branch="main")
+    publish = plan.resolve(plan.steps()[1]).publish
+    assert publish is not None and (publish.tag, publish.registry) == (pushed, registry)

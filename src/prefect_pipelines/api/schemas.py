@@ -6,7 +6,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prefect_pipelines.translator.spec import Stage
+from prefect_pipelines.translator.spec import Constraint, Stage
 
 State = Literal["waiting", "queueing", "running", "success", "failed", "skipped", "aborted"]
 T = TypeVar("T")
@@ -68,6 +68,9 @@ class PipelineIn(BaseModel):
     triggerCronExpression: str | None = Field(default=None, description="5-field cron.")
     triggerCronTimezone: str | None = Field(default=None, description="IANA timezone.")
     triggerWebhook: bool = Field(default=False, description="Run on pushes and pull requests.")
+    branch: Constraint | str | list[str] | None = Field(
+        default=None, description="The branches that may run the pipeline at all: globs, as "
+        "`main`, `[main, 'release/*']` or `{include: [...], exclude: [...]}`.")
 
 
 class Pipeline(Resource):
@@ -80,6 +83,8 @@ class Pipeline(Resource):
     triggerCronExpression: str | None
     triggerCronTimezone: str | None
     triggerWebhook: bool
+    branch: dict[str, list[str]] | None = Field(
+        default=None, description="The branches that may run it (include/exclude globs).")
     creatorId: str
     created: str | None
     state: Literal["active", "inactive"]

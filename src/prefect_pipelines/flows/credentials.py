@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 
 from prefect.blocks.system import Secret
 from prefect.exceptions import ObjectNotFound
@@ -27,11 +28,12 @@ from prefect_pipelines.services.dockercredentials import (
     registry_logins,
 )
 from prefect_pipelines.services.secrets import resolve, secret_values
-from prefect_pipelines.translator import RunScriptConfig
+from prefect_pipelines.translator.spec import EnvFromSecret
 from prefect_pipelines.vocabulary import credential_block_name
 
 
-def secret_env(config: RunScriptConfig, masker: SecretMasker, project_id: str = "") -> dict[str, str]:
+def secret_env(secrets: Sequence[EnvFromSecret], masker: SecretMasker,
+               project_id: str = "") -> dict[str, str]:
     """The `envFrom` variables of a step; every value is masked in logs from then on.
 
     A run of a project's pipeline reads the secrets of that project only
@@ -42,19 +44,19 @@ def secret_env(config: RunScriptConfig, masker: SecretMasker, project_id: str = 
         ExecutorError: a secret does not exist, or lacks the key asked for.
     """
     if project_id:
-        values = _project_env(config, project_id)
+        values = _project_env(secrets, project_id)
     else:
-        values = _prefect_secret_env(config)
+        values = _prefect_secret_env(secrets)
     for text in values.values():
         masker.add(text)
     return values
 
 
-def _project_env(config: RunScriptConfig, project_id: str) -> dict[str, str]:
+def _project_env(secrets: Sequence[EnvFromSecret], project_id: str) -> dict[str, str]:
     async def read() -> dict[str, dict[str, str] | None]:
         found: dict[str, dict[str, str] | None] = {}
         async with pipelines_client() as client:
-            for item in config.env_from:
+            for item in secrets:
                 if item.source_name not in found:
                     try:
                         found[item.source_name] = await secret_values(client, project_id, item.source_name)
@@ -62,10 +64,10 @@ def _project_env(config: RunScriptConfig, project_id: str) -> dict[str, str]:
                         found[item.source_name] = None
         return found
 
-    secrets = run_coro_as_sync(read()) if config.env_from else {}
+    stored = run_coro_as_sync(read()) if secrets else {}
     env: dict[str, str] = {}
-    for item in config.env_from:
-        values = secrets.get(item.source_name)
+    for item in secrets:
+        values = stored.get(item.source_name)
         if values is None:
             raise ExecutorError(f"project {project_id} has no secret {item.source_name!r}")
         try:
@@ -75,9 +77,9 @@ def _project_env(config: RunScriptConfig, project_id: str) -> dict[str, str]:
     return env
 
 
-def _prefect_secret_env(config: RunScriptConfig) -> dict[str, str]:
+def _prefect_secret_env(secrets: Sequence[EnvFromSecret]) -> dict[str, str]:
     env: dict[str, str] = {}
-    for item in config.env_from:
+    for item in secrets:
         try:
             value = Secret.load(item.source_name).get()
         except (ValueError, ObjectNotFound):

@@ -28,9 +28,6 @@ from prefect_pipelines.flows.credentials import RegistryLogins, load_source_toke
 from prefect_pipelines.flows.engine import StepTagLimits
 from prefect_pipelines.flows.executors import process_notice
 from prefect_pipelines.flows.executors.base import (
-    LABEL_EXECUTION,
-    LABEL_FLOW_RUN,
-    LABEL_STEP,
     Executor,
     ExecutorError,
     StepContext,
@@ -51,7 +48,6 @@ from prefect_pipelines.services.runs import (
     trigger_refusal,
 )
 from prefect_pipelines.settings import Settings, get_settings
-from prefect_pipelines.translator.executions import api_state
 from prefect_pipelines.translator import (
     PipelineSpecError,
     RunIdentity,
@@ -62,7 +58,17 @@ from prefect_pipelines.translator import (
     compile_plan,
     parse_pipeline,
 )
-from prefect_pipelines.vocabulary import FLOW_NAME, LABEL_BRANCH, LABEL_COMMIT, execution_name
+from prefect_pipelines.translator.executions import api_state
+from prefect_pipelines.vocabulary import (
+    CONTAINER_EXECUTION,
+    CONTAINER_FLOW_RUN,
+    CONTAINER_STEP,
+    FLOW_NAME,
+    LABEL_BRANCH,
+    LABEL_COMMIT,
+    SKIPPED_STATE_NAME,
+    execution_name,
+)
 
 _START_WAIT_SECONDS = 30
 _TRIGGERS = ("triggerCronExpression", "triggerCronTimezone", "triggerWebhook")
@@ -178,19 +184,25 @@ class _Run:
 
     def labels(self, step: StepPlan) -> dict[str, str]:
         return {
-            LABEL_FLOW_RUN: str(self.flow_run.id),
-            LABEL_EXECUTION: self.plan.identity.execution_id,
-            LABEL_STEP: f"s{step.stage}-{step.index}",
+            CONTAINER_FLOW_RUN: str(self.flow_run.id),
+            CONTAINER_EXECUTION: self.plan.identity.execution_id,
+            CONTAINER_STEP: f"s{step.stage}-{step.index}",
         }
 
 
 class _StepJob:
-    """One step to run as a task (passed to the task quoted, so Prefect does not walk it)."""
+    """One step to run as a task (passed to the task quoted, so Prefect does not walk it).
 
-    def __init__(self, run: _Run, step: StepPlan, stage: _Stage) -> None:
+    A step that `when` skips (`skip`, saying why) still gets its task run, Completed and
+    named SKIPPED_STATE_NAME, so the UI and the API show it skipped as soon as its stage
+    is reached; it runs nothing.
+    """
+
+    def __init__(self, run: _Run, step: StepPlan, stage: _Stage, skip: str | None = None) -> None:
         self.run = run
         self.step = step
         self.stage = stage
+        self.skip = skip
         self.started = threading.Event()
 
     def deadline(self) -> tuple[float, bool]:
@@ -204,6 +216,9 @@ class _StepJob:
     def execute(self, task_run_id: UUID | None) -> State | dict[str, Any]:
         self.started.set()
         run, step = self.run, self.step
+        if self.skip is not None:
+            console.status(f"{step.label} skipped: {self.skip}")
+            return Completed(name=SKIPPED_STATE_NAME, message=f"skipped: {self.skip}")
         deadline, pipeline_limit = self.deadline()
         token = StopToken(deadline)
         output = StepOutput(
@@ -229,7 +244,7 @@ class _StepJob:
                 labels=run.labels(step),
             )
             result = self._dispatch(ctx)
-            if not result.ok and result.stopped is None:
+            if not result.ok and result.stopped is None and not step.ignores_failure:
                 self.stage.abort_others(step.label)
             message = self._message(result, token, pipeline_limit)
             if message:
@@ -259,25 +274,25 @@ class _StepJob:
         return result.message or "the step failed"
 
     def _dispatch(self, ctx: StepContext) -> StepResult:
-        spec = self.step.spec
+        run = self.run
         try:
-            if spec.source_code_config is not None:
+            if self.step.kind == "sourceCode":
                 return self._clone(ctx)
-            if self.run.executor is None:  # pragma: no cover - guarded by the flow
+            if run.executor is None:  # pragma: no cover - guarded by the flow
                 raise ExecutorError("no executor is available")
-            if spec.run_script_config is not None:
-                config = spec.run_script_config
-                if config.env_from:
-                    if self.run.plan.trigger.event == "pull_request":
-                        ctx.output.info("secrets (envFrom) are not given to pull_request runs")
-                    else:
-                        # A project's run reads its project's secrets; `exec`, Prefect's.
-                        project = (self.run.plan.identity.project_id
-                                   if self.run.flow_run.deployment_id is not None else "")
-                        ctx.env.update(secret_env(config, self.run.masker, project))
-                return self.run.executor.run_script(config, ctx)
-            assert spec.publish_image_config is not None
-            return self.run.executor.publish_image(spec.publish_image_config, ctx)
+            resolved = run.plan.resolve(self.step, run.commit)
+            ctx.env = dict(resolved.env)
+            if resolved.script is not None:
+                script = resolved.script
+                if script.secrets_withheld:
+                    ctx.output.info("secrets (envFrom) are not given to pull_request runs")
+                if script.secrets:
+                    # A project's run reads its project's secrets; `exec`, Prefect's.
+                    project = run.plan.identity.project_id if run.flow_run.deployment_id is not None else ""
+                    ctx.env.update(secret_env(script.secrets, run.masker, project))
+                return run.executor.run_script(script, ctx)
+            assert resolved.publish is not None
+            return run.executor.publish_image(resolved.publish, ctx)
         except (ExecutorError, PipelineSpecError) as exc:
             return StepResult(None, message=str(exc))
         except Exception as exc:  # noqa: BLE001 - a step must end with a state, not a crash
@@ -396,20 +411,32 @@ def _watch_run(flow_run: FlowRun, control: RunControl, settings: Settings,
     return start_thread(run, f"watch-{flow_run.id}")
 
 
-def _run_stage(run: _Run, stage: StagePlan) -> list[tuple[StepPlan, State]]:
+def _run_stage(run: _Run, stage: StagePlan, failed: bool) -> list[tuple[StepPlan, State]]:
+    """Run a stage's steps (a clone first, alone); `failed`: whether a stage before failed,
+    for the steps' `when.status`."""
     group = _Stage()
     results: list[tuple[StepPlan, State]] = []
     steps = list(stage.steps)
     if steps[0].kind == "sourceCode":  # the clone runs before the rest of its stage
-        results += _submit(run, [steps.pop(0)], group)
+        results += _submit(run, [steps.pop(0)], group, failed)
         if any(not state.is_completed() for _, state in results):
             return results
     if steps:
-        results += _submit(run, steps, group)
+        results += _submit(run, steps, group, failed)
     return results
 
 
-def _submit(run: _Run, steps: list[StepPlan], group: _Stage) -> list[tuple[StepPlan, State]]:
+def _skip_reason(step: StepPlan, failed: bool) -> str | None:
+    if step.skip is not None:
+        return step.skip
+    if not step.runs_after(failed):
+        return ("when.status: it runs only after a failure" if not failed
+                else "an earlier stage failed")
+    return None
+
+
+def _submit(run: _Run, steps: list[StepPlan], group: _Stage,
+            failed: bool) -> list[tuple[StepPlan, State]]:
     """Start the steps one after another, then wait for all of them.
 
     Each step waits for the previous one to be running before it is submitted: task runs
@@ -421,7 +448,7 @@ def _submit(run: _Run, steps: list[StepPlan], group: _Stage) -> list[tuple[StepP
     for step in steps:
         run.tag_limits.before_step(step.stage, step.index)
         with tags(*step.tags):
-            job = _StepJob(run, step, group)
+            job = _StepJob(run, step, group, _skip_reason(step, failed))
             futures.append((step, run_step.submit(step.stage, step.index, run.plan.title_of(step),
                                                   quote(job))))
         job.started.wait(timeout=_START_WAIT_SECONDS)
@@ -510,8 +537,7 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
             project_id=project_id,
             run=run_number,
         )
-        clone = config.stages[0].steps[0].source_code_config if config.stages and config.stages[0].steps else None
-        credential = bool(clone and clone.source_code_credential_id)
+        credential = bool(config.source and config.source.source_code_credential_id)
         if flow_run.deployment_id is not None and (
                 credential or run_trigger.triggered_by in ("cron", "webhook")):
             refusal = trigger_refusal(flow_run, project_id, credential=credential)
@@ -566,14 +592,19 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
     failure = ""
     try:
         for stage in plan.stages:
-            if failure or control.cancelled:
-                why = "the run was cancelled" if control.cancelled else failure
+            if control.cancelled or not stage.runs_after(bool(failure)):
+                why = "the run was cancelled" if control.cancelled else failure or (
+                    "when.status: it runs only after a failure")
                 logger.info("stage %d %r skipped: %s", stage.index, stage.name, why)
                 console.status(f"stage {stage.name} skipped")
                 continue
+            if stage.skip is not None:
+                logger.info("stage %d %r skipped: %s", stage.index, stage.name, stage.skip)
             console.status(f"stage {stage.name}")
-            for step, state in _run_stage(run, stage):
-                if state.is_failed() and not failure:
+            for step, state in _run_stage(run, stage, bool(failure)):
+                if state.is_failed() and step.ignores_failure:
+                    logger.info("step %s failed (failure: ignore): %s", step.place, state.message)
+                elif state.is_failed() and not failure:
                     failure = f"stage {stage.name!r} failed: step {step.place}: {state.message}"
     finally:
         active_runs.remove(flow_run.id)

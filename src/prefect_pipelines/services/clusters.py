@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from prefect.exceptions import ObjectNotFound
 
 from prefect_pipelines.blocks import GitHubAppConfig
-from prefect_pipelines.errors import InvalidInputError, NotFoundError
+from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
 from prefect_pipelines.services import github
 from prefect_pipelines.services.pipelines import repoint_cluster
 from prefect_pipelines.services.pools import ensure_work_pool
@@ -111,6 +111,13 @@ async def read_cluster(client: PrefectClient, cluster_id: str) -> ClusterRecord:
     return _record(block)
 
 
+async def list_clusters(client: PrefectClient, cluster_id: str) -> list[ClusterRecord]:
+    """The cluster's pipeline settings: one, or none until they are saved."""
+    check_cluster_id(cluster_id)
+    block = await _load(client, cluster_id)
+    return [] if block is None else [_record(block)]
+
+
 def _record(block: GitHubAppConfig) -> ClusterRecord:
     configured = bool(block.client_id)
     return ClusterRecord(cluster_id=block.cluster_id, deploy=block.deploy,
@@ -120,10 +127,24 @@ def _record(block: GitHubAppConfig) -> ClusterRecord:
 
 async def save_cluster(client: PrefectClient, cluster_id: str, *, deploy: bool | None,
                        config: GitHubConfigInput | None, settings: Settings,
-                       keep_config: bool = True) -> ClusterRecord:
-    """Create or update a cluster pipeline; `deploy` creates or removes its work pool."""
+                       keep_config: bool = True, exists: bool | None = None) -> ClusterRecord:
+    """Create or update a cluster pipeline; `deploy` creates or removes its work pool.
+
+    Args:
+        exists: True: only update (404 when nothing was saved); False: only create (409
+            when it exists); None: either.
+
+    Raises:
+        NotFoundError, ConflictError: as `exists` says.
+        InvalidInputError: a new OAuth app without its secret.
+    """
     check_cluster_id(cluster_id)
     current = await _load(client, cluster_id)
+    if exists is True and current is None:
+        raise NotFoundError(f"cluster pipeline {cluster_id!r} not found")
+    if exists is False and current is not None:
+        raise ConflictError(f"cluster {cluster_id} already has its pipeline settings: use PUT",
+                            field_name="clusterId")
     block = current or GitHubAppConfig(cluster_id=cluster_id, client_id="", client_secret="")
     if config is not None:
         secret = config.client_secret

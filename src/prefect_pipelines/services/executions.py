@@ -41,6 +41,7 @@ from prefect_pipelines.translator.executions import (
     recorded_steps,
     step_records,
 )
+from prefect_pipelines.translator.mapping import StoredDefinition
 from prefect_pipelines.vocabulary import (
     FINISHED,
     FLOW_NAME,
@@ -130,11 +131,7 @@ async def task_runs_of(client: PrefectClient, flow_runs: list[FlowRun]) -> dict[
 
 def step_count(flow_run: FlowRun) -> int:
     """How many steps a run's definition has (0 when it cannot be read)."""
-    definition = (flow_run.parameters or {}).get("pipeline")
-    if not isinstance(definition, dict) or not isinstance(definition.get("stages"), list):
-        return 0
-    return sum(len(stage.get("steps") or []) for stage in definition["stages"]
-               if isinstance(stage, dict) and isinstance(stage.get("steps"), list))
+    return StoredDefinition.of(flow_run.parameters).step_count
 
 
 async def project_queue_full(client: PrefectClient, flow_runs: list[FlowRun]) -> bool:

@@ -20,7 +20,10 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import Log, TaskRun
 from prefect.client.schemas.sorting import LogSort
 
-from prefect_pipelines.translator.executions import step_positions
+from prefect_pipelines.errors import NotFoundError
+from prefect_pipelines.services.executions import read_execution
+from prefect_pipelines.translator.executions import parse_log_id, step_positions
+from prefect_pipelines.translator.mapping import StoredDefinition
 from prefect_pipelines.vocabulary import record_offset, step_tags
 
 if TYPE_CHECKING:
@@ -46,6 +49,66 @@ class StepLog:
         return (f"[{self.trimmed_bytes} bytes of earlier output trimmed; showing the last "
                 f"{self.total_bytes - self.trimmed_bytes} of {self.total_bytes} bytes]\n"
                 + self.message)
+
+
+@dataclass(frozen=True)
+class StepOfRun:
+    """A step of an execution, as a log id names it: `<executionId>-<stage>-<step>`."""
+
+    execution_id: str
+    stage: int
+    step: int
+    flow_run_id: UUID
+    task_run: TaskRun | None  # None until the step starts (or when it never ran)
+
+
+async def execution_logs(client: PrefectClient, project_id: str, execution_id: str,
+                         limit_bytes: int) -> list[tuple[int, int, StepLog]]:
+    """(stage, step, log) of every step of an execution, the ones that never ran empty.
+
+    Raises:
+        NotFoundError: no such execution in the project.
+    """
+    record = await read_execution(client, project_id=project_id, execution_id=execution_id,
+                                  task_runs=True)
+    positions = step_positions(record.task_runs or [])
+    places = StoredDefinition.of(record.flow_run.parameters).places()
+    logs = await asyncio.gather(*(
+        read_step_log(client, getattr(positions.get(place), "id", None), limit_bytes)
+        for place in places))
+    return [(i, j, log) for (i, j), log in zip(places, logs, strict=True)]
+
+
+async def find_step(client: PrefectClient, project_id: str, log_id: str) -> StepOfRun:
+    """The step a log id names.
+
+    Raises:
+        NotFoundError: the id is malformed, or names no execution or step of the project.
+    """
+    parsed = parse_log_id(log_id)
+    if parsed is None:
+        raise NotFoundError(f"log {log_id!r} not found: expected <executionId>-<stage>-<step>")
+    pipeline_id, run, stage, step = parsed
+    execution_id = f"{pipeline_id}-{run}"
+    execution = await read_execution(client, project_id=project_id, execution_id=execution_id,
+                                     task_runs=True)
+    if not StoredDefinition.of(execution.flow_run.parameters).has_step(stage, step):
+        raise NotFoundError(f"execution {execution_id} has no step {stage}-{step}")
+    return StepOfRun(execution_id, stage, step, execution.flow_run.id,
+                     step_positions(execution.task_runs or []).get((stage, step)))
+
+
+def follow_step(client: PrefectClient, found: StepOfRun) -> AsyncIterator[str]:
+    """A step's output records as they arrive, until the step (or, when it never starts,
+    its execution) is over."""
+
+    async def is_over(task_run: TaskRun | None) -> bool:
+        if task_run is not None and task_run.state is not None:
+            return task_run.state.is_final()
+        flow_run = await client.read_flow_run(found.flow_run_id)
+        return flow_run.state is not None and flow_run.state.is_final()
+
+    return follow_step_log(client, found.flow_run_id, found.stage, found.step, is_over=is_over)
 
 
 async def find_task_run(client: PrefectClient, flow_run_id: UUID, stage: int, step: int

@@ -42,13 +42,12 @@ from prefect_pipelines.services.secrets import check_env_from
 from prefect_pipelines.services.sourcecode import check_owner
 from prefect_pipelines.settings import Settings, get_settings
 from prefect_pipelines.translator import (
-    BranchCondition,
     PipelineConfig,
     PipelineSpecError,
     validate_branch_name,
 )
 from prefect_pipelines.translator.executions import flow_run_state, iso
-from prefect_pipelines.translator.mapping import creator_of, stored_source
+from prefect_pipelines.translator.mapping import StoredDefinition, creator_of
 from prefect_pipelines.translator.schedule import next_fire_time
 from prefect_pipelines.vocabulary import (
     ENTRYPOINT,
@@ -104,11 +103,12 @@ class PipelineRecord:
         return {
             "projectId": self.project_id,
             "name": self.pipeline_id,
-            "stages": self.definition.get("stages", []),
+            "stages": StoredDefinition(self.definition).stages,
             "timeout": self.definition.get("timeout", 60),
             "triggerCronExpression": cron,
             "triggerCronTimezone": timezone if cron else self.definition.get("triggerCronTimezone"),
             "triggerWebhook": bool(self.definition.get("triggerWebhook", False)),
+            "branch": self.definition.get("branch"),
             "creatorId": self.creator_id,
             "created": iso(self.deployment.created),
             "state": "active" if self.active else "inactive",
@@ -238,12 +238,6 @@ async def create_pipeline(client: PrefectClient, *, project_id: str, config: Pip
     return await read_pipeline(client, project_id=project_id, pipeline_id=config.name)
 
 
-def _source_of(definition: dict[str, Any]) -> tuple[str, str]:
-    """(repository URL, source code credential id) of a definition's clone step."""
-    source = stored_source(definition) or {}
-    return str(source.get("url") or ""), str(source.get("sourceCodeCredentialId") or "")
-
-
 async def _check_credential(client: PrefectClient, config: PipelineConfig, user_id: str) -> None:
     """A pipeline may name only its author's own source code credential."""
     source = config.source
@@ -326,7 +320,7 @@ async def update_pipeline(client: PrefectClient, *, project_id: str, pipeline_id
     current = await read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
     await check_env_from(client, project_id, config)
     creator = current.creator_id
-    if _source_of(current.definition) != _source_of(config.model_dump(by_alias=True)):
+    if StoredDefinition(current.definition).repository != StoredDefinition(config.model_dump(by_alias=True)).repository:
         # A new repository or credential: the caller's own credential, and the pipeline
         # becomes theirs. Any member may change the rest of another member's pipeline: its
         # clone credential stays its creator's (and never reaches a step).
@@ -378,13 +372,13 @@ async def set_active(client: PrefectClient, *, project_id: str, pipeline_id: str
 
 def resolve_branch(definition: dict[str, Any], branch: str | None) -> str:
     """The branch a run of this definition builds (422 naming `branch` when it cannot)."""
-    source = stored_source(definition)
+    condition = StoredDefinition(definition).branch_condition()
     try:
-        if source is None:
+        if condition is None:
             if branch:
                 return validate_branch_name(branch)
             return ""
-        return BranchCondition(source.get("branch"), source.get("branchCondition", "only")).resolve(branch)
+        return condition.resolve(branch)
     except PipelineSpecError as exc:
         raise InvalidInputError(exc.message, field_name="branch") from None
 

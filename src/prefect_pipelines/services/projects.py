@@ -32,13 +32,18 @@ from prefect.client.schemas.filters import (
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from prefect_pipelines.blocks import PipelinesProject, PipelinesUser, ProjectRoleBinding
-from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+from prefect_pipelines.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from prefect_pipelines.services.dockercredentials import adopt_operator_logins, registry_host
 from prefect_pipelines.services.documents import block_ids, find_documents
 from prefect_pipelines.services.secrets import put_secret
 from prefect_pipelines.services.tokens import check_user_id
 from prefect_pipelines.translator.errors import ImageTagError
-from prefect_pipelines.translator.mapping import creator_of, stored_source
+from prefect_pipelines.translator.mapping import StoredDefinition, creator_of
 from prefect_pipelines.translator.plan import split_reference
 from prefect_pipelines.vocabulary import FLOW_NAME, TAG_PROJECT, split_deployment_name
 
@@ -352,9 +357,8 @@ async def check_clone_credential(client: PrefectClient, project_id: str, deploym
     Raises:
         PermissionDeniedError: the creator may no longer run it.
     """
-    source = stored_source(definition if definition is not None
-                           else (deployment.parameters or {}).get("pipeline") or {})
-    if not source or not source.get("sourceCodeCredentialId"):
+    stored = StoredDefinition(definition) if definition is not None else StoredDefinition.of(deployment.parameters)
+    if not stored.repository[1]:
         return
     creator = creator_of(deployment.tags)
     if not await may_run(client, project_id, creator):
@@ -458,8 +462,8 @@ async def adopt(client: PrefectClient, project_id: str | None = None) -> list[st
             creators = by_project.setdefault(names[0], set())
             creators.update(tag.partition(":")[2] for tag in deployment.tags
                             if tag.startswith("creator:") and tag.partition(":")[2])
-            sources.setdefault(names[0], set()).update(_env_from_names(deployment.parameters or {}))
-            registries.setdefault(names[0], set()).update(_registry_hosts(deployment.parameters or {}))
+            sources.setdefault(names[0], set()).update(StoredDefinition.of(deployment.parameters).secret_names())
+            registries.setdefault(names[0], set()).update(_registry_hosts(StoredDefinition.of(deployment.parameters)))
         if len(page) < _PAGE:
             break
     adopted = []
@@ -488,31 +492,17 @@ async def adopt(client: PrefectClient, project_id: str | None = None) -> list[st
     return adopted
 
 
-def _env_from_names(parameters: dict[str, Any]) -> set[str]:
-    """The secret names a stored definition's `envFrom` entries name."""
-    names = set()
-    for stage in (parameters.get("pipeline") or {}).get("stages") or []:
-        for step in stage.get("steps") or []:
-            for item in (step.get("runScriptConfig") or {}).get("envFrom") or []:
-                if isinstance(item, dict) and isinstance(item.get("sourceName"), str):
-                    names.add(item["sourceName"])
-    return names
-
-
-def _registry_hosts(parameters: dict[str, Any]) -> set[str]:
+def _registry_hosts(definition: StoredDefinition) -> set[str]:
     """The registries a stored definition's images and publish tags name (Docker Hub
     included; a reference its variables make is not guessed at)."""
     hosts = set()
-    for stage in (parameters.get("pipeline") or {}).get("stages") or []:
-        for step in stage.get("steps") or []:
-            for config, key in (("runScriptConfig", "image"), ("publishImageConfig", "tag")):
-                reference = (step.get(config) or {}).get(key)
-                if not isinstance(reference, str) or "$" in reference:
-                    continue
-                try:
-                    hosts.add(registry_host(split_reference(reference)[0] or "docker.io"))
-                except ImageTagError:
-                    continue
+    for reference in definition.references():
+        if "$" in reference:
+            continue
+        try:
+            hosts.add(registry_host(split_reference(reference)[0] or "docker.io"))
+        except ImageTagError:
+            continue
     return hosts
 
 

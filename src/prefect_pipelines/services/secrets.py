@@ -109,8 +109,10 @@ async def check_env_from(client: PrefectClient, project_id: str, config: Pipelin
             script = step.run_script_config
             if not isinstance(script, RunScriptConfig):
                 continue
-            for k, item in enumerate(script.env_from):
-                field = f"stages[{i}].steps[{j}].runScriptConfig.envFrom[{k}]"
+            inner = len(script.env_from)
+            for k, item in enumerate(step.secrets()):  # runScriptConfig.envFrom, then the step's
+                field = (f"stages[{i}].steps[{j}].runScriptConfig.envFrom[{k}]" if k < inner
+                         else f"stages[{i}].steps[{j}].envFrom[{k - inner}]")
                 if item.source_name not in known:
                     try:
                         known[item.source_name] = await secret_values(client, project_id, item.source_name)

@@ -26,9 +26,9 @@ from prefect_pipelines.errors import InvalidInputError, NotFoundError, Signature
 from prefect_pipelines.services import github, sourcecode
 from prefect_pipelines.services.deployments import read_deployment
 from prefect_pipelines.settings import Settings
-from prefect_pipelines.translator import BranchCondition, PipelineConfig, PipelineSpecError
+from prefect_pipelines.translator import PipelineConfig, PipelineSpecError
 from prefect_pipelines.translator.branches import validate_branch_name
-from prefect_pipelines.translator.mapping import stored_source
+from prefect_pipelines.translator.mapping import StoredDefinition
 from prefect_pipelines.vocabulary import secrets_block_name
 
 if TYPE_CHECKING:
@@ -244,10 +244,13 @@ def check_branch(config: dict[str, Any], delivery: Delivery) -> None:
         validate_branch_name(delivery.branch)
     except PipelineSpecError as exc:
         raise InvalidInputError(exc.message, field_name="ref") from None
-    source = stored_source(config)
-    if source is None:
+    stored = StoredDefinition(config)
+    allowed, constraint = stored.branch_allowed(delivery.branch)
+    if not allowed:
+        raise Skip(f"{delivery.branch!r} is not built by this pipeline (branch: {constraint})")
+    condition = stored.branch_condition()
+    if condition is None:
         return
-    condition = BranchCondition(source.get("branch"), source.get("branchCondition", "only"))
     if not condition.matches(delivery.branch):
         raise Skip(f"{delivery.branch!r} is not built by this pipeline ({condition.describe()})")
 

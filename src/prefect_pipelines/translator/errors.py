@@ -36,11 +36,13 @@ class PipelineSpecError(ValueError):
         path: where the problem is, e.g. `stages[0].steps[1].runScriptConfig.image`;
             empty for the document as a whole.
         message: what is wrong, without the path.
+        file: the pipeline file it is in, for a definition read from a repository.
     """
 
     def __init__(self, message: str, path: str = "") -> None:
         self.message = message
         self.path = path
+        self.file = ""
         super().__init__(self.__str__())
 
     def at(self, path: str) -> PipelineSpecError:
@@ -50,8 +52,15 @@ class PipelineSpecError(ValueError):
             self.args = (self.__str__(),)
         return self
 
+    def in_file(self, name: str) -> PipelineSpecError:
+        """Return this error as one of the file `name` (a pipeline file in a repository)."""
+        self.file = name
+        self.args = (self.__str__(),)
+        return self
+
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+        text = f"{self.path}: {self.message}" if self.path else self.message
+        return f"{self.file}: {text}" if getattr(self, "file", "") else text
 
 
 class YamlError(PipelineSpecError):

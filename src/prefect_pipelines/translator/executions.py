@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
 
+from prefect_pipelines.translator.mapping import StoredDefinition
 from prefect_pipelines.translator.plan import RunPlan
 from prefect_pipelines.vocabulary import (
     ABORTED,
@@ -25,6 +26,7 @@ from prefect_pipelines.vocabulary import (
     QUEUEING,
     RUNNING,
     SKIPPED,
+    SKIPPED_STATE_NAME,
     STAGE_TAG,
     STEP_TAG,
     SUCCESS,
@@ -107,11 +109,13 @@ def _position(task_run: TaskRun) -> tuple[int, int] | None:
 
 
 class StepRecord(NamedTuple):
-    """What the API shows of one step: its Prefect state type and when it ran."""
+    """What the API shows of one step: its Prefect state type, when it ran, and whether
+    `when` skipped it (its task run then Completed, named SKIPPED_STATE_NAME)."""
 
     state_type: StateType | None
     started: dt.datetime | None
     ended: dt.datetime | None
+    skipped: bool = False
 
 
 Steps = dict[tuple[int, int], StepRecord]
@@ -119,19 +123,25 @@ Steps = dict[tuple[int, int], StepRecord]
 
 def step_records(task_runs: list[TaskRun]) -> Steps:
     """The steps of an execution by (stage, step), from its task runs."""
-    return {position: StepRecord(task_run.state_type, task_run.start_time, task_run.end_time)
+    return {position: StepRecord(task_run.state_type, task_run.start_time, task_run.end_time,
+                                 _skipped(task_run.state_type, task_run.state_name))
             for position, task_run in step_positions(task_runs).items()}
+
+
+def _skipped(state_type: StateType | None, state_name: str | None) -> bool:
+    return state_type == StateType.COMPLETED and state_name == SKIPPED_STATE_NAME
 
 
 def encode_steps(steps: Steps, run_count: int) -> str:
     """`steps` as the value of the LABEL_STEPS label of a flow run in its `run_count`-th
-    attempt: compact JSON, `[stage, step, state type, start, end]` per step (epoch seconds)."""
+    attempt: compact JSON, `[stage, step, state type, start, end, skipped]` per step (epoch
+    seconds; `skipped` 1 or 0, absent in records of earlier versions)."""
 
     def epoch(value: dt.datetime | None) -> float | None:
         return round(value.timestamp(), 3) if value is not None else None
 
     rows = [[i, j, record.state_type.value if record.state_type else None,
-             epoch(record.started), epoch(record.ended)]
+             epoch(record.started), epoch(record.ended), int(record.skipped)]
             for (i, j), record in sorted(steps.items())]
     return json.dumps({"runCount": run_count, "steps": rows}, separators=(",", ":"))
 
@@ -151,8 +161,14 @@ def recorded_steps(flow_run: FlowRun) -> Steps | None:
         data = json.loads(value)
         if data["runCount"] != flow_run.run_count:
             return None
-        return {(int(i), int(j)): StepRecord(StateType(state) if state else None, when(start), when(end))
-                for i, j, state, start, end in data["steps"]}
+        steps: Steps = {}
+        for row in data["steps"]:
+            i, j, state, start, end, *rest = row
+            if len(rest) > 1:
+                return None
+            steps[(int(i), int(j))] = StepRecord(StateType(state) if state else None, when(start),
+                                                 when(end), bool(rest[0]) if rest else False)
+        return steps
     except (ValueError, TypeError, KeyError, OverflowError, OSError):
         return None
 
@@ -180,15 +196,16 @@ def stages_view(definition: dict[str, Any], steps: Steps, execution_state: str
     records (task runs, or what the run recorded as it ended)."""
     finished = execution_state in FINISHED
     stages = []
-    for i, stage in enumerate(definition.get("stages") or []):
+    stored = StoredDefinition(definition)
+    for i, stage in enumerate(stored.stages):
         views = []
-        for j, _ in enumerate(stage.get("steps") or []):
+        for j, _ in enumerate(stored.steps_of(stage)):
             record = steps.get((i, j))
             if record is None or record.state_type is None:
                 state = SKIPPED if finished else WAITING
                 views.append({"state": state, "started": None, "ended": None})
                 continue
-            state = _TASK_STATES.get(record.state_type, WAITING)
+            state = SKIPPED if record.skipped else _TASK_STATES.get(record.state_type, WAITING)
             if finished and state in (WAITING, RUNNING):
                 state = ABORTED if execution_state == ABORTED else FAILED
             views.append({
@@ -255,7 +272,7 @@ def execution_report(plan: RunPlan, steps: Steps, *, state: str, message: str = 
                      log_url: Callable[[int, int], str] | None = None) -> str:
     """The Markdown of an execution's Prefect artifact: its stages and steps, each step's
     state, duration and (for a project's run) a link to its log on /v3. A step that never
-    started is `skipped`."""
+    started, or that `when` skipped, is `skipped`."""
     lines = [f"### Execution {plan.identity.execution_id}: {state}", ""]
     if message:
         lines += [_cell(message), ""]
@@ -263,7 +280,8 @@ def execution_report(plan: RunPlan, steps: Steps, *, state: str, message: str = 
     known = plan.known_env()
     for step in plan.steps():
         record = steps.get((step.stage, step.index))
-        step_state = _TASK_STATES.get(record.state_type, WAITING) if record and record.state_type else SKIPPED
+        step_state = (SKIPPED if record is None or record.state_type is None or record.skipped
+                      else _TASK_STATES.get(record.state_type, WAITING))
         took = (f"{(record.ended - record.started).total_seconds():.1f} s"
                 if record and record.started and record.ended else "")
         link = f"[log]({log_url(step.stage, step.index)})" if log_url and record else ""

@@ -1,5 +1,5 @@
 """Reading /v3 facts back from Prefect objects: a run's number, a pipeline's creator, a
-definition's clone step.
+stored definition.
 
 The names themselves are in prefect_pipelines.vocabulary (pure code).
 """
@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect_pipelines.translator.branches import BranchCondition
+from prefect_pipelines.translator.conditions import constraint_allows, describe_constraint
+from prefect_pipelines.translator.errors import PipelineSpecError
 from prefect_pipelines.vocabulary import (
     DELIVERY_PREFIX,
     TAG_CREATOR,
@@ -16,11 +19,105 @@ from prefect_pipelines.vocabulary import (
 )
 
 
-def stored_source(definition: dict[str, Any]) -> dict[str, Any] | None:
-    """The clone step (`sourceCodeConfig`) of a stored definition, when it has one."""
-    stages = definition.get("stages") or []
-    steps = (stages[0].get("steps") or []) if stages else []
-    return steps[0].get("sourceCodeConfig") if steps else None
+class StoredDefinition:
+    """A definition as Prefect holds it: the `pipeline` parameter of a deployment or a
+    flow run, in /v3 field names.
+
+    It is read without trusting its shape: a definition stored by an earlier version, or
+    edited through Prefect by hand, may lack any key or hold anything under it. Every
+    read of a stored definition goes through here; a definition to run is parsed by the
+    validator instead (`parse_pipeline`).
+    """
+
+    def __init__(self, definition: Any) -> None:
+        self.data: dict[str, Any] = definition if isinstance(definition, dict) else {}
+
+    @classmethod
+    def of(cls, parameters: dict[str, Any] | None) -> StoredDefinition:
+        """The definition among a deployment's or flow run's parameters."""
+        return cls((parameters or {}).get("pipeline"))
+
+    @property
+    def stages(self) -> list[dict[str, Any]]:
+        """The stages as stored (the ones that are mappings)."""
+        stages = self.data.get("stages")
+        return [stage for stage in stages if isinstance(stage, dict)] if isinstance(stages, list) else []
+
+    def steps_of(self, stage: dict[str, Any]) -> list[dict[str, Any]]:
+        """A stage's steps as stored (the ones that are mappings)."""
+        steps = stage.get("steps")
+        return [step for step in steps if isinstance(step, dict)] if isinstance(steps, list) else []
+
+    def places(self) -> list[tuple[int, int]]:
+        """(stage, step) of every step, in order."""
+        return [(i, j) for i, stage in enumerate(self.stages) for j, _ in enumerate(self.steps_of(stage))]
+
+    def has_step(self, stage: int, step: int) -> bool:
+        stages = self.stages
+        return 0 <= stage < len(stages) and 0 <= step < len(self.steps_of(stages[stage]))
+
+    @property
+    def step_count(self) -> int:
+        return len(self.places())
+
+    @property
+    def source(self) -> dict[str, Any] | None:
+        """The clone step's `sourceCodeConfig`, when the first step is one."""
+        stages = self.stages
+        steps = self.steps_of(stages[0]) if stages else []
+        source = steps[0].get("sourceCodeConfig") if steps else None
+        return source if isinstance(source, dict) else None
+
+    @property
+    def repository(self) -> tuple[str, str]:
+        """(repository URL, source code credential id) of the clone step ('' when none)."""
+        source = self.source or {}
+        return str(source.get("url") or ""), str(source.get("sourceCodeCredentialId") or "")
+
+    def branch_condition(self) -> BranchCondition | None:
+        """Which branches the clone step builds; None without a clone step."""
+        source = self.source
+        if source is None:
+            return None
+        return BranchCondition(source.get("branch"), source.get("branchCondition", "only"))
+
+    def branch_allowed(self, branch: str) -> tuple[bool, str]:
+        """(whether the pipeline-level `branch` constraint lets `branch` run, how the
+        constraint reads); a pipeline without one, or with one that does not parse,
+        allows any branch (the run's compile then says what is wrong)."""
+        value = self.data.get("branch")
+        if isinstance(value, str):
+            value = {"include": [value]}
+        elif isinstance(value, list):
+            value = {"include": value}
+        if not isinstance(value, dict):
+            return True, ""
+        include, exclude = value.get("include") or [], value.get("exclude") or []
+        if not (isinstance(include, list) and isinstance(exclude, list)
+                and all(isinstance(item, str) for item in [*include, *exclude])):
+            return True, ""
+        try:
+            return constraint_allows(include, exclude, branch), describe_constraint(include, exclude)
+        except PipelineSpecError:
+            return True, ""
+
+    def _configs(self, kind: str) -> list[dict[str, Any]]:
+        configs = (step.get(kind) for stage in self.stages for step in self.steps_of(stage))
+        return [config for config in configs if isinstance(config, dict)]
+
+    def secret_names(self) -> set[str]:
+        """The secrets the `envFrom` entries name (in runScriptConfig or beside it)."""
+        steps = [step for stage in self.stages for step in self.steps_of(stage)]
+        lists = [config.get("envFrom") for config in self._configs("runScriptConfig")]
+        lists += [step.get("envFrom") for step in steps]
+        return {item["sourceName"] for items in lists if isinstance(items, list) for item in items
+                if isinstance(item, dict) and isinstance(item.get("sourceName"), str)}
+
+    def references(self) -> list[str]:
+        """The images and publish tags, as written (`${VAR}`s unexpanded)."""
+        found = [config.get("image") for config in self._configs("runScriptConfig")]
+        found += [config.get("tag") for config in self._configs("publishImageConfig")]
+        return [reference for reference in found if isinstance(reference, str)]
 
 
 def run_number_of(tags: list[str], key: str | None, deployment_id: Any) -> int | None:

@@ -2,20 +2,25 @@
 
 The plan knows nothing of Prefect or docker: `flows/` turns it into task runs and
 containers. Compiling resolves the branch to build, labels every step, turns timeouts
-into seconds, and defines the `CICD_*` environment every step gets.
+into seconds, defines the `CICD_*` environment every step gets, and checks that every
+image and tag expands to a valid reference, so a run with a bad one fails before any
+step starts. `RunPlan.resolve` then gives a step everything an executor needs (the
+expanded image or tag, its registry, argv, environment, the `envFrom` entries to read):
+the executors only turn a resolved step into engine calls.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
 from prefect_pipelines.translator.branches import BranchCondition
-from prefect_pipelines.translator.errors import ImageTagError
-from prefect_pipelines.translator.spec import PipelineConfig, Step
+from prefect_pipelines.translator.errors import BranchMismatchError, ImageTagError, PipelineSpecError
+from prefect_pipelines.translator.spec import EnvFromSecret, PipelineConfig, RunScriptConfig, Step, When
 from prefect_pipelines.vocabulary import step_tags
 
 TriggerType = Literal["user", "cron", "webhook"]
@@ -81,6 +86,17 @@ class StepPlan:
     stage_name: str
     spec: Step
     timeout_seconds: float | None
+    skip: str | None = None  # why the step does not run on this branch and event
+    status: tuple[str, ...] = ("success",)  # its `when.status`, else its stage's
+
+    @property
+    def ignores_failure(self) -> bool:
+        """`failure: ignore`: the step's failure does not fail its stage."""
+        return self.spec.failure == "ignore"
+
+    def runs_after(self, failed: bool) -> bool:
+        """Whether the step runs after stages that came to `failed` (or not)."""
+        return runs_after(self.status, failed)
 
     @property
     def kind(self) -> str:
@@ -120,6 +136,22 @@ class StagePlan:
     index: int
     name: str
     steps: tuple[StepPlan, ...]
+    skip: str | None = None  # why the stage does not run on this branch and event
+    status: tuple[str, ...] = ("success",)  # its `when.status`, or what any step of it has
+
+    def runs_after(self, failed: bool) -> bool:
+        """Whether the stage (some step of it) runs after stages that came to `failed`."""
+        return runs_after(self.status, failed)
+
+
+def runs_after(status: tuple[str, ...], failed: bool) -> bool:
+    """`when.status`: `success` runs after stages that all succeeded, `failure` after one
+    failed, `always` either way."""
+    return "always" in status or ("failure" if failed else "success") in status
+
+
+def _status(when: When | None) -> tuple[str, ...] | None:
+    return tuple(when.status) if when is not None and when.status else None
 
 
 @dataclass(frozen=True)
@@ -149,6 +181,15 @@ class RunPlan:
         """The variables a run knows before it starts, the empty ones left out."""
         return {name: value for name, value in {**self.cicd_env(), **self.extra_env}.items() if value}
 
+    def resolve(self, step: StepPlan, commit: str = "") -> ResolvedStep:
+        """Everything `step` needs to run, `commit` being the one the clone checked out
+        (or the trigger's): see `resolve_step`.
+
+        Raises:
+            ImageTagError: the image or tag does not expand to a valid reference.
+        """
+        return resolve_step(self, step, commit)
+
     def cicd_env(self, commit: str = "") -> dict[str, str]:
         """The `CICD_*` variables of this execution (`commit` once the clone knows it)."""
         commit = commit or self.trigger.commit
@@ -168,6 +209,155 @@ class RunPlan:
             "CICD_PROJECT_ID": self.identity.project_id,
             "CICD_CLUSTER_ID": self.identity.cluster_id,
         }
+
+
+@dataclass(frozen=True)
+class ScriptStep:
+    """A runScriptConfig step, resolved.
+
+    Attributes:
+        image: the image reference, its `${VAR}`s expanded.
+        registry: the image's registry host ('' for Docker Hub).
+        entrypoint, command: the argv (`script_argv`).
+        shell_script: the script as written, for a shell step (an executor may send its
+            output elsewhere by prefixing it).
+        secrets: the `envFrom` entries to read when the step starts.
+        secrets_withheld: the step has `envFrom` entries that this run does not get
+            (a pull request's run).
+    """
+
+    image: str
+    registry: str
+    entrypoint: tuple[str, ...] | None
+    command: tuple[str, ...] | None
+    shell_script: str | None
+    secrets: tuple[EnvFromSecret, ...] = ()
+    secrets_withheld: bool = False
+
+    @property
+    def is_shell(self) -> bool:
+        return self.shell_script is not None
+
+
+@dataclass(frozen=True)
+class PublishStep:
+    """A publishImageConfig step, resolved: build `dockerfile` in `context` (both relative
+    to the workspace, checked not to leave it), tag it `tag`, push it when `push`."""
+
+    tag: str
+    registry: str
+    repository: str
+    image_tag: str
+    dockerfile: str
+    context: str
+    push: bool
+
+
+@dataclass(frozen=True)
+class ResolvedStep:
+    """One step with everything decided but the secrets' values.
+
+    Attributes:
+        env: the step's environment: `CICD_*`, the run's variables, the step's own `env`.
+        script, publish: the resolved config of a script or publish step (a clone step
+            has neither; its config is `plan.spec.source_code_config`).
+    """
+
+    plan: StepPlan
+    env: dict[str, str]
+    script: ScriptStep | None = None
+    publish: PublishStep | None = None
+
+
+# Prepended to shell scripts: stderr joins stdout, so the log keeps the order the script
+# wrote its lines in (two pipes, read separately, would not).
+MERGE_STDERR = "exec 2>&1\n"
+# What `${CICD_GIT_COMMIT}` stands for while a clone step has yet to find the commit.
+_SOME_COMMIT = "0" * 40
+
+
+def script_argv(config: RunScriptConfig) -> tuple[list[str] | None, list[str] | None]:
+    """(entrypoint, command) of a runScriptConfig step.
+
+    With isShell the script runs as `sh -c <script>`; the script is one argument, so
+    nothing from outside is ever spliced into it (values reach it as environment only).
+    """
+    if config.is_shell:
+        return ["sh", "-c", MERGE_STDERR + (config.shell_script or "")], None
+    return _argv(config.entrypoint), _argv(config.command)
+
+
+def _argv(value: str | list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    return shlex.split(value) if isinstance(value, str) else list(value)
+
+
+def resolve_step(plan: RunPlan, step: StepPlan, commit: str = "") -> ResolvedStep:
+    """A step of `plan` resolved for a run at `commit` (the trigger's when empty).
+
+    Images and tags expand from the `CICD_*` variables and the run's variables (never
+    from secrets, which would then show in the UI's task-run names and the engine).
+
+    Raises:
+        ImageTagError: the image or tag does not expand to a valid reference (its path
+            in the definition set).
+    """
+    base = {"CI": "true", **plan.cicd_env(commit), **plan.extra_env}
+    spec = step.spec
+    where = f"stages[{step.stage}].steps[{step.index}]"
+    if spec.run_script_config is not None:
+        config = spec.run_script_config
+        image = _reference(config.image, base, f"{where}.runScriptConfig.image")
+        entrypoint, command = script_argv(config)
+        secrets = spec.secrets()
+        withheld = bool(secrets) and plan.trigger.event == "pull_request"
+        script = ScriptStep(
+            image=image,
+            registry=split_reference(image)[0],
+            entrypoint=tuple(entrypoint) if entrypoint is not None else None,
+            command=tuple(command) if command is not None else None,
+            shell_script=config.shell_script if config.is_shell else None,
+            secrets=() if withheld else tuple(secrets),
+            secrets_withheld=withheld,
+        )
+        return ResolvedStep(step, {**base, **spec.env_map()}, script=script)
+    if spec.publish_image_config is not None:
+        config_ = spec.publish_image_config
+        tag = _reference(config_.tag, base, f"{where}.publishImageConfig.tag")
+        if config_.registry:
+            named = split_reference(tag)[0]
+            if named and named != config_.registry:
+                raise ImageTagError(f"the tag {tag!r} names the registry {named}, and registry "
+                                    f"says {config_.registry}: give one").at(
+                                        f"{where}.publishImageConfig.registry")
+            tag = tag if named else f"{config_.registry}/{tag}"
+        registry, repository, image_tag = split_reference(tag)
+        publish = PublishStep(tag=tag, registry=registry, repository=repository,
+                              image_tag=image_tag, dockerfile=config_.dockerfile_path,
+                              context=config_.build_context, push=config_.push_remote)
+        return ResolvedStep(step, base, publish=publish)
+    return ResolvedStep(step, base)
+
+
+def _reference(template: str, env: dict[str, str], path: str) -> str:
+    try:
+        return expand_image_reference(template, env)
+    except PipelineSpecError as exc:
+        raise exc.at(path) from None
+
+
+def check_resolves(plan: RunPlan) -> None:
+    """Resolve every step once before the run starts, so a bad image or tag fails the run
+    before anything runs. A commit a clone step will find stands in as 40 zeros.
+
+    Raises:
+        ImageTagError: naming the first step whose image or tag does not resolve.
+    """
+    commit = plan.trigger.commit or (_SOME_COMMIT if plan.config.source is not None else "")
+    for step in plan.steps():
+        if step.skip is None:
+            resolve_step(plan, step, commit)
 
 
 TITLE_LENGTH = 96
@@ -237,6 +427,7 @@ def compile_plan(
 
     Raises:
         BranchRequiredError, BranchMismatchError, InvalidValueError: about the branch.
+        ImageTagError: a step's image or tag does not resolve (see `check_resolves`).
     """
     trigger = trigger or Trigger()
     source = config.source
@@ -245,33 +436,43 @@ def compile_plan(
         resolved = condition.resolve(branch)
     else:
         resolved = branch or ""
+    if config.branch is not None and resolved and not config.branch.allows(resolved):
+        raise BranchMismatchError(
+            f"branch {resolved!r} is not built by this pipeline (branch: {config.branch.describe()})"
+        ).at("branch")
+    event = trigger.cicd_event
     pipeline_seconds = float(config.timeout) * 60
-    stages = tuple(
-        StagePlan(
-            index=i,
-            name=stage.name,
-            steps=tuple(
-                StepPlan(
-                    stage=i,
-                    index=j,
-                    stage_name=stage.name,
-                    spec=step,
-                    timeout_seconds=float(step.timeout) * 60 if step.timeout else None,
-                )
-                for j, step in enumerate(stage.steps)
-            ),
+    stages = []
+    for i, stage in enumerate(config.stages):
+        stage_skip = stage.when.skip_reason(resolved, event) if stage.when is not None else None
+        stage_status = _status(stage.when) or ("success",)
+        steps = tuple(
+            StepPlan(
+                stage=i,
+                index=j,
+                stage_name=stage.name,
+                spec=step,
+                timeout_seconds=float(step.timeout) * 60 if step.timeout else None,
+                skip=stage_skip or (step.when.skip_reason(resolved, event) if step.when else None),
+                status=_status(step.when) or stage_status,
+            )
+            for j, step in enumerate(stage.steps)
         )
-        for i, stage in enumerate(config.stages)
-    )
-    return RunPlan(
+        # A stage is reached when its own status, or any of its steps', says so.
+        reached = tuple(dict.fromkeys(status for step in steps for status in step.status))
+        stages.append(StagePlan(index=i, name=stage.name, steps=steps, skip=stage_skip,
+                                status=_status(stage.when) or reached))
+    plan = RunPlan(
         config=config,
         identity=identity,
         trigger=trigger,
         branch=resolved,
-        stages=stages,
+        stages=tuple(stages),
         timeout_seconds=pipeline_seconds,
         repo_url=source.url if source else "",
     )
+    check_resolves(plan)
+    return plan
 
 
 def expand_vars(template: str, env: dict[str, str]) -> str:

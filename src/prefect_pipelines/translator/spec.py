@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from prefect_pipelines.translator.branches import compile_branch_pattern
+from prefect_pipelines.translator.conditions import constraint_allows, describe_constraint, glob_pattern
 from prefect_pipelines.translator.errors import (
     CronTimezoneError,
     EnvEntryError,
@@ -42,6 +43,11 @@ DEFAULT_DOCKERFILE = "./Dockerfile"
 DEFAULT_BUILD_CONTEXT = "."
 DEFAULT_IMAGE_TAG = "${CICD_GIT_REPO_NAME}:${CICD_GIT_BRANCH}"
 RESERVED_ENV_PREFIX = "CICD_"
+# What `when.event` may name: a webhook's event, or how else the run was started.
+EVENTS = ("push", "pull_request", "tag", "manual", "cron")
+STATUSES = ("success", "failure", "always")
+# Rancher's Kubernetes step kinds, which need a cluster to deploy to.
+KUBERNETES_STEPS = ("applyYamlConfig", "publishCatalogConfig", "applyAppConfig")
 
 BranchCondition = Literal["only", "except", "all"]
 
@@ -51,6 +57,7 @@ _GIT_URL = re.compile(
     r"|(?:[A-Za-z0-9._~-]+@[A-Za-z0-9.-]+:[^\s]+)"  # scp-like user@host:path
 )
 _NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_REGISTRY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?")
 
 
 def is_pipeline_name(value: str) -> bool:
@@ -107,7 +114,40 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def _glob(value: str) -> str:
+    glob_pattern(value)  # raises InvalidValueError
+    return value
+
+
+def _constraint_shorthand(value: Any) -> Any:
+    """`branch: main` and `branch: [a, b]` mean `{include: [...]}`, as in Rancher."""
+    if isinstance(value, str):
+        return {"include": [value]}
+    if isinstance(value, list):
+        return {"include": value}
+    return value
+
+
+def _status_shorthand(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _env_name(name: str) -> str:
+    if not _ENV_NAME.fullmatch(name):
+        raise EnvEntryError(f"{name!r} is not an environment variable name")
+    if name.startswith(RESERVED_ENV_PREFIX):
+        raise EnvEntryError(f"{name} is reserved: CICD_* variables are set by the pipeline")
+    return name
+
+
+def _registry(value: str) -> str:
+    if not _REGISTRY.fullmatch(value):
+        raise InvalidValueError(f"{value!r} is not a registry host (host or host:port)")
+    return value
+
+
 NonBlank = Annotated[str, AfterValidator(_not_blank)]
+Glob = Annotated[str, AfterValidator(_glob)]
 ImageRef = Annotated[str, AfterValidator(_no_whitespace)]
 WorkspacePath = Annotated[str, AfterValidator(_relative_path)]
 Minutes = Annotated[int | float, BeforeValidator(_number), AfterValidator(_positive_minutes)]
@@ -125,6 +165,59 @@ class SpecModel(BaseModel):
         validate_by_name=False,
         serialize_by_alias=True,
     )
+
+
+class Constraint(SpecModel):
+    """Globs a value must match (`include`, any of them; none means anything) and must
+    not match (`exclude`). Written `main`, `[main, dev]` or `{include, exclude}`."""
+
+    include: list[Glob] = Field(default_factory=list)
+    exclude: list[Glob] = Field(default_factory=list)
+
+    def allows(self, value: str) -> bool:
+        return constraint_allows(self.include, self.exclude, value)
+
+    def describe(self) -> str:
+        return describe_constraint(self.include, self.exclude)
+
+
+ConstraintField = Annotated[Constraint, BeforeValidator(_constraint_shorthand)]
+Statuses = Annotated[list[Literal["success", "failure", "always"]], BeforeValidator(_status_shorthand)]
+
+
+class When(SpecModel):
+    """When a stage or step runs: on which branches and events (Rancher 2.1+), and after
+    what the stages before it came to (`status`, Woodpecker's: `success` by default;
+    `failure` runs it only after a failure, `always` either way)."""
+
+    branch: ConstraintField | None = Field(default=None, description="Branches it runs on.")
+    event: ConstraintField | None = Field(
+        default=None, description="Events it runs on: push, pull_request, tag, manual, cron.")
+    status: Statuses | None = Field(
+        default=None, description="success (default), failure, always: what the stages before came to.")
+
+    @field_validator("event")
+    @classmethod
+    def _events(cls, value: Constraint | None) -> Constraint | None:
+        for name in (*(value.include if value else ()), *(value.exclude if value else ())):
+            if not any(glob_pattern(name).fullmatch(event) for event in EVENTS):
+                raise InvalidValueError(
+                    f"{name!r} matches no event: events are {', '.join(EVENTS)}")
+        return value
+
+    def skip_reason(self, branch: str, event: str) -> str | None:
+        """Why a run of `branch` for `event` skips it (None: it runs, as far as branch
+        and event go)."""
+        if self.branch is not None and not self.branch.allows(branch):
+            return f"when.branch ({self.branch.describe()}) does not match {branch!r}"
+        if self.event is not None and not self.event.allows(event):
+            return f"when.event ({self.event.describe()}) does not match {event!r}"
+        return None
+
+    def runs_after(self, failed: bool) -> bool:
+        """Whether it runs after stages that came to `failed` (or not)."""
+        statuses = self.status or ["success"]
+        return "always" in statuses or ("failure" if failed else "success") in statuses
 
 
 class SourceCodeConfig(SpecModel):
@@ -181,11 +274,7 @@ class EnvFromSecret(SpecModel):
     @field_validator("target_key")
     @classmethod
     def _target(cls, value: str) -> str:
-        if not _ENV_NAME.fullmatch(value):
-            raise EnvEntryError(f"{value!r} is not an environment variable name")
-        if value.startswith(RESERVED_ENV_PREFIX):
-            raise EnvEntryError(f"{value} is reserved: CICD_* variables are set by the pipeline")
-        return value
+        return _env_name(value)
 
 
 class RunScriptConfig(SpecModel):
@@ -273,29 +362,91 @@ class PublishImageConfig(SpecModel):
     )
     tag: ImageRef = Field(default=DEFAULT_IMAGE_TAG, description="The image tag; ${VAR} expands.")
     push_remote: bool = Field(default=True, description="Push the image after building it.")
+    registry: Annotated[str, AfterValidator(_registry)] | None = Field(
+        default=None, description="The registry the tag is pushed to, when the tag names none "
+        "(Rancher 2.1+).")
 
 
 STEP_KINDS = ("source_code_config", "run_script_config", "publish_image_config")
 
 
 class Step(SpecModel):
-    """One step: exactly one of the three step configs, and an optional timeout."""
+    """One step: exactly one of the three step configs, an optional timeout, and (as
+    Rancher 2.1+'s file writes them beside the config) its `env` map, `envFrom` and
+    `when`."""
 
     source_code_config: SourceCodeConfig | None = None
     run_script_config: RunScriptConfig | None = None
     publish_image_config: PublishImageConfig | None = None
     timeout: Minutes | None = Field(default=None, description="Minutes before the step fails.")
+    env: dict[str, str] | None = Field(
+        default=None, description="Environment of a runScriptConfig step, as a map (or use "
+        "runScriptConfig.env's NAME=value list, not both).")
+    env_from: list[EnvFromSecret] | None = Field(
+        default=None, description="Secrets of a runScriptConfig step (or runScriptConfig.envFrom, not both).")
+    when: When | None = Field(default=None, description="When the step runs.")
+    failure: Literal["fail", "ignore"] = Field(
+        default="fail", description="ignore: the step's failure does not fail its stage.")
 
     @model_validator(mode="before")
     @classmethod
     def _one_kind(cls, data: Any) -> Any:
         if isinstance(data, dict):
+            for kind in KUBERNETES_STEPS:
+                if kind in data:
+                    raise StepKindError(
+                        f"{kind} is one of Rancher's Kubernetes steps, which prefect-pipelines "
+                        "does not run (yet): use runScriptConfig (kubectl, helm) instead"
+                    ).at(kind)
             present = [to_camel(kind) for kind in STEP_KINDS if data.get(to_camel(kind)) is not None]
             if len(present) != 1:
                 names = ", ".join(to_camel(kind) for kind in STEP_KINDS)
                 found = f" (found {', '.join(present)})" if present else ""
                 raise StepKindError(f"a step needs exactly one of {names}{found}")
         return data
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str] | None) -> dict[str, str] | None:
+        for name in env or {}:
+            try:
+                _env_name(name)
+            except EnvEntryError as exc:
+                raise exc.at(name) from None
+        return env
+
+    @model_validator(mode="after")
+    def _env_of_scripts(self) -> Step:
+        script = self.run_script_config
+        for field, inner in (("env", "env"), ("env_from", "envFrom")):
+            if getattr(self, field) is None:
+                continue
+            if script is None:
+                raise EnvEntryError(f"{to_camel(field)} applies to runScriptConfig steps only").at(
+                    to_camel(field))
+            if getattr(script, field):
+                raise EnvEntryError(
+                    f"{to_camel(field)} is given twice: beside runScriptConfig and as "
+                    f"runScriptConfig.{inner}; keep one").at(to_camel(field))
+        if script is not None:
+            names = set(script.env_map()) | {item.target_key for item in script.env_from}
+            for item in self.env_from or []:
+                if item.target_key in names or item.target_key in (self.env or {}):
+                    raise EnvEntryError(f"{item.target_key} is set twice").at("envFrom")
+            for name in self.env or {}:
+                if name in names:
+                    raise EnvEntryError(f"{name} is set twice").at(f"env.{name}")
+        return self
+
+    def env_map(self) -> dict[str, str]:
+        """The step's own environment, from either form."""
+        script = self.run_script_config
+        return {**(script.env_map() if script else {}), **(self.env or {})}
+
+    def secrets(self) -> list[EnvFromSecret]:
+        """The step's `envFrom` entries, from either form."""
+        script = self.run_script_config
+        return [*(script.env_from if script else []), *(self.env_from or [])]
 
     @property
     def kind(self) -> str:
@@ -311,6 +462,7 @@ class Stage(SpecModel):
 
     name: NonBlank
     steps: list[Step] = Field(min_length=1)
+    when: When | None = Field(default=None, description="When the stage runs.")
 
 
 class PipelineConfig(SpecModel):
@@ -330,6 +482,8 @@ class PipelineConfig(SpecModel):
     trigger_webhook: bool = Field(
         default=False, description="Run on pushes and pull requests of the repository."
     )
+    branch: ConstraintField | None = Field(
+        default=None, description="The branches that may run the pipeline at all (globs).")
 
     @field_validator("name")
     @classmethod

@@ -20,7 +20,7 @@ from prefect_pipelines.api.schemas import (
     GitHubConfigIn,
     SourceCodeCredential,
 )
-from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
+from prefect_pipelines.errors import InvalidInputError, NotFoundError
 from prefect_pipelines.services import clusters as service
 
 router = APIRouter(prefix="/v3/clusters/{cluster_id}/clusterpipelines", tags=["clusterpipelines"],
@@ -60,15 +60,9 @@ async def create_cluster_pipeline(request: Request, cluster_id: str, client: Cli
     """Create a cluster's pipeline settings (GitHub OAuth app, deploy)."""
     body = parse_model(ClusterPipelineIn, await read_document(request, settings))
     _check_path(cluster_id, body.clusterId)
-    try:
-        await service.read_cluster(client, cluster_id)
-        raise ConflictError(f"cluster {cluster_id} already has its pipeline settings: use PUT",
-                            field_name="clusterId")
-    except NotFoundError:
-        pass
     record = await service.save_cluster(client, cluster_id, deploy=body.deploy or False,
                                         config=_config(body.githubConfig, need_secret=True),
-                                        settings=settings)
+                                        settings=settings, exists=False)
     return cluster_resource(request, record)
 
 
@@ -76,11 +70,7 @@ async def create_cluster_pipeline(request: Request, cluster_id: str, client: Cli
 async def list_cluster_pipelines(request: Request, cluster_id: str, client: Client, user: User
                                  ) -> dict[str, Any]:
     """The cluster's pipeline settings (none until created)."""
-    service.check_cluster_id(cluster_id)
-    try:
-        data = [cluster_resource(request, await service.read_cluster(client, cluster_id))]
-    except NotFoundError:
-        data = []
+    data = [cluster_resource(request, record) for record in await service.list_clusters(client, cluster_id)]
     return norman.collection(request, "clusterPipeline", data, limit=1, offset=0, total=len(data))
 
 
@@ -100,10 +90,9 @@ async def update_cluster_pipeline(request: Request, cluster_id: str, pipeline_id
     _same(cluster_id, pipeline_id)
     body = parse_model(ClusterPipelineIn, await read_document(request, settings))
     _check_path(cluster_id, body.clusterId)
-    await service.read_cluster(client, cluster_id)
     record = await service.save_cluster(client, cluster_id, deploy=body.deploy,
                                         config=_config(body.githubConfig, need_secret=False),
-                                        settings=settings)
+                                        settings=settings, exists=True)
     return cluster_resource(request, record)
 
 

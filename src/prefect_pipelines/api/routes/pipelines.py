@@ -164,6 +164,8 @@ def _definition_yaml(record: service.PipelineRecord) -> str:
             document[key] = fields[key]
     if fields["triggerWebhook"]:
         document["triggerWebhook"] = True
+    if fields["branch"]:
+        document["branch"] = fields["branch"]
     return dump_yaml(document)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,12 +10,7 @@ from typing import Protocol
 
 from prefect_pipelines.flows.control import StopReason, StopToken, start_thread
 from prefect_pipelines.flows.output import StepOutput
-from prefect_pipelines.translator.spec import PublishImageConfig, RunScriptConfig
-
-LABEL_PREFIX = "io.prefect-pipelines"
-LABEL_FLOW_RUN = f"{LABEL_PREFIX}.flow-run-id"
-LABEL_EXECUTION = f"{LABEL_PREFIX}.execution-id"
-LABEL_STEP = f"{LABEL_PREFIX}.step"
+from prefect_pipelines.translator.plan import PublishStep, ScriptStep
 
 
 class ExecutorError(RuntimeError):
@@ -29,7 +23,7 @@ class StepContext:
 
     label: str
     workspace: Path
-    env: dict[str, str]
+    env: dict[str, str]  # everything the step sees: the resolved step's and its secrets
     output: StepOutput
     token: StopToken
     labels: dict[str, str] = field(default_factory=dict)
@@ -58,12 +52,12 @@ class Executor(Protocol):
 
     name: str
 
-    def run_script(self, config: RunScriptConfig, ctx: StepContext) -> StepResult:
-        """Run a runScriptConfig step and stream its output."""
+    def run_script(self, step: ScriptStep, ctx: StepContext) -> StepResult:
+        """Run a resolved runScriptConfig step and stream its output."""
         ...
 
-    def publish_image(self, config: PublishImageConfig, ctx: StepContext) -> StepResult:
-        """Build and push an image."""
+    def publish_image(self, step: PublishStep, ctx: StepContext) -> StepResult:
+        """Build and push an image of a resolved publishImageConfig step."""
         ...
 
     def cleanup(self, flow_run_id: str) -> int:
@@ -73,28 +67,6 @@ class Executor(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
-
-
-# Prepended to shell scripts: stderr joins stdout, so the log keeps the order the script
-# wrote its lines in (two pipes, read separately by the engine, would not).
-MERGE_STDERR = "exec 2>&1\n"
-
-
-def script_argv(config: RunScriptConfig) -> tuple[list[str] | None, list[str] | None]:
-    """(entrypoint, command) of a runScriptConfig step.
-
-    With isShell the script runs as `sh -c <script>`; the script is one argument, so
-    nothing from outside is ever spliced into it (values reach it as environment only).
-    """
-    if config.is_shell:
-        return ["sh", "-c", MERGE_STDERR + (config.shell_script or "")], None
-    return _argv(config.entrypoint), _argv(config.command)
-
-
-def _argv(value: str | list[str] | None) -> list[str] | None:
-    if value is None:
-        return None
-    return shlex.split(value) if isinstance(value, str) else list(value)
 
 
 def watch(token: StopToken, on_stop: Callable[[], None]) -> threading.Thread:

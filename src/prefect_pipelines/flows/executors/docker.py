@@ -17,21 +17,19 @@ import requests.exceptions
 
 from prefect_pipelines.flows.executors import engine_url
 from prefect_pipelines.flows.executors.base import (
-    LABEL_FLOW_RUN,
     ExecutorError,
     StepContext,
     StepResult,
-    script_argv,
-    stop_message,
     watch,
 )
 from prefect_pipelines.translator.errors import ImageTagError
 from prefect_pipelines.translator.plan import (
-    expand_image_reference,
+    PublishStep,
+    ScriptStep,
     split_reference,
     workspace_path,
 )
-from prefect_pipelines.translator.spec import PublishImageConfig, RunScriptConfig
+from prefect_pipelines.vocabulary import CONTAINER_FLOW_RUN, CONTAINER_STEP
 
 CONTAINER_WORKSPACE = "/workspace"
 OUTPUT_DIRECTORY = "/.prefect-pipelines"
@@ -43,7 +41,6 @@ _ENGINE_ERRORS = (
     ConnectionError,
 )
 
-# registry host -> auth_config for the docker API, or None
 class RegistryLogins(Protocol):
     """The registry logins of a run (flows/credentials.py)."""
 
@@ -145,7 +142,7 @@ class DockerExecutor:
 
     # -- run script -------------------------------------------------------------------
 
-    def run_script(self, config: RunScriptConfig, ctx: StepContext) -> StepResult:
+    def run_script(self, step: ScriptStep, ctx: StepContext) -> StepResult:
         """Run the step in a container of its image, streaming its output.
 
         A shell script's output goes to a file the worker reads as it grows (through a
@@ -153,12 +150,11 @@ class DockerExecutor:
         output stream costs about twice the time of a busy step. Other steps' output is
         read from the container's attached stream. The engine keeps no copy either way.
         """
-        image = expand_image_reference(config.image, ctx.env)
-        sink = _OutputFile() if config.is_shell else None
+        sink = _OutputFile() if step.is_shell else None
         try:
-            self._ensure_image(image, ctx)
+            self._ensure_image(step.image, ctx)
             container = self.client.containers.create(**container_spec(
-                config, image=image, ctx=ctx, network=self.network,
+                step, ctx=ctx, network=self.network,
                 output=(sink.directory, sink.redirect) if sink is not None else None))
         except docker.errors.APIError as exc:
             if sink is not None:
@@ -233,7 +229,7 @@ class DockerExecutor:
                     f"(code {exit_code})")
 
     def _ensure_image(self, image: str, ctx: StepContext) -> None:
-        registry, repository, tag = split_reference(image)
+        registry, repository, tag = split_reference(image)  # a base may be any reference
         private = image not in self._built and self.logins.private(registry)
         if not private:
             try:
@@ -259,12 +255,11 @@ class DockerExecutor:
 
     # -- publish image ----------------------------------------------------------------
 
-    def publish_image(self, config: PublishImageConfig, ctx: StepContext) -> StepResult:
+    def publish_image(self, step: PublishStep, ctx: StepContext) -> StepResult:
         """Build `dockerfilePath` in `buildContext`, tag it, and push the tag."""
-        tag = expand_image_reference(config.tag, ctx.env)
-        context = workspace_path(str(ctx.workspace), config.build_context)
-        dockerfile = workspace_path(str(ctx.workspace), config.dockerfile_path)
-        ctx.output.info(f"building {tag} from {config.dockerfile_path} in {config.build_context}")
+        tag = step.tag
+        dockerfile = workspace_path(str(ctx.workspace), step.dockerfile)
+        ctx.output.info(f"building {tag} from {step.dockerfile} in {step.context}")
         # The base images are looked at first: one of a private registry is pulled with
         # this run's login (the engine's copy may be another project's). A base the
         # Dockerfile names through a build argument cannot be looked at: then the engine
@@ -277,19 +272,19 @@ class DockerExecutor:
             return StepResult(None, message=f"the base image: {exc}")
         pull = bases is None and self.logins.has_private()
         result = self._stream(
-            ctx, lambda api: api.build(**build_spec(tag, context=context, dockerfile=dockerfile,
-                                                    pull=pull, network=self.network)),
+            ctx, lambda api: api.build(**build_spec(step, workspace=ctx.workspace, pull=pull,
+                                                    network=self.network)),
             what="the build")
         if result.ok:
             self._built.add(tag)
-        if not result.ok or not config.push_remote:
+        if not result.ok or not step.push:
             return result
-        registry = split_reference(tag)[0]
         ctx.output.info(f"pushing {tag}")
-        auth = self.logins.login(registry)
+        auth = self.logins.login(step.registry)
         if auth is None:
-            ctx.output.info(f"no registry credentials match {registry or 'docker.io'}; pushing without login")
-        return self._stream(ctx, lambda api: api.push(**push_spec(tag, auth)), what="the push")
+            ctx.output.info(f"no registry credentials match {step.registry or 'docker.io'}; "
+                            "pushing without login")
+        return self._stream(ctx, lambda api: api.push(**push_spec(step, auth)), what="the push")
 
     def _stream(
         self, ctx: StepContext, start: Callable[[docker.APIClient], Any], what: str
@@ -337,7 +332,7 @@ class DockerExecutor:
         removed = 0
         try:
             containers = self.client.containers.list(
-                all=True, filters={"label": f"{LABEL_FLOW_RUN}={flow_run_id}"}
+                all=True, filters={"label": f"{CONTAINER_FLOW_RUN}={flow_run_id}"}
             )
         except (docker.errors.DockerException, *_ENGINE_ERRORS):
             return 0
@@ -391,28 +386,28 @@ class _OutputFile:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def container_spec(config: RunScriptConfig, *, image: str, ctx: StepContext, network: str | None,
+def container_spec(step: ScriptStep, *, ctx: StepContext, network: str | None,
                    output: tuple[Path, str] | None = None) -> dict[str, Any]:
-    """The engine's `containers.create` arguments for a script step: nothing is run or
-    looked up here (Woodpecker's `toConfig`, tested without an engine).
+    """The engine's `containers.create` arguments for a resolved script step: nothing is
+    run or looked up here (Woodpecker's `toConfig`, tested without an engine).
 
     Args:
-        image: the step's image, expanded.
+        ctx: the step's workspace, its whole environment (`ctx.env`) and labels.
         output: with a shell script, (the host directory the output file is written to,
             the shell line that sends the script's output there).
     """
-    entrypoint, command = script_argv(config)
+    entrypoint = list(step.entrypoint) if step.entrypoint is not None else None
     volumes = {str(ctx.workspace): {"bind": CONTAINER_WORKSPACE, "mode": "rw"}}
     if output is not None:
         directory, redirect = output
-        assert entrypoint is not None  # a shell step
-        entrypoint = [*entrypoint[:-1], redirect + (config.shell_script or "")]
+        assert entrypoint is not None and step.is_shell
+        entrypoint = [*entrypoint[:-1], redirect + (step.shell_script or "")]
         volumes[str(directory)] = {"bind": OUTPUT_DIRECTORY, "mode": "rw"}
     return {
-        "image": image,
-        "command": command,
+        "image": step.image,
+        "command": list(step.command) if step.command is not None else None,
         "entrypoint": entrypoint,
-        "environment": {**ctx.env, **config.env_map()},
+        "environment": dict(ctx.env),
         "working_dir": CONTAINER_WORKSPACE,
         "volumes": volumes,
         "labels": ctx.labels,
@@ -423,18 +418,18 @@ def container_spec(config: RunScriptConfig, *, image: str, ctx: StepContext, net
     }
 
 
-def build_spec(tag: str, *, context: str, dockerfile: str, pull: bool,
+def build_spec(step: PublishStep, *, workspace: Path, pull: bool,
                network: str | None) -> dict[str, Any]:
-    """The engine's `build` arguments for a publish step (intermediate containers always
-    removed, output decoded)."""
-    return {"path": context, "dockerfile": dockerfile, "tag": tag, "rm": True, "forcerm": True,
-            "pull": pull, "decode": True, "network_mode": network}
+    """The engine's `build` arguments for a resolved publish step in `workspace`
+    (intermediate containers always removed, output decoded)."""
+    return {"path": workspace_path(str(workspace), step.context),
+            "dockerfile": workspace_path(str(workspace), step.dockerfile), "tag": step.tag,
+            "rm": True, "forcerm": True, "pull": pull, "decode": True, "network_mode": network}
 
 
-def push_spec(tag: str, auth: dict[str, str] | None) -> dict[str, Any]:
+def push_spec(step: PublishStep, auth: dict[str, str] | None) -> dict[str, Any]:
     """The engine's `push` arguments for a publish step's tag (`reg:5000/team/app:1.0`)."""
-    _, repository, image_tag = split_reference(tag)
-    return {"repository": repository, "tag": image_tag, "stream": True, "decode": True,
+    return {"repository": step.repository, "tag": step.image_tag, "stream": True, "decode": True,
             "auth_config": auth}
 
 
@@ -472,8 +467,8 @@ def _read_text(path: str) -> str | None:
 
 
 def _container_name(ctx: StepContext) -> str:
-    run = ctx.labels.get(LABEL_FLOW_RUN, "")[:8] or uuid.uuid4().hex[:8]
-    step = ctx.labels.get("io.prefect-pipelines.step", "step").replace("/", "-")
+    run = ctx.labels.get(CONTAINER_FLOW_RUN, "")[:8] or uuid.uuid4().hex[:8]
+    step = ctx.labels.get(CONTAINER_STEP, "step").replace("/", "-")
     return f"pp-{run}-{step}-{uuid.uuid4().hex[:6]}"
 
 
@@ -497,8 +492,8 @@ def leftover_containers(base_url: str | None) -> dict[str, list[str]]:
     """The ids of the engine's step containers, by the flow run that made them."""
     found: dict[str, list[str]] = {}
     for container in shared_client(base_url).containers.list(
-            all=True, filters={"label": LABEL_FLOW_RUN}, sparse=True):
-        run_id = (container.attrs.get("Labels") or {}).get(LABEL_FLOW_RUN, "")
+            all=True, filters={"label": CONTAINER_FLOW_RUN}, sparse=True):
+        run_id = (container.attrs.get("Labels") or {}).get(CONTAINER_FLOW_RUN, "")
         found.setdefault(run_id, []).append(container.id)
     return found
 

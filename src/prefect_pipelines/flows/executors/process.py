@@ -11,10 +11,9 @@ from prefect_pipelines.flows.executors.base import (
     ExecutorError,
     StepContext,
     StepResult,
-    script_argv,
     watch,
 )
-from prefect_pipelines.translator.spec import PublishImageConfig, RunScriptConfig
+from prefect_pipelines.translator.plan import PublishStep, ScriptStep
 
 # What a script on the host inherits from the worker's environment; nothing else leaks
 # (the worker's own credentials, PREFECT_API_* and the like stay out).
@@ -77,19 +76,18 @@ class ProcessExecutor:
 
     name = "process"
 
-    def run_script(self, config: RunScriptConfig, ctx: StepContext) -> StepResult:
+    def run_script(self, step: ScriptStep, ctx: StepContext) -> StepResult:
         """Run the script with the host's `sh` (or the entrypoint and command)."""
         ctx.output.info(
-            f"process executor: the image {config.image!r} is not used; "
+            f"process executor: the image {step.image!r} is not used; "
             "the script runs on the host in the workspace"
         )
-        entrypoint, command = script_argv(config)
-        argv = (entrypoint or []) + (command or [])
+        argv = [*(step.entrypoint or ()), *(step.command or ())]
         if not argv:
             return StepResult(None, message="isShell is false and the image's entrypoint is "
                               "unknown on the host: give entrypoint or command")
         code, error = run_streaming(
-            argv, ctx, cwd=ctx.workspace, env=host_env({**ctx.env, **config.env_map()})
+            argv, ctx, cwd=ctx.workspace, env=host_env(ctx.env)
         )
         if error:
             return StepResult(None, message=error)
@@ -97,7 +95,7 @@ class ProcessExecutor:
             return StepResult(code, stopped=ctx.token.reason)
         return StepResult(code, message="" if code == 0 else f"the script exited with code {code}")
 
-    def publish_image(self, config: PublishImageConfig, ctx: StepContext) -> StepResult:
+    def publish_image(self, step: PublishStep, ctx: StepContext) -> StepResult:
         """Refuse: building images needs a docker engine."""
         raise ExecutorError(
             "publishImageConfig needs the docker executor, and this run uses the process "

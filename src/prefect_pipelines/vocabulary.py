@@ -59,6 +59,8 @@ WAITING, QUEUEING, RUNNING = "waiting", "queueing", "running"
 SUCCESS, FAILED, SKIPPED, ABORTED = "success", "failed", "skipped", "aborted"
 STATES = (WAITING, QUEUEING, RUNNING, SUCCESS, FAILED, SKIPPED, ABORTED)
 FINISHED = (SUCCESS, FAILED, SKIPPED, ABORTED)
+# The implicit first stage of a pipeline read from its repository.
+CLONE_STAGE = "clone"
 # The name of the (Completed) state of a step's task run when `when` skipped the step.
 SKIPPED_STATE_NAME = "Skipped"
 

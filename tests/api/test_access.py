@@ -507,6 +507,9 @@ def test_a_projects_executor_quota_is_its_work_queues_limit(world, prefect_api) 
     assert admin.put(f"/v3/projects/{project}", json={"settings": {"allowPrivileged": True}}).status_code == 200
     bad = owner.put(f"/v3/projects/{project}", json={"settings": {"executorQuota": "two"}})
     assert bad.status_code == 422 and "executorQuota" in (bad.json()["fieldName"] or "")
+    # Prefect keeps a queue's limit in 32 bits: PostgreSQL answered a larger one with a 500.
+    huge = owner.put(f"/v3/projects/{project}", json={"settings": {"executorQuota": 4607493950}})
+    assert huge.status_code == 422 and huge.json()["fieldName"] == "settings.executorQuota"
     owner.put(f"/v3/projects/{project}", json={"settings": {"executorQuota": get_settings().executor_quota}})
 
 

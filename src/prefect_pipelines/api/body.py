@@ -97,6 +97,10 @@ async def read_definition(request: Request, settings: Settings, project_id: str
                 "give the full id or the part after the colon",
                 field_name="projectId",
             )
+    if isinstance(data, dict) and "repositoryUrl" in data and "branch" in data:
+        # A pipeline read from its repository: `branch` is the branch cron and manual runs
+        # build (the branches it may build are its file's).
+        data = {("defaultBranch" if key == "branch" else key): value for key, value in data.items()}
     config = parse_pipeline(data, min_cron_interval_seconds=settings.min_cron_interval)
     if not config.name:
         raise InvalidInputError("name is required", field_name="name", code="MissingRequired")

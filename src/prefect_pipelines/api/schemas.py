@@ -63,14 +63,25 @@ class PipelineIn(BaseModel):
 
     projectId: str | None = Field(default=None, description="Must match the project in the path.")
     name: str = Field(description="The pipeline's id, unique in the project.")
-    stages: list[Stage] = Field(description="Stages of steps (see the pipeline file format).")
+    stages: list[Stage] | None = Field(
+        default=None, description="Stages of steps (see the pipeline file format); or give "
+        "repositoryUrl instead.")
+    repositoryUrl: str | None = Field(
+        default=None, description="Instead of stages: the repository whose "
+        ".rancher-pipeline.yml each run reads at the commit it builds.")
+    sourceCodeCredentialId: str | None = Field(
+        default=None, description="With repositoryUrl: your source code credential that clones it.")
+    configPath: str | None = Field(
+        default=None, description="With repositoryUrl: the pipeline file (default "
+        ".rancher-pipeline.yml, else .rancher-pipeline.yaml).")
     timeout: float | int = Field(default=60, description="Minutes before a run fails.")
     triggerCronExpression: str | None = Field(default=None, description="5-field cron.")
     triggerCronTimezone: str | None = Field(default=None, description="IANA timezone.")
     triggerWebhook: bool = Field(default=False, description="Run on pushes and pull requests.")
     branch: Constraint | str | list[str] | None = Field(
-        default=None, description="The branches that may run the pipeline at all: globs, as "
-        "`main`, `[main, 'release/*']` or `{include: [...], exclude: [...]}`.")
+        default=None, description="With stages: the branches that may run the pipeline at "
+        "all (globs: `main`, `[main, 'release/*']` or `{include, exclude}`). With "
+        "repositoryUrl: the branch cron and manual runs build when none is given.")
 
 
 class Pipeline(Resource):
@@ -83,8 +94,13 @@ class Pipeline(Resource):
     triggerCronExpression: str | None
     triggerCronTimezone: str | None
     triggerWebhook: bool
-    branch: dict[str, list[str]] | None = Field(
-        default=None, description="The branches that may run it (include/exclude globs).")
+    branch: dict[str, list[str]] | str | None = Field(
+        default=None, description="A stored definition's branches that may run it "
+        "(include/exclude globs); a repository's pipeline's default branch.")
+    repositoryUrl: str | None = Field(
+        default=None, description="The repository whose pipeline file runs (null: stages are stored).")
+    sourceCodeCredentialId: str | None = None
+    configPath: str | None = None
     creatorId: str
     created: str | None
     state: Literal["active", "inactive"]
@@ -110,6 +126,7 @@ class StepStatus(ApiModel):
 
 
 class StageStatus(ApiModel):
+    name: str = Field(description="The stage's name.")
     state: State
     started: str | None
     ended: str | None

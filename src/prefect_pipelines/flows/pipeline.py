@@ -9,7 +9,7 @@ import shutil
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -44,11 +44,13 @@ from prefect_pipelines.services.runs import (
     ensure_run_number,
     label_flow_run,
     publish_report,
+    record_definition,
     record_steps,
     trigger_refusal,
 )
 from prefect_pipelines.settings import Settings, get_settings
 from prefect_pipelines.translator import (
+    PipelineConfig,
     PipelineSpecError,
     RunIdentity,
     RunPlan,
@@ -58,7 +60,9 @@ from prefect_pipelines.translator import (
     compile_plan,
     parse_pipeline,
 )
+from prefect_pipelines.translator.errors import BranchRequiredError
 from prefect_pipelines.translator.executions import api_state
+from prefect_pipelines.translator.pipeline_file import clone_only, file_names, parse_pipeline_file
 from prefect_pipelines.vocabulary import (
     CONTAINER_EXECUTION,
     CONTAINER_FLOW_RUN,
@@ -526,8 +530,19 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
     try:
         # Triggers say when a pipeline runs, not what a run does: a definition stored by
         # an earlier version (a timezone without a cron expression) still runs.
-        config = parse_pipeline({key: value for key, value in pipeline.items() if key not in _TRIGGERS},
-                                min_cron_interval_seconds=0)
+        definition = {key: value for key, value in pipeline.items() if key not in _TRIGGERS}
+        if "repositoryUrl" in definition:  # what a run of it read from its file is not its own
+            definition = {key: value for key, value in definition.items() if key != "stages"}
+        config = parse_pipeline(definition, min_cron_interval_seconds=0)
+        repository: PipelineConfig | None = None
+        if config.repository_url is not None:
+            # A pipeline read from its repository: its file is read once the clone stage
+            # has checked out the commit the run builds.
+            repository, config = config, clone_only(config)
+            branch = branch or repository.default_branch
+            if not branch:
+                raise BranchRequiredError(
+                    "no branch given, and the pipeline has no default branch: give one").at("branch")
         run_trigger = _trigger_from(trigger, flow_run)
         run_number = _numbers.pop(flow_run.id, None)
         if run_number is None:
@@ -553,18 +568,12 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
 
     if flow_run.deployment_id is not None and plan.branch:
         label_flow_run(flow_run.id, {LABEL_BRANCH: plan.branch})
-    needs_engine = any(step.kind != "sourceCode" for step in plan.steps())
     masker = SecretMasker()
-    executor: Executor | None = None
-    if needs_engine:
-        try:
-            # A project's run logs in with its project's registry logins; `exec`, with
-            # the operator's prefect-docker blocks.
-            executor = select_executor(settings, RegistryLogins(
-                masker, project_id if flow_run.deployment_id is not None else ""))
-        except ExecutorError as exc:
-            logger.error("%s", exc)
-            return Failed(message=str(exc))
+    try:
+        executor = _executor_for(plan, settings, masker, flow_run)
+    except ExecutorError as exc:
+        logger.error("%s", exc)
+        return Failed(message=str(exc))
     status = CommitStatus(plan, settings.public_url)
     status.report("pending", f"execution {identity.execution_id} started")
     workspace, remove_workspace = _make_workspace(flow_run, settings)
@@ -590,8 +599,12 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
         executor.name if executor else "none",
     )
     failure = ""
+    started = time.monotonic()
     try:
-        for stage in plan.stages:
+        index = 0
+        while index < len(run.plan.stages):
+            stage = run.plan.stages[index]
+            index += 1
             if control.cancelled or not stage.runs_after(bool(failure)):
                 why = "the run was cancelled" if control.cancelled else failure or (
                     "when.status: it runs only after a failure")
@@ -606,10 +619,24 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
                     logger.info("step %s failed (failure: ignore): %s", step.place, state.message)
                 elif state.is_failed() and not failure:
                     failure = f"stage {stage.name!r} failed: step {step.place}: {state.message}"
+            if repository is not None and index == 1 and not failure and not control.cancelled:
+                try:
+                    run.plan = _read_pipeline_file(run, repository, pipeline)
+                    run.deadline = started + run.plan.timeout_seconds
+                    if run.executor is None:
+                        run.executor = _executor_for(run.plan, settings, masker, flow_run)
+                except (PipelineSpecError, ExecutorError) as exc:
+                    failure = (f"invalid pipeline: {exc}" if isinstance(exc, PipelineSpecError)
+                               else str(exc))
+                    logger.error("%s", failure)
+                    continue
+                logger.info("%s at %s: %d stage(s) after the clone", _file_of(run.plan),
+                            run.commit[:12], len(run.plan.stages) - 1)
     finally:
         active_runs.remove(flow_run.id)
         done.set()
         watcher.join(timeout=5)
+        executor = run.executor
         if executor is not None:
             removed = executor.cleanup(str(flow_run.id))
             if removed:
@@ -632,6 +659,56 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
         console.status("succeeded")
         status.report("success", final.message or "")
     if steps is not None:
-        publish_report(plan, steps, state=api_state(final.type), message=final.message or "",
+        publish_report(run.plan, steps, state=api_state(final.type), message=final.message or "",
                        public_url=settings.public_url, linked=deployed)
     return final
+
+
+def _executor_for(plan: RunPlan, settings: Settings, masker: SecretMasker,
+                  flow_run: FlowRun) -> Executor | None:
+    """The executor of a plan with steps beyond a clone (None without any).
+
+    Raises:
+        ExecutorError: the docker engine does not answer.
+    """
+    if all(step.kind == "sourceCode" for step in plan.steps()):
+        return None
+    # A project's run logs in with its project's registry logins; `exec`, with the
+    # operator's prefect-docker blocks.
+    project = plan.identity.project_id if flow_run.deployment_id is not None else ""
+    return select_executor(settings, RegistryLogins(masker, project))
+
+
+def _read_pipeline_file(run: _Run, repository: PipelineConfig, pipeline: dict[str, Any]) -> RunPlan:
+    """The plan of the rest of a run of a repository's pipeline: its file, read from the
+    checkout of the commit the run builds, compiled with the run's identity, trigger and
+    branch, and recorded as the execution's definition.
+
+    Raises:
+        PipelineSpecError: no file, or one that is not a valid pipeline (naming it).
+    """
+    workspace = run.workspace.resolve()
+    names = file_names(repository)
+    for name in names:
+        path = (workspace / name).resolve()
+        if not path.is_relative_to(workspace):  # a link out of the checkout
+            raise PipelineSpecError(f"{name} points outside the repository")
+        if not path.is_file():
+            continue
+        if path.stat().st_size > run.settings.max_pipeline_bytes:
+            raise PipelineSpecError(f"{name} is over {run.settings.max_pipeline_bytes} bytes")
+        config = parse_pipeline_file(path.read_bytes(), file_name=name,
+                                     clone=repository.repository_clone(),
+                                     max_bytes=run.settings.max_pipeline_bytes)
+        old = run.plan
+        plan = compile_plan(config, identity=old.identity, trigger=old.trigger, branch=old.branch)
+        plan = replace(plan, extra_env=old.extra_env, source_file=name)
+        if run.flow_run.deployment_id is not None:
+            record_definition(run.flow_run, {**pipeline, **config.to_dict()})
+        return plan
+    at = f" at {run.commit[:12]}" if run.commit else ""
+    raise PipelineSpecError(f"the repository has no {' or '.join(names)}{at}: nothing to run")
+
+
+def _file_of(plan: RunPlan) -> str:
+    return plan.source_file or "the pipeline file"

@@ -46,6 +46,7 @@ from prefect_pipelines.vocabulary import (
     FINISHED,
     FLOW_NAME,
     LABEL_BRANCH,
+    LABEL_COMMIT,
     QUEUEING,
     STATES,
     TAG_EXECUTION,
@@ -260,7 +261,8 @@ async def stop_execution(client: PrefectClient, *, project_id: str, execution_id
 
 async def rerun_execution(client: PrefectClient, *, project_id: str, execution_id: str,
                           user_id: str) -> ExecutionRecord:
-    """Run a finished execution's definition and branch again, as the next run number.
+    """Run a finished execution's definition and branch again, as the next run number (a
+    repository's pipeline at the same commit).
 
     Raises:
         ActionNotAvailableError: the execution has not finished.
@@ -273,11 +275,16 @@ async def rerun_execution(client: PrefectClient, *, project_id: str, execution_i
     parameters = record.flow_run.parameters or {}
     deployment = await read_deployment(client, project_id, record.pipeline_id)
     await check_clone_credential(client, project_id, deployment, parameters.get("pipeline") or {})
-    branch = (record.flow_run.labels or {}).get(LABEL_BRANCH) or parameters.get("branch")
+    labels = record.flow_run.labels or {}
+    branch = labels.get(LABEL_BRANCH) or parameters.get("branch")
+    trigger = {"triggeredBy": "user", "userId": user_id}
+    commit = labels.get(LABEL_COMMIT)
+    if StoredDefinition.of(parameters).from_repository and isinstance(commit, str) and commit:
+        trigger["commit"] = commit  # its file is read again at the commit it built
     flow_run = await start_execution(
         client, deployment=deployment, pipeline_id=record.pipeline_id,
         branch=str(branch) if branch else None,
-        trigger={"triggeredBy": "user", "userId": user_id},
+        trigger=trigger,
         definition=parameters.get("pipeline") or {},
     )
     return ExecutionRecord(flow_run, [], project_id, record.pipeline_id)

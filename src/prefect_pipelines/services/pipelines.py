@@ -46,6 +46,7 @@ from prefect_pipelines.translator import (
     PipelineSpecError,
     validate_branch_name,
 )
+from prefect_pipelines.translator.errors import BranchRequiredError
 from prefect_pipelines.translator.executions import flow_run_state, iso
 from prefect_pipelines.translator.mapping import StoredDefinition, creator_of
 from prefect_pipelines.translator.schedule import next_fire_time
@@ -103,12 +104,14 @@ class PipelineRecord:
         return {
             "projectId": self.project_id,
             "name": self.pipeline_id,
-            "stages": StoredDefinition(self.definition).stages,
+            "stages": StoredDefinition(self.definition).stored_stages,
+            **self._repository_fields(),
             "timeout": self.definition.get("timeout", 60),
             "triggerCronExpression": cron,
             "triggerCronTimezone": timezone if cron else self.definition.get("triggerCronTimezone"),
             "triggerWebhook": bool(self.definition.get("triggerWebhook", False)),
-            "branch": self.definition.get("branch"),
+            "branch": (self.definition.get("defaultBranch") if "repositoryUrl" in self.definition
+                       else self.definition.get("branch")),
             "creatorId": self.creator_id,
             "created": iso(self.deployment.created),
             "state": "active" if self.active else "inactive",
@@ -118,6 +121,20 @@ class PipelineRecord:
             "lastStarted": iso(last.start_time or last.expected_start_time) if last else None,
             "nextStart": next_start,
         }
+
+    @property
+    def from_repository(self) -> bool:
+        """Whether runs read the definition from the repository's pipeline file."""
+        return StoredDefinition(self.definition).from_repository
+
+    def _repository_fields(self) -> dict[str, Any]:
+        """repositoryUrl, sourceCodeCredentialId and configPath: set for a pipeline read
+        from its repository, null for one whose definition is stored."""
+        stored = StoredDefinition(self.definition)
+        url, credential = stored.repository if stored.from_repository else ("", "")
+        path = self.definition.get("configPath") if stored.from_repository else None
+        return {"repositoryUrl": url or None, "sourceCodeCredentialId": credential or None,
+                "configPath": path}
 
     def cron(self) -> tuple[str | None, str | None]:
         """The cron expression and timezone of the deployment's (first) cron schedule."""
@@ -372,8 +389,14 @@ async def set_active(client: PrefectClient, *, project_id: str, pipeline_id: str
 
 def resolve_branch(definition: dict[str, Any], branch: str | None) -> str:
     """The branch a run of this definition builds (422 naming `branch` when it cannot)."""
-    condition = StoredDefinition(definition).branch_condition()
+    stored = StoredDefinition(definition)
+    condition = stored.branch_condition()
     try:
+        if stored.from_repository:
+            branch = branch or stored.default_branch
+            if not branch:
+                raise BranchRequiredError("no branch given, and the pipeline has no default branch: give one")
+            return validate_branch_name(branch)
         if condition is None:
             if branch:
                 return validate_branch_name(branch)

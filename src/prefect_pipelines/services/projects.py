@@ -59,6 +59,7 @@ _PROJECT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*:[a-z0-9]+(?:-[a-z0-9]+)*")
 _ID_CHARS = string.ascii_lowercase + string.digits
 _PAGE = 200
 _odd: set[str] = set()
+MAX_QUOTA = 100_000
 SETTINGS = {"executorQuota": int, "cpuLimit": str, "memoryLimit": str, "allowPrivileged": bool}
 
 
@@ -160,6 +161,12 @@ def check_settings(settings: Any) -> dict[str, Any]:
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise InvalidInputError(f"settings.{key} must be a {kind.__name__}",
                                     field_name=f"settings.{key}")
+        if key == "executorQuota" and not -MAX_QUOTA <= value <= MAX_QUOTA:
+            # Prefect stores a queue's limit as a 32-bit integer (PostgreSQL refused a
+            # larger one with a 500); far more executions than any project runs at once.
+            raise InvalidInputError(
+                f"settings.executorQuota must be between {-MAX_QUOTA} and {MAX_QUOTA} "
+                "(0 or less: no limit)", field_name="settings.executorQuota")
     return dict(settings)
 
 

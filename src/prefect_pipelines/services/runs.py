@@ -124,6 +124,18 @@ def publish_report(plan: RunPlan, steps: Steps, *, state: str, message: str, pub
         _log.warning("could not write the report of execution %s: %s", identity.execution_id, exc)
 
 
+def record_definition(flow_run: FlowRun, definition: dict[str, Any]) -> None:
+    """Put the definition a run of a repository's pipeline read from its file into the
+    run's `pipeline` parameter, beside the repository it names: the execution's
+    `pipeline`, its stages and its logs are read from there. A run that cannot record it
+    carries on (the API then shows only its clone stage)."""
+    parameters = {**(flow_run.parameters or {}), "pipeline": definition}
+    try:
+        shared_sync_client().update_flow_run(flow_run.id, parameters=parameters)
+    except Exception as exc:  # noqa: BLE001 - the run itself needs no record
+        _log.warning("could not record the definition of flow run %s: %s", flow_run.id, exc)
+
+
 def label_flow_run(flow_run_id: UUID, labels: dict[str, str]) -> None:
     """Put labels on a flow run (the API reads an execution's commit and branch there)."""
     try:

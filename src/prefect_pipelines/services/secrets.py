@@ -104,7 +104,7 @@ async def check_env_from(client: PrefectClient, project_id: str, config: Pipelin
     """Every `envFrom` of the pipeline names a secret (and key) of its own project: a 422
     naming the field otherwise."""
     known: dict[str, dict[str, str] | None] = {}
-    for i, stage in enumerate(config.stages):
+    for i, stage in enumerate(config.stages or []):  # a repository's file: checked as it runs
         for j, step in enumerate(stage.steps):
             script = step.run_script_config
             if not isinstance(script, RunScriptConfig):

@@ -216,7 +216,9 @@ def stages_view(definition: dict[str, Any], steps: Steps, execution_state: str
         starts = [view["started"] for view in views if view["started"]]
         stage_state = _stage_state(views, finished)
         ends = [view["ended"] for view in views if view["ended"]]
+        name = stage.get("name")
         stages.append({
+            "name": name if isinstance(name, str) else "",
             "state": stage_state,
             "started": min(starts) if starts else None,
             "ended": max(ends) if ends and stage_state in FINISHED else None,

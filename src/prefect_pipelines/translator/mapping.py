@@ -12,6 +12,7 @@ from prefect_pipelines.translator.branches import BranchCondition
 from prefect_pipelines.translator.conditions import constraint_allows, describe_constraint
 from prefect_pipelines.translator.errors import PipelineSpecError
 from prefect_pipelines.vocabulary import (
+    CLONE_STAGE,
     DELIVERY_PREFIX,
     TAG_CREATOR,
     idempotency_key,
@@ -38,10 +39,23 @@ class StoredDefinition:
         return cls((parameters or {}).get("pipeline"))
 
     @property
-    def stages(self) -> list[dict[str, Any]]:
+    def stored_stages(self) -> list[dict[str, Any]]:
         """The stages as stored (the ones that are mappings)."""
         stages = self.data.get("stages")
         return [stage for stage in stages if isinstance(stage, dict)] if isinstance(stages, list) else []
+
+    @property
+    def stages(self) -> list[dict[str, Any]]:
+        """The stages a run runs (or ran): the stored ones; for a pipeline read from its
+        repository, what the run recorded from its file, else (until it has read it, or
+        when it could not) the implicit clone stage alone."""
+        stages = self.stored_stages
+        if stages or not self.from_repository:
+            return stages
+        clone: dict[str, Any] = {"url": self.data["repositoryUrl"], "branchCondition": "all"}
+        if isinstance(self.data.get("sourceCodeCredentialId"), str):
+            clone["sourceCodeCredentialId"] = self.data["sourceCodeCredentialId"]
+        return [{"name": CLONE_STAGE, "steps": [{"sourceCodeConfig": clone}]}]
 
     def steps_of(self, stage: dict[str, Any]) -> list[dict[str, Any]]:
         """A stage's steps as stored (the ones that are mappings)."""
@@ -69,13 +83,31 @@ class StoredDefinition:
         return source if isinstance(source, dict) else None
 
     @property
+    def from_repository(self) -> bool:
+        """Whether the pipeline reads its definition from its repository's file."""
+        return isinstance(self.data.get("repositoryUrl"), str)
+
+    @property
+    def default_branch(self) -> str:
+        """The branch a run of a repository's pipeline builds when none is given."""
+        value = self.data.get("defaultBranch")
+        return value if isinstance(value, str) else ""
+
+    @property
     def repository(self) -> tuple[str, str]:
-        """(repository URL, source code credential id) of the clone step ('' when none)."""
-        source = self.source or {}
-        return str(source.get("url") or ""), str(source.get("sourceCodeCredentialId") or "")
+        """(repository URL, source code credential id) of what a run clones ('' when
+        nothing): the clone step's, or the repository of a pipeline read from it."""
+        source = self.data if self.from_repository else (self.source or {})
+        url = source.get("repositoryUrl" if self.from_repository else "url")
+        credential = source.get("sourceCodeCredentialId")
+        return (url if isinstance(url, str) else "",
+                credential if isinstance(credential, str) else "")
 
     def branch_condition(self) -> BranchCondition | None:
-        """Which branches the clone step builds; None without a clone step."""
+        """Which branches the clone step builds; None without a clone step (a pipeline
+        read from its repository builds any branch its file allows)."""
+        if self.from_repository:
+            return None
         source = self.source
         if source is None:
             return None

@@ -23,9 +23,9 @@ from prefect_pipelines.translator.errors import (
 from prefect_pipelines.translator.spec import PipelineConfig
 from prefect_pipelines.translator.validation import parse_pipeline
 from prefect_pipelines.translator.yaml_io import load_yaml
+from prefect_pipelines.vocabulary import CLONE_STAGE
 
 CONFIG_FILES = (".rancher-pipeline.yml", ".rancher-pipeline.yaml")
-CLONE_STAGE = "clone"
 # Keys of a stored definition that belong to the pipeline, not to its file.
 _PIPELINE_KEYS = ("name", "triggerCronExpression", "triggerCronTimezone", "triggerWebhook")
 
@@ -110,3 +110,16 @@ def _without_clone(data: Any, stripped: _Stripped) -> Any:
 def _is_empty_clone(step: Any) -> bool:
     return (isinstance(step, dict) and set(step) == {"sourceCodeConfig"}
             and step["sourceCodeConfig"] in ({}, None))
+
+
+def clone_only(config: PipelineConfig) -> PipelineConfig:
+    """What a run of a pipeline read from its repository runs before it has read the file:
+    the clone stage."""
+    return parse_pipeline({"stages": [{"name": CLONE_STAGE, "steps": [
+        {"sourceCodeConfig": config.repository_clone()}]}], "timeout": config.timeout},
+        min_cron_interval_seconds=0)
+
+
+def file_names(config: PipelineConfig) -> tuple[str, ...]:
+    """The files a run looks for, in order: `configPath`, else the two default names."""
+    return (config.config_path,) if config.config_path else CONFIG_FILES

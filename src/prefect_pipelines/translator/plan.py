@@ -19,8 +19,18 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from prefect_pipelines.translator.branches import BranchCondition
-from prefect_pipelines.translator.errors import BranchMismatchError, ImageTagError, PipelineSpecError
-from prefect_pipelines.translator.spec import EnvFromSecret, PipelineConfig, RunScriptConfig, Step, When
+from prefect_pipelines.translator.errors import (
+    BranchMismatchError,
+    ImageTagError,
+    PipelineSpecError,
+)
+from prefect_pipelines.translator.spec import (
+    EnvFromSecret,
+    PipelineConfig,
+    RunScriptConfig,
+    Step,
+    When,
+)
 from prefect_pipelines.vocabulary import step_tags
 
 TriggerType = Literal["user", "cron", "webhook"]
@@ -166,6 +176,7 @@ class RunPlan:
     timeout_seconds: float
     repo_url: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
+    source_file: str = ""  # the repository's pipeline file the plan was read from, if any
 
     def steps(self) -> list[StepPlan]:
         """All steps, stage by stage."""

@@ -24,12 +24,17 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from prefect_pipelines.translator.branches import compile_branch_pattern
-from prefect_pipelines.translator.conditions import constraint_allows, describe_constraint, glob_pattern
+from prefect_pipelines.translator.branches import compile_branch_pattern, validate_branch_name
+from prefect_pipelines.translator.conditions import (
+    constraint_allows,
+    describe_constraint,
+    glob_pattern,
+)
 from prefect_pipelines.translator.errors import (
     CronTimezoneError,
     EnvEntryError,
     InvalidValueError,
+    MissingFieldError,
     ShellFieldsError,
     SourceStepPlacementError,
     StepKindError,
@@ -466,10 +471,22 @@ class Stage(SpecModel):
 
 
 class PipelineConfig(SpecModel):
-    """A pipeline definition: what runs, and (for stored pipelines) its name and triggers."""
+    """A pipeline: its name and triggers, and what runs: its `stages` (a stored
+    definition) or, for a pipeline read from its repository, the repository whose
+    `.rancher-pipeline.yml` each run reads at the commit it builds."""
 
     name: str | None = Field(default=None, description="The pipeline's id within its project.")
-    stages: list[Stage] = Field(min_length=1)
+    stages: list[Stage] | None = Field(default=None, min_length=1)
+    repository_url: str | None = Field(
+        default=None, description="The repository whose pipeline file runs (instead of stages).")
+    source_code_credential_id: str | None = Field(
+        default=None, description="With repositoryUrl: the source code credential that clones it.")
+    config_path: WorkspacePath | None = Field(
+        default=None, description="With repositoryUrl: the pipeline file (default "
+        ".rancher-pipeline.yml, else .rancher-pipeline.yaml).")
+    default_branch: str | None = Field(
+        default=None, description="With repositoryUrl: the branch cron and manual runs build "
+        "when none is given (`branch` on the API).")
     timeout: Minutes = Field(
         default=DEFAULT_PIPELINE_TIMEOUT_MINUTES, description="Minutes before the run fails."
     )
@@ -495,9 +512,37 @@ class PipelineConfig(SpecModel):
             )
         return value
 
+    @field_validator("repository_url")
+    @classmethod
+    def _repository(cls, value: str | None) -> str | None:
+        return None if value is None else SourceCodeConfig._git_url(value)
+
+    @field_validator("default_branch")
+    @classmethod
+    def _default_branch(cls, value: str | None) -> str | None:
+        return None if value is None else validate_branch_name(value)
+
+    @model_validator(mode="after")
+    def _what_runs(self) -> PipelineConfig:
+        if self.repository_url is None:
+            if self.stages is None:
+                raise MissingFieldError(
+                    "is required (or repositoryUrl, for a pipeline read from its repository)"
+                ).at("stages")
+            for field in ("source_code_credential_id", "config_path", "default_branch"):
+                if getattr(self, field) is not None:
+                    raise InvalidValueError(
+                        f"{to_camel(field)} is for a pipeline read from its repository: give "
+                        "repositoryUrl, or put it in the clone step").at(to_camel(field))
+        elif self.stages is not None:
+            raise InvalidValueError(
+                "give stages (a definition stored with the pipeline) or repositoryUrl (a "
+                "pipeline that reads its file from the repository), not both").at("repositoryUrl")
+        return self
+
     @model_validator(mode="after")
     def _source_first(self) -> PipelineConfig:
-        for i, stage in enumerate(self.stages):
+        for i, stage in enumerate(self.stages or []):
             for j, step in enumerate(stage.steps):
                 if step.source_code_config is not None and (i, j) != (0, 0):
                     raise SourceStepPlacementError(
@@ -523,8 +568,19 @@ class PipelineConfig(SpecModel):
 
     @property
     def source(self) -> SourceCodeConfig | None:
-        """The clone step's config, when the pipeline has one."""
-        return self.stages[0].steps[0].source_code_config
+        """What a run clones: the clone step's config, or the repository of a pipeline
+        read from it (any branch)."""
+        if self.repository_url is not None:
+            return SourceCodeConfig.model_validate(self.repository_clone())
+        return self.stages[0].steps[0].source_code_config if self.stages else None
+
+    def repository_clone(self) -> dict[str, Any]:
+        """The implicit clone step (`sourceCodeConfig`) of a pipeline read from its repository."""
+        assert self.repository_url is not None
+        clone: dict[str, Any] = {"url": self.repository_url, "branchCondition": "all"}
+        if self.source_code_credential_id:
+            clone["sourceCodeCredentialId"] = self.source_code_credential_id
+        return clone
 
     def to_dict(self) -> dict[str, Any]:
         """The definition as plain data, in /v3 field names, with what the user set."""

@@ -18,7 +18,7 @@ from prefect_pipelines.api.schemas import (
     RunInput,
 )
 from prefect_pipelines.api.schemas import Pipeline as PipelineModel
-from prefect_pipelines.errors import InvalidInputError
+from prefect_pipelines.errors import ActionNotAvailableError, InvalidInputError
 from prefect_pipelines.services import pipelines as service
 from prefect_pipelines.services.executions import ExecutionRecord
 from prefect_pipelines.services.projects import check_clone_credential
@@ -49,12 +49,12 @@ def pipeline_resource(request: Request, record: service.PipelineRecord) -> dict[
     """A pipeline in Norman's shape, with the actions its state allows."""
     url = _self_url(request, record.project_id, record.pipeline_id)
     actions = ["run", "deactivate" if record.active else "activate"]
-    return norman.resource(
-        url, "pipeline", {"id": record.pipeline_id, **record.fields()}, actions=actions,
-        links={"view": f"{url}/view", "export": f"{url}/export",
-               "executions": f"{norman.base_url(request)}/v3/projects/{record.project_id}"
-                             f"/pipelineexecutions?pipelineId={record.pipeline_id}"},
-    )
+    links = {"executions": f"{norman.base_url(request)}/v3/projects/{record.project_id}"
+                           f"/pipelineexecutions?pipelineId={record.pipeline_id}"}
+    if not record.from_repository:  # a stored definition can be viewed and exported
+        links = {"view": f"{url}/view", "export": f"{url}/export", **links}
+    return norman.resource(url, "pipeline", {"id": record.pipeline_id, **record.fields()},
+                           actions=actions, links=links)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=PipelineModel,
@@ -156,6 +156,10 @@ def _run_input(body: Any) -> RunInput:
 
 
 def _definition_yaml(record: service.PipelineRecord) -> str:
+    if record.from_repository:
+        raise ActionNotAvailableError(
+            f"pipeline {record.pipeline_id} is read from {record.fields()['repositoryUrl']}: its "
+            "definition is the repository's pipeline file, not stored here")
     fields = record.fields()
     document: dict[str, Any] = {"name": record.pipeline_id, "stages": fields["stages"],
                                 "timeout": fields["timeout"]}

@@ -1,0 +1,126 @@
+"""Pipelines read from their repository (issue 11): `.rancher-pipeline.yml` at the commit a
+run builds, on the real git server, through the /v3 API and a real worker."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.api import assert_error, create, new_project, run, step_log, wait_state
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+FILE = ".rancher-pipeline.yml"
+
+
+def pipeline_file(word: str) -> str:
+    return textwrap.dedent(f"""\
+        stages:
+        - name: Clone
+          steps:
+          - sourceCodeConfig: {{}}
+        - name: build
+          steps:
+          - runScriptConfig:
+              image: busybox
+              shellScript: echo "{word} at $CICD_GIT_COMMIT on $CICD_GIT_BRANCH"
+          - runScriptConfig: {{image: busybox, shellScript: echo pushes only}}
+            when: {{event: push}}
+        timeout: 5
+        """)
+
+
+@pytest.fixture
+def repository(git_server, tmp_path: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """A repository whose branches hold a pipeline file, another one, an invalid one and
+    none; `push(branch, files)` commits to one and returns the commit."""
+    name = f"pac-{uuid.uuid4().hex[:8]}"
+    commits = git_server.create_repo(name, {
+        "nofile": {"README": "no pipeline here\n"},
+        "main": {FILE: pipeline_file("main")},
+        "dev": {FILE: pipeline_file("dev")},
+        "bad": {FILE: "stages:\n- name: Clone\n  steps:\n  - sourceCodeConfig: {}\n"
+                      "- name: b\n  steps:\n  - runScriptConfig: {image: busybox}\n"},
+    })
+    url = git_server.repo_url(name)
+    work = tmp_path / "work"
+    subprocess.run(["git", "clone", "-q", url, str(work)], check=True)
+
+    def push(branch: str, files: dict[str, str]) -> str:
+        git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+        subprocess.run([*git, "checkout", "-q", branch], check=True)
+        for path, text in files.items():
+            (work / path).write_text(text)
+        subprocess.run([*git, "commit", "-q", "-am", f"change {branch}"], check=True)
+        subprocess.run([*git, "push", "-q", "origin", branch], check=True)
+        return subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    return {**commits, "url": url, "push": push}  # type: ignore[dict-item]
+
+
+def test_runs_read_the_file_of_the_commit_they_build(api: httpx.Client, repository) -> None:  # type: ignore[no-untyped-def]
+    project = new_project(api)
+    created = create(api, project, {"name": "pac", "repositoryUrl": repository["url"], "branch": "main"})
+    assert (created["repositoryUrl"], created["branch"], created["stages"]) == (repository["url"], "main", [])
+    assert "view" not in created["links"] and "export" not in created["links"]
+    assert_error(api.get(f"/v3/projects/{project}/pipelines/pac/view"), 409)
+
+    first = wait_state(api, project, run(api, project, "pac")["id"])  # the default branch
+    assert first["state"] == "success", first
+    assert [stage["name"] for stage in first["pipeline"]["stages"]] == ["Clone", "build"]
+    assert first["commit"] == repository["main"]
+    assert f"main at {repository['main']} on main" in step_log(api, project, first["id"], 1, 0)
+    assert [step["state"] for step in first["stages"][1]["steps"]] == ["success", "skipped"]
+
+    dev = wait_state(api, project, run(api, project, "pac", branch="dev")["id"])
+    assert dev["state"] == "success", dev
+    assert f"dev at {repository['dev']} on dev" in step_log(api, project, dev["id"], 1, 0)
+
+    # A second commit changes what runs; a rerun builds the commit it built before.
+    second = repository["push"]("main", {FILE: pipeline_file("changed")})
+    changed = wait_state(api, project, run(api, project, "pac")["id"])
+    assert f"changed at {second} on main" in step_log(api, project, changed["id"], 1, 0)
+    rerun = api.post(f"/v3/projects/{project}/pipelineexecutions/{first['id']}", params={"action": "rerun"})
+    assert rerun.status_code == 200, rerun.text
+    again = wait_state(api, project, rerun.json()["id"])
+    assert again["commit"] == repository["main"]
+    assert f"main at {repository['main']} on main" in step_log(api, project, again["id"], 1, 0)
+
+
+def test_a_commit_without_a_valid_file_fails_naming_the_file(api: httpx.Client, repository) -> None:  # type: ignore[no-untyped-def]
+    project = new_project(api)
+    create(api, project, {"name": "pac", "repositoryUrl": repository["url"]})
+    assert_error(api.post(f"/v3/projects/{project}/pipelines/pac", params={"action": "run"}), 422,
+                 field="branch")  # no default branch, none given
+
+    missing = wait_state(api, project, run(api, project, "pac", branch="nofile")["id"])
+    assert missing["state"] == "failed"
+    assert missing["message"] == (f"invalid pipeline: the repository has no {FILE} or "
+                                  f".rancher-pipeline.yaml at {repository['nofile'][:12]}: nothing to run")
+    # It shows what it ran: the implicit clone, which succeeded.
+    assert [(stage["name"], stage["state"]) for stage in missing["stages"]] == [("clone", "success")]
+
+    bad = wait_state(api, project, run(api, project, "pac", branch="bad")["id"])
+    assert bad["state"] == "failed"
+    assert bad["message"] == (f"invalid pipeline: {FILE}: stages[1].steps[0].runScriptConfig.shellScript: "
+                              "shellScript is required when isShell is true")
+
+
+def test_a_body_with_both_kinds_or_a_bad_repository_is_refused(api: httpx.Client, repository) -> None:  # type: ignore[no-untyped-def]
+    project = new_project(api)
+    stages = [{"name": "a", "steps": [{"runScriptConfig": {"image": "busybox", "shellScript": "true"}}]}]
+    pipelines = f"/v3/projects/{project}/pipelines"
+    assert_error(api.post(pipelines, json={"name": "both", "repositoryUrl": repository["url"], "stages": stages}),
+                 422, field="repositoryUrl")
+    assert_error(api.post(pipelines, json={"name": "bad", "repositoryUrl": "not a url"}), 422, field="repositoryUrl")
+    assert_error(api.post(pipelines, json={"name": "path", "repositoryUrl": repository["url"],
+                                           "configPath": "../x.yml"}), 422, field="configPath")
+    assert_error(api.post(pipelines, json={"name": "stored", "stages": stages, "configPath": "x.yml"}),
+                 422, field="configPath")
+    assert_error(api.post(pipelines, json={"name": "neither"}), 422, field="stages")

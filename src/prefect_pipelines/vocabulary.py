@@ -88,6 +88,7 @@ def flow_parameters(
     project_id: str = "",
     branch: str | None = None,
     trigger: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
 ) -> None:
     """Run a pipeline definition once.
 
@@ -98,6 +99,8 @@ def flow_parameters(
         branch: the branch to build; derived from the definition when it names one.
         trigger: who started the run: `triggeredBy` (user|cron|webhook), `userId`,
             `event`, `commit`, `ref`, `message`, `author`, `htmlLink`.
+        env: run variables, NAME -> value: every step gets them, over the pipeline's
+            own env (CICD_* names are the pipeline's and cannot be set).
     """
 
 

@@ -47,12 +47,12 @@ from prefect.events.filters import (
 )
 from prefect.exceptions import InfrastructureNotFound
 from prefect.logging import get_logger
-from prefect.states import Cancelled, Crashed
 from prefect.settings import (
     PREFECT_LOGGING_TO_API_BATCH_INTERVAL,
     PREFECT_WORKER_QUERY_SECONDS,
     temporary_settings,
 )
+from prefect.states import Cancelled, Crashed
 from prefect.workers.base import BaseWorker, BaseWorkerResult
 from prefect.workers.process import ProcessJobConfiguration, ProcessVariables
 

@@ -20,6 +20,7 @@ from tests.support.api import (
     new_project,
     run,
     script_step,
+    step_log,
     wait_state,
 )
 from tests.support.procs import wait_for
@@ -261,3 +262,47 @@ def test_prefect_yaml_deploys_a_pipeline_the_api_shows(api: httpx.Client, tmp_pa
     assert body["triggerCronTimezone"] == spec["schedules"][0]["timezone"]
     assert body["nextStart"] is not None
     assert body["stages"] == spec["parameters"]["pipeline"]["stages"]
+
+
+class TestRunVariables:
+    def test_run_variables_reach_every_step_are_recorded_and_rerun(self, api: httpx.Client) -> None:
+        project = new_project(api)
+        script = 'echo "greeting=$GREETING mode=$MODE exec=$CICD_EXECUTION_ID"'
+        create(api, project, definition("vars", [script_step(script, env=["MODE=pipeline", "KEEP=1"])],
+                                        [script_step('echo "again=$GREETING"')]))
+        # A value is data, never shell: quotes, $(...) and ; reach the step as written.
+        variables = {"GREETING": "hi $(id -u); 'x'", "MODE": "run"}
+        response = api.post(f"/v3/projects/{project}/pipelines/vars", params={"action": "run"},
+                            json={"env": variables})
+        assert response.status_code == 200, response.text
+        done = wait_state(api, project, response.json()["id"])
+        assert done["state"] == "success", done
+        assert done["env"] == variables
+        log = step_log(api, project, done["id"], 0, 0)
+        assert "greeting=hi $(id -u); 'x' mode=run exec=vars-1" in log  # over the pipeline's env
+        assert "again=hi $(id -u); 'x'" in step_log(api, project, done["id"], 1, 0)
+        rerun = api.post(f"/v3/projects/{project}/pipelineexecutions/{done['id']}", params={"action": "rerun"})
+        assert rerun.status_code == 200, rerun.text
+        again = wait_state(api, project, rerun.json()["id"])
+        assert again["env"] == variables and "mode=run" in step_log(api, project, again["id"], 0, 0)
+        plain = wait_state(api, project, run(api, project, "vars")["id"])
+        assert plain["env"] == {} and "mode=pipeline" in step_log(api, project, plain["id"], 0, 0)
+
+    @pytest.mark.parametrize(("env", "field"), [
+        ({"1X": "a"}, "env.1X"), ({"CICD_GIT_BRANCH": "main"}, "env.CICD_GIT_BRANCH"),
+        ({"A": 1}, "env.A"), ("A=1", "env"), ({"A B": "x"}, "env.A B"),
+    ])
+    def test_bad_run_variables_are_refused_naming_them(self, api: httpx.Client, env: object, field: str) -> None:
+        project = new_project(api)
+        create(api, project, definition("vars", SIMPLE))
+        response = api.post(f"/v3/projects/{project}/pipelines/vars", params={"action": "run"}, json={"env": env})
+        assert_error(response, 422, field=field)
+        assert api.get(f"/v3/projects/{project}/pipelineexecutions").json()["data"] == []
+
+    def test_the_prefect_ui_run_form_asks_for_branch_and_env(self, api: httpx.Client) -> None:
+        """Prefect's "Custom run" form is drawn from the deployment's parameter schema."""
+        project = new_project(api)
+        create(api, project, definition("form", SIMPLE))
+        schema = prefect_deployment(project, "form").parameter_openapi_schema
+        assert schema["properties"]["env"]["description"].startswith("run variables, NAME -> value")
+        assert "branch to build" in schema["properties"]["branch"]["description"]

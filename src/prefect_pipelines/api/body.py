@@ -8,7 +8,11 @@ from typing import Any, TypeVar
 import pydantic
 from fastapi import Request
 
-from prefect_pipelines.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
+from prefect_pipelines.errors import (
+    InvalidInputError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 from prefect_pipelines.settings import Settings
 from prefect_pipelines.translator import PipelineConfig, parse_pipeline
 from prefect_pipelines.translator.validation import format_path

@@ -117,6 +117,10 @@ class RunInput(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     branch: str | None = Field(default=None, description="The branch to build.")
+    env: dict[str, str] | None = Field(
+        default=None, description="Run variables, NAME -> value: every step gets them, over "
+        "the pipeline's own env (CICD_* names cannot be set). Recorded on the execution and "
+        "kept by a rerun.")
 
 
 class StepStatus(ApiModel):
@@ -142,6 +146,7 @@ class PipelineExecution(Resource):
     triggeredBy: Literal["user", "cron", "webhook"]
     triggerUserId: str
     pipeline: dict[str, Any]
+    env: dict[str, str] = Field(default_factory=dict, description="The run's variables.")
     commit: str
     state: State
     message: str = Field(description="How the execution ended (why it failed or was "

@@ -63,6 +63,7 @@ from prefect_pipelines.translator import (
 from prefect_pipelines.translator.errors import BranchRequiredError
 from prefect_pipelines.translator.executions import api_state
 from prefect_pipelines.translator.pipeline_file import clone_only, file_names, parse_pipeline_file
+from prefect_pipelines.translator.spec import run_variables
 from prefect_pipelines.vocabulary import (
     CONTAINER_EXECUTION,
     CONTAINER_FLOW_RUN,
@@ -503,6 +504,7 @@ def run_pipeline(
     project_id: str = "",
     branch: str | None = None,
     trigger: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
 ) -> State:
     """Run a pipeline definition once.
 
@@ -513,16 +515,20 @@ def run_pipeline(
         branch: the branch to build; derived from the definition when it names one.
         trigger: who started the run: `triggeredBy` (user|cron|webhook), `userId`,
             `event`, `commit`, `ref`, `message`, `author`, `htmlLink`.
+        env: run variables, NAME -> value: every step gets them, over the pipeline's
+            own env (CICD_* names are the pipeline's and cannot be set).
     """
     settings = get_settings()
     context = FlowRunContext.get()
     assert context is not None and context.flow_run is not None
     with heartbeats(context.flow_run, settings.heartbeat_seconds):
-        return _execute(context.flow_run, settings, pipeline, pipeline_id, project_id, branch, trigger)
+        return _execute(context.flow_run, settings, pipeline, pipeline_id, project_id, branch, trigger,
+                        env)
 
 
 def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pipeline_id: str,
-             project_id: str, branch: str | None, trigger: dict[str, Any] | None) -> State:
+             project_id: str, branch: str | None, trigger: dict[str, Any] | None,
+             env: dict[str, str] | None = None) -> State:
     """The run itself (see `run_pipeline`)."""
     logger = get_run_logger()
     if settings.executor == "process":
@@ -544,6 +550,7 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
                 raise BranchRequiredError(
                     "no branch given, and the pipeline has no default branch: give one").at("branch")
         run_trigger = _trigger_from(trigger, flow_run)
+        variables = run_variables(env)
         run_number = _numbers.pop(flow_run.id, None)
         if run_number is None:
             run_number = ensure_run_number(flow_run, pipeline_id or config.name or "")
@@ -560,7 +567,8 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
                 logger.error("%s", refusal)
                 console.status(refusal)
                 return Failed(message=refusal)
-        plan = compile_plan(config, identity=identity, trigger=run_trigger, branch=branch)
+        plan = compile_plan(config, identity=identity, trigger=run_trigger, branch=branch,
+                            variables=variables)
     except PipelineSpecError as exc:
         logger.error("cannot run this pipeline: %s", exc)
         console.status(f"cannot run this pipeline: {exc}")
@@ -701,8 +709,9 @@ def _read_pipeline_file(run: _Run, repository: PipelineConfig, pipeline: dict[st
                                      clone=repository.repository_clone(),
                                      max_bytes=run.settings.max_pipeline_bytes)
         old = run.plan
-        plan = compile_plan(config, identity=old.identity, trigger=old.trigger, branch=old.branch)
-        plan = replace(plan, extra_env=old.extra_env, source_file=name)
+        plan = compile_plan(config, identity=old.identity, trigger=old.trigger, branch=old.branch,
+                            variables=old.extra_env)
+        plan = replace(plan, source_file=name)
         if run.flow_run.deployment_id is not None:
             record_definition(run.flow_run, {**pipeline, **config.to_dict()})
         return plan

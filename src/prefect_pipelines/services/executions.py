@@ -286,5 +286,6 @@ async def rerun_execution(client: PrefectClient, *, project_id: str, execution_i
         branch=str(branch) if branch else None,
         trigger=trigger,
         definition=parameters.get("pipeline") or {},
+        env=parameters.get("env") if isinstance(parameters.get("env"), dict) else None,
     )
     return ExecutionRecord(flow_run, [], project_id, record.pipeline_id)

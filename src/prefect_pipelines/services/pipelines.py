@@ -409,11 +409,13 @@ def resolve_branch(definition: dict[str, Any], branch: str | None) -> str:
 async def start_execution(client: PrefectClient, *, deployment: DeploymentResponse,
                           pipeline_id: str, branch: str | None, trigger: dict[str, Any],
                           definition: dict[str, Any] | None = None,
-                          run_key: str | None = None, patient: bool = False) -> FlowRun:
+                          run_key: str | None = None, patient: bool = False,
+                          env: dict[str, str] | None = None) -> FlowRun:
     """Start an execution: take the next run number, then create the flow run with it.
 
     Args:
         definition: run this definition instead of the pipeline's current one (a rerun).
+        env: the run's variables (checked by the caller).
         run_key: the run's idempotency key when it must be made once whatever the number
             (a webhook delivery's, `vocabulary.delivery_key`); when that run exists
             already, it is returned and the number taken is given back.
@@ -433,6 +435,8 @@ async def start_execution(client: PrefectClient, *, deployment: DeploymentRespon
     current = (deployment.parameters or {}).get("pipeline") or {}
     resolved = resolve_branch(definition if definition is not None else current, branch)
     parameters: dict[str, Any] = {"branch": resolved or None, "trigger": trigger}
+    if env:
+        parameters["env"] = env
     if definition is not None:
         parameters["pipeline"] = definition
     # One run creation at a time per process: on SQLite, concurrent writes through

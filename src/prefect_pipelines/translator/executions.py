@@ -245,6 +245,9 @@ def execution_fields(flow_run: FlowRun, steps: Steps, *, project_id: str,
         "triggeredBy": triggered_by,
         "triggerUserId": trigger.get("userId") or "",
         "pipeline": definition,
+        "env": {name: value for name, value in (parameters.get("env") or {}).items()
+                if isinstance(name, str) and isinstance(value, str)}
+               if isinstance(parameters.get("env"), dict) else {},
         "commit": str(labels.get(LABEL_COMMIT) or trigger.get("commit") or ""),
         "state": state,
         "message": (flow_run.state.message or "") if flow_run.state and state in FINISHED else "",

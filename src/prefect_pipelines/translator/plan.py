@@ -175,7 +175,7 @@ class RunPlan:
     stages: tuple[StagePlan, ...]
     timeout_seconds: float
     repo_url: str = ""
-    extra_env: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)  # the run's variables
     source_file: str = ""  # the repository's pipeline file the plan was read from, if any
 
     def steps(self) -> list[StepPlan]:
@@ -332,7 +332,9 @@ def resolve_step(plan: RunPlan, step: StepPlan, commit: str = "") -> ResolvedSte
             secrets=() if withheld else tuple(secrets),
             secrets_withheld=withheld,
         )
-        return ResolvedStep(step, {**base, **spec.env_map()}, script=script)
+        # The step's own env, then the run's variables over it; CICD_* always the pipeline's.
+        env = {"CI": "true", **spec.env_map(), **plan.extra_env, **plan.cicd_env(commit)}
+        return ResolvedStep(step, env, script=script)
     if spec.publish_image_config is not None:
         config_ = spec.publish_image_config
         tag = _reference(config_.tag, base, f"{where}.publishImageConfig.tag")
@@ -427,6 +429,7 @@ def compile_plan(
     identity: RunIdentity,
     trigger: Trigger | None = None,
     branch: str | None = None,
+    variables: dict[str, str] | None = None,
 ) -> RunPlan:
     """Compile a validated definition into the plan of one execution.
 
@@ -435,6 +438,7 @@ def compile_plan(
         identity: pipeline, project and run number.
         trigger: who or what started the run (default: a user).
         branch: the branch asked for; derived from the clone step when not given.
+        variables: the run's variables (checked by `spec.run_variables`).
 
     Raises:
         BranchRequiredError, BranchMismatchError, InvalidValueError: about the branch.
@@ -481,6 +485,7 @@ def compile_plan(
         stages=tuple(stages),
         timeout_seconds=pipeline_seconds,
         repo_url=source.url if source else "",
+        extra_env=dict(variables or {}),
     )
     check_resolves(plan)
     return plan

@@ -145,6 +145,29 @@ def _env_name(name: str) -> str:
     return name
 
 
+def run_variables(value: Any) -> dict[str, str]:
+    """A run's variables (`env` of the `run` action): names as for a step's env, string
+    values.
+
+    Raises:
+        WrongTypeError, EnvEntryError: naming the variable (`env.NAME`).
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise WrongTypeError("must be a mapping of NAME to value").at("env")
+    for name, text in value.items():
+        if not isinstance(name, str):
+            raise EnvEntryError(f"{name!r} is not an environment variable name").at("env")
+        try:
+            _env_name(name)
+        except EnvEntryError as exc:
+            raise exc.at(f"env.{name}") from None
+        if not isinstance(text, str):
+            raise WrongTypeError(f"must be a string, not {_type_name(text)}").at(f"env.{name}")
+    return dict(value)
+
+
 def _registry(value: str) -> str:
     if not _REGISTRY.fullmatch(value):
         raise InvalidValueError(f"{value!r} is not a registry host (host or host:port)")

@@ -22,6 +22,8 @@ from prefect_pipelines.errors import ActionNotAvailableError, InvalidInputError
 from prefect_pipelines.services import pipelines as service
 from prefect_pipelines.services.executions import ExecutionRecord
 from prefect_pipelines.services.projects import check_clone_credential
+from prefect_pipelines.translator import PipelineSpecError
+from prefect_pipelines.translator.spec import run_variables
 from prefect_pipelines.translator.yaml_io import dump_yaml
 
 router = APIRouter(prefix="/v3/projects/{project_id}/pipelines", tags=["pipelines"],
@@ -132,7 +134,7 @@ async def pipeline_action(
         await check_clone_credential(client, project_id, deployment)
         flow_run = await service.start_execution(
             client, deployment=deployment, pipeline_id=pipeline_id, branch=run_input.branch,
-            trigger={"triggeredBy": "user", "userId": user},
+            trigger={"triggeredBy": "user", "userId": user}, env=run_input.env,
         )
         return execution_resource(request, ExecutionRecord(flow_run, [], project_id, pipeline_id))
     record = await service.set_active(client, project_id=project_id, pipeline_id=pipeline_id,
@@ -146,13 +148,17 @@ def _run_input(body: Any) -> RunInput:
         return RunInput()
     if not isinstance(body, dict):
         raise InvalidInputError("the run input must be an object like {\"branch\": \"main\"}")
-    unknown = sorted(set(body) - {"branch"})
+    unknown = sorted(set(body) - {"branch", "env"})
     if unknown:
         raise InvalidInputError(f"{unknown[0]} is not a known field", field_name=unknown[0])
     branch = body.get("branch")
     if branch is not None and not isinstance(branch, str):
         raise InvalidInputError("branch must be a string", field_name="branch")
-    return RunInput(branch=branch or None)
+    try:
+        env = run_variables(body.get("env"))
+    except PipelineSpecError as exc:
+        raise InvalidInputError(exc.message, field_name=exc.path) from None
+    return RunInput(branch=branch or None, env=env or None)
 
 
 def _definition_yaml(record: service.PipelineRecord) -> str:

@@ -27,9 +27,9 @@ from prefect_pipelines.api.schemas import DockerCredential as DockerCredentialMo
 from prefect_pipelines.api.schemas import Project as ProjectModel
 from prefect_pipelines.api.schemas import ProjectSecret as ProjectSecretModel
 from prefect_pipelines.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from prefect_pipelines.services import dockercredentials as docker_service
 from prefect_pipelines.services import pipelines as pipeline_service
 from prefect_pipelines.services import projects as service
-from prefect_pipelines.services import dockercredentials as docker_service
 from prefect_pipelines.services import secrets as secret_service
 
 router = APIRouter(prefix="/v3/projects", tags=["projects"], responses=ERROR_RESPONSES)

@@ -393,10 +393,10 @@ def test_a_killed_worker_is_restarted_and_the_run_it_held_fails_worker_lost(
                 return max(1.0, 180 - (time.monotonic() - killed_at))
 
             lost = wait_state(api, project, held["id"], timeout=left())
-            assert lost["state"] == "failed" and "worker lost" in lost["message"], lost
+            assert lost["state"] == "failed" and "worker lost" in lost["stateMessage"], lost
             # The restarted worker sees its predecessor's lock free (presence.py): it ends
             # the run without waiting for Prefect's automation (15 s of silence here).
-            assert f"worker process ({socket.gethostname()}:{old_worker}) is gone" in lost["message"], lost
+            assert f"worker process ({socket.gethostname()}:{old_worker}) is gone" in lost["stateMessage"], lost
             wait_for(lambda: not containers_of(docker_client, flow_run_id), timeout=left(),
                      what="the lost run's container to be removed")
 

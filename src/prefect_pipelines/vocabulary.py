@@ -33,6 +33,10 @@ DELIVERY_PREFIX = "pipeline-delivery:"
 # Labels the flow puts on its own flow run once it knows them.
 LABEL_COMMIT = "pipelines.commit"
 LABEL_BRANCH = "pipelines.branch"
+# What git says of the commit a manual or cron run cloned (a webhook's delivery says it).
+LABEL_MESSAGE = "pipelines.message"
+LABEL_AUTHOR = "pipelines.author"
+LABEL_EMAIL = "pipelines.email"
 # What the steps of a run came to, put on the flow run as the run ends (see recorded_steps).
 LABEL_STEPS = "pipelines.steps"
 
@@ -98,7 +102,8 @@ def flow_parameters(
         project_id: `<clusterId>:<projectId>`.
         branch: the branch to build; derived from the definition when it names one.
         trigger: who started the run: `triggeredBy` (user|cron|webhook), `userId`,
-            `event`, `commit`, `ref`, `message`, `author`, `htmlLink`.
+            `event`, `commit`, `ref`, `message`, `author`, `email`, `avatarUrl`,
+            `htmlLink`, `title`.
         env: run variables, NAME -> value: every step gets them, over the pipeline's
             own env (CICD_* names are the pipeline's and cannot be set).
     """

@@ -238,7 +238,7 @@ def test_a_run_started_with_prefect_deployment_run_is_an_execution(api: httpx.Cl
     wait_for(lambda: _exists(api, project, "cli-2"), timeout=60, what="the CLI run to appear")
     done = wait_state(api, project, "cli-2", timeout=60)
     assert done["state"] == "success" and done["run"] == 2
-    assert done["triggeredBy"] == "user"
+    assert (done["triggeredBy"], done["triggerUserId"]) == ("prefect", None)  # nobody of the API
     assert done["stages"][0]["steps"][0]["state"] == "success"
     assert "from the cli cli-2" in step_log(api, project, "cli-2", 0, 0)
     listed = api.get(f"/v3/projects/{project}/pipelineexecutions", params={"pipelineId": "cli"}).json()
@@ -353,4 +353,8 @@ def test_a_run_prefect_makes_is_named_for_its_number_from_its_first_log_line(api
     beginning = [r.message for r in records if r.message.startswith("Beginning flow run")]
     assert beginning == ["Beginning flow run 'named-2' for flow 'run-pipeline'"], beginning
     assert not any(given in r.message for r in records), [r.message for r in records]
-    assert wait_state(api, project, "named-2")["state"] == "success"
+    made_through_prefect = wait_state(api, project, "named-2")
+    assert made_through_prefect["state"] == "success"
+    # Nobody of the API started it: it says so, with no user.
+    assert (made_through_prefect["triggeredBy"], made_through_prefect["triggerUserId"],
+            made_through_prefect["event"]) == ("prefect", None, "manual")

@@ -290,6 +290,14 @@ class TestWebhooks:
         assert again.json()["executionId"] == execution_id
         assert "handled already" in again.json()["message"]
         assert done["state"] == "success" and done["triggeredBy"] == "webhook" and done["commit"] == commit
+        # What the execution knows of its commit comes from the delivery (Rancher 2.1+'s fields).
+        assert {key: done[key] for key in ("triggerUserId", "branch", "ref", "event", "message",
+                                           "author", "email", "avatarUrl", "htmlLink", "title")} == {
+            "triggerUserId": None, "branch": "dev", "ref": "refs/heads/dev", "event": "push",
+            "message": "Initial commit", "author": "Codertocat",
+            "email": "21031067+Codertocat@users.noreply.github.com",
+            "avatarUrl": "https://avatars1.githubusercontent.com/u/21031067?v=4",
+            "htmlLink": payload["compare"], "title": ""}
         output = step_log(api, hooked["project"], execution_id, 0, 1)
         assert "pushed to dev" in output and f"event=push commit={commit} branch=dev" in output
         executions = api.get(f"/v3/projects/{hooked['project']}/pipelineexecutions").json()["data"]

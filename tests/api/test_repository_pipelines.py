@@ -75,6 +75,13 @@ def test_runs_read_the_file_of_the_commit_they_build(api: httpx.Client, reposito
     assert first["state"] == "success", first
     assert [stage["name"] for stage in first["pipeline"]["stages"]] == ["Clone", "build"]
     assert first["commit"] == repository["main"]
+    # What the execution knows of its commit comes from git itself for a manual run.
+    assert {key: first[key] for key in ("triggeredBy", "triggerUserId", "branch", "ref", "event",
+                                        "repositoryUrl", "message", "author", "email")} == {
+        "triggeredBy": "user", "triggerUserId": "alice", "branch": "main", "ref": "refs/heads/main",
+        "event": "manual", "repositoryUrl": repository["url"], "message": "main commit",
+        "author": "CI Test", "email": "ci@example.com"}
+    assert [stage["name"] for stage in first["stages"]] == ["Clone", "build"]
     assert f"main at {repository['main']} on main" in step_log(api, project, first["id"], 1, 0)
     assert [step["state"] for step in first["stages"][1]["steps"]] == ["success", "skipped"]
 
@@ -86,6 +93,7 @@ def test_runs_read_the_file_of_the_commit_they_build(api: httpx.Client, reposito
     second = repository["push"]("main", {FILE: pipeline_file("changed")})
     changed = wait_state(api, project, run(api, project, "pac")["id"])
     assert f"changed at {second} on main" in step_log(api, project, changed["id"], 1, 0)
+    assert (changed["commit"], changed["message"], changed["author"]) == (second, "change main", "t")
     rerun = api.post(f"/v3/projects/{project}/pipelineexecutions/{first['id']}", params={"action": "rerun"})
     assert rerun.status_code == 200, rerun.text
     again = wait_state(api, project, rerun.json()["id"])
@@ -101,14 +109,14 @@ def test_a_commit_without_a_valid_file_fails_naming_the_file(api: httpx.Client, 
 
     missing = wait_state(api, project, run(api, project, "pac", branch="nofile")["id"])
     assert missing["state"] == "failed"
-    assert missing["message"] == (f"invalid pipeline: the repository has no {FILE} or "
+    assert missing["stateMessage"] == (f"invalid pipeline: the repository has no {FILE} or "
                                   f".rancher-pipeline.yaml at {repository['nofile'][:12]}: nothing to run")
     # It shows what it ran: the implicit clone, which succeeded.
     assert [(stage["name"], stage["state"]) for stage in missing["stages"]] == [("clone", "success")]
 
     bad = wait_state(api, project, run(api, project, "pac", branch="bad")["id"])
     assert bad["state"] == "failed"
-    assert bad["message"] == (f"invalid pipeline: {FILE}: stages[1].steps[0].runScriptConfig.shellScript: "
+    assert bad["stateMessage"] == (f"invalid pipeline: {FILE}: stages[1].steps[0].runScriptConfig.shellScript: "
                               "shellScript is required when isShell is true")
 
 

@@ -43,7 +43,7 @@ def test_the_engine_stopping_mid_step_fails_the_step_and_says_why(
             assert done["stages"][1]["steps"][0]["state"] == "skipped"
             log = step_log(api, project, "doomed-1", 0, 0)
             assert "docker engine" in log, log
-            assert "docker engine" in done["message"], done
+            assert "docker engine" in done["stateMessage"], done
     finally:
         engine.close()
         stack.close()
@@ -75,7 +75,7 @@ def test_an_engine_gone_between_runs_fails_the_next_run_and_nothing_runs_on_the_
             done = wait_state(api, project, "second-1", timeout=90)
             assert not marker.exists(), "the step ran on the worker's host"
             assert done["state"] == "failed", done
-            assert f"the docker engine does not answer at {url}" in done["message"], done
+            assert f"the docker engine does not answer at {url}" in done["stateMessage"], done
         assert f"executor: docker (engine {url})" in worker.log_text()
     finally:
         engine.close()

@@ -160,7 +160,7 @@ def test_the_prefect_server_restarted_mid_run_and_the_facade_restarted(
         if after["state"] == "success":
             assert "survived" in step_log(api, project, "slow-1", 0, 0)
         else:
-            assert after["message"], after
+            assert after["stateMessage"], after
         assert _snapshot(api, project) == before
         assert step_log(api, project, "done-1", 0, 0) == "kept output"
 

@@ -73,7 +73,7 @@ def test_two_workers_share_runs_and_a_lost_worker_loses_only_its_own(
                                  "what Prefect saw:\n"
                                  + event_timeline(prefect_api, doomed_run, killed_wall - 90)) from None
         assert lost["state"] == "failed", lost
-        assert "worker lost" in lost["message"], lost
+        assert "worker lost" in lost["stateMessage"], lost
         assert lost["stages"][0]["steps"][0]["state"] == "failed"
         # Its container goes too (the surviving worker removes what lost runs leave).
         wait_for(lambda: not containers_of(docker_client, doomed_run), timeout=60,
@@ -84,7 +84,7 @@ def test_two_workers_share_runs_and_a_lost_worker_loses_only_its_own(
         results = {f"short-{n}": wait_state(b, project, f"short-{n}", timeout=180)
                    for n in range(1, SHORT_RUNS + 1)}
         failed = {name: result for name, result in results.items() if result["state"] != "success"}
-        assert all(r["state"] == "failed" and "worker lost" in r["message"] for r in failed.values()), failed
+        assert all(r["state"] == "failed" and "worker lost" in r["stateMessage"] for r in failed.values()), failed
         assert len(failed) <= 3, failed
         assert [r for r in results.values() if r["state"] not in FINISHED] == []
         by_worker = {_worker_of(r) for r in flow_runs_of(project)

@@ -143,14 +143,25 @@ class PipelineExecution(Resource):
     projectId: str
     pipelineId: str
     run: int
-    triggeredBy: Literal["user", "cron", "webhook"]
-    triggerUserId: str
+    triggeredBy: Literal["user", "cron", "webhook", "prefect"] = Field(
+        description="prefect: started from the Prefect UI or `prefect deployment run`.")
+    triggerUserId: str | None = Field(description="Who ran it (null for cron, webhook, prefect).")
+    branch: str = Field(description="The branch it built.")
+    ref: str = Field(description="The git ref it built (refs/heads/..., refs/tags/..., refs/pull/N/head).")
+    event: str = Field(description="push, pull_request, tag, manual or cron.")
+    repositoryUrl: str = Field(description="The repository it cloned ('' when none).")
+    message: str = Field(description="The commit's subject (a pull request's title).")
+    author: str
+    email: str
+    avatarUrl: str
+    htmlLink: str = Field(description="The delivery's compare or pull request page.")
+    title: str = Field(description="The pull request's title.")
     pipeline: dict[str, Any]
     env: dict[str, str] = Field(default_factory=dict, description="The run's variables.")
     commit: str
     state: State
-    message: str = Field(description="How the execution ended (why it failed or was "
-                         "aborted); empty until it ends.")
+    stateMessage: str = Field(description="How the execution ended (why it failed or was "
+                              "aborted); empty until it ends.")
     started: str | None
     ended: str | None
     stages: list[StageStatus]

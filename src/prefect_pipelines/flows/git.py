@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from prefect_pipelines.flows.executors.base import StepContext, StepResult
 from prefect_pipelines.flows.executors.process import host_env, run_streaming
+from prefect_pipelines.vocabulary import LABEL_AUTHOR, LABEL_EMAIL, LABEL_MESSAGE
 
 
 @dataclass
@@ -156,3 +157,17 @@ def _has_commit(ws: Path, commit: str, env: dict[str, str]) -> bool:
 def is_empty_dir(path: Path) -> bool:
     """True when `path` does not exist or has no entries."""
     return not path.exists() or not any(os.scandir(path))
+
+
+def commit_labels(ws: Path) -> dict[str, str]:
+    """The subject, author and email of the checkout's HEAD as flow-run labels (cut to
+    200 characters); none when git cannot tell."""
+    proc = subprocess.run(
+        ["git", "-C", str(ws), "log", "-1", "--format=%s%x00%an%x00%ae", "HEAD"],
+        capture_output=True, text=True, env=host_env({}), errors="replace",
+    )
+    parts = proc.stdout.rstrip("\n").split("\x00") if proc.returncode == 0 else []
+    if len(parts) != 3:
+        return {}
+    return {label: value[:200] for label, value in zip((LABEL_MESSAGE, LABEL_AUTHOR, LABEL_EMAIL), parts, strict=True)
+            if value}

@@ -36,7 +36,7 @@ from prefect_pipelines.flows.executors.base import (
 )
 from prefect_pipelines.flows.executors.docker import DockerExecutor
 from prefect_pipelines.flows.executors.process import ProcessExecutor
-from prefect_pipelines.flows.git import clone, existing_checkout, is_empty_dir
+from prefect_pipelines.flows.git import clone, commit_labels, existing_checkout, is_empty_dir
 from prefect_pipelines.flows.heartbeat import heartbeats
 from prefect_pipelines.flows.output import SecretMasker, StepOutput, console
 from prefect_pipelines.services.github import CommitStatus
@@ -325,7 +325,10 @@ class _StepJob:
         if cloned.commit:
             run.commit = cloned.commit
             if run.flow_run.deployment_id is not None:
-                label_flow_run(run.flow_run.id, {LABEL_COMMIT: cloned.commit})
+                labels = {LABEL_COMMIT: cloned.commit}
+                if run.plan.trigger.triggered_by != "webhook":  # a delivery says it itself
+                    labels.update(commit_labels(run.workspace))
+                label_flow_run(run.flow_run.id, labels)
         return cloned.result
 
 
@@ -345,8 +348,10 @@ def run_step(stage: int, step: int, title: str, job: _StepJob) -> State | dict[s
 
 def _trigger_from(params: dict[str, Any] | None, flow_run: FlowRun) -> Trigger:
     params = dict(params or {})
-    triggered_by = params.get("triggeredBy") or ("cron" if flow_run.auto_scheduled else "user")
-    if triggered_by not in ("user", "cron", "webhook"):
+    # A run Prefect made without the facade: its schedule's, or one from the Prefect UI or
+    # `prefect deployment run` (then nobody of the API started it).
+    triggered_by = params.get("triggeredBy") or ("cron" if flow_run.auto_scheduled else "prefect")
+    if triggered_by not in ("user", "cron", "webhook", "prefect"):
         raise PipelineSpecError(f"unknown trigger {triggered_by!r}", "trigger.triggeredBy")
     commit = str(params.get("commit") or "")
     if commit and not _COMMIT.fullmatch(commit):
@@ -363,6 +368,9 @@ def _trigger_from(params: dict[str, Any] | None, flow_run: FlowRun) -> Trigger:
         message=str(params.get("message") or ""),
         author=str(params.get("author") or ""),
         html_link=str(params.get("htmlLink") or ""),
+        email=str(params.get("email") or ""),
+        avatar_url=str(params.get("avatarUrl") or ""),
+        title=str(params.get("title") or ""),
     )
 
 
@@ -514,7 +522,8 @@ def run_pipeline(
         project_id: `<clusterId>:<projectId>`.
         branch: the branch to build; derived from the definition when it names one.
         trigger: who started the run: `triggeredBy` (user|cron|webhook), `userId`,
-            `event`, `commit`, `ref`, `message`, `author`, `htmlLink`.
+            `event`, `commit`, `ref`, `message`, `author`, `email`, `avatarUrl`,
+            `htmlLink`, `title`.
         env: run variables, NAME -> value: every step gets them, over the pipeline's
             own env (CICD_* names are the pipeline's and cannot be set).
     """

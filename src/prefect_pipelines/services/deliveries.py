@@ -189,7 +189,7 @@ def _fit(delivery: Delivery) -> dict[str, Any]:
     """The record's value within Prefect's limit for a variable: free text (the commit
     message first) is cut to fit; names, refs and hashes are short by nature."""
     value = delivery.model_dump()
-    for field in ("message", "author", "htmlLink"):
+    for field in ("message", "title", "author", "email", "avatarUrl", "htmlLink"):
         while (excess := len(json.dumps(value)) - MAX_VARIABLE_VALUE_LENGTH) > 0:
             text = str(value["trigger"].get(field) or "")
             if not text:

@@ -159,12 +159,16 @@ class Delivery:
     message: str = ""
     author: str = ""
     html_link: str = ""
+    email: str = ""
+    avatar_url: str = ""
+    title: str = ""  # a pull request's
 
     def trigger(self) -> dict[str, Any]:
         """The run's `trigger` parameter."""
         return {"triggeredBy": "webhook", "event": self.event, "commit": self.commit,
                 "ref": self.ref, "message": self.message, "author": self.author,
-                "htmlLink": self.html_link}
+                "htmlLink": self.html_link, "email": self.email, "avatarUrl": self.avatar_url,
+                "title": self.title}
 
 
 class Skip(Exception):
@@ -219,9 +223,11 @@ def _push(payload: dict[str, Any]) -> Delivery:
     else:
         raise InvalidInputError(f"push of an unexpected ref {ref!r}", field_name="ref")
     return Delivery(event=event, branch=name, commit=_commit(payload, "after"), ref=ref,
-                    message=_text(payload, "head_commit", "message"),
+                    message=_text(payload, "head_commit", "message").split("\n", 1)[0],
                     author=_text(payload, "head_commit", "author", "name"),
-                    html_link=_text(payload, "compare"))
+                    html_link=_text(payload, "compare"),
+                    email=_text(payload, "head_commit", "author", "email"),
+                    avatar_url=_text(payload, "sender", "avatar_url"))
 
 
 def _pull_request(payload: dict[str, Any]) -> Delivery:
@@ -235,7 +241,8 @@ def _pull_request(payload: dict[str, Any]) -> Delivery:
     return Delivery(event="pull_request", branch=_text(pull, "base", "ref"),
                     commit=_commit(pull, "head", "sha"), ref=f"refs/pull/{number}/head",
                     message=_text(pull, "title"), author=_text(pull, "user", "login"),
-                    html_link=_text(pull, "html_url"))
+                    html_link=_text(pull, "html_url"), avatar_url=_text(pull, "user", "avatar_url"),
+                    title=_text(pull, "title"))
 
 
 def check_branch(config: dict[str, Any], delivery: Delivery) -> None:

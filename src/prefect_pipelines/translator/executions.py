@@ -21,7 +21,11 @@ from prefect_pipelines.vocabulary import (
     ABORTED,
     FAILED,
     FINISHED,
+    LABEL_AUTHOR,
+    LABEL_BRANCH,
     LABEL_COMMIT,
+    LABEL_EMAIL,
+    LABEL_MESSAGE,
     LABEL_STEPS,
     QUEUEING,
     RUNNING,
@@ -236,25 +240,42 @@ def execution_fields(flow_run: FlowRun, steps: Steps, *, project_id: str,
     state = flow_run_state(flow_run, queue_full)
     run = tagged_run_number(flow_run.tags) or 0
     labels = flow_run.labels or {}
-    triggered_by = trigger.get("triggeredBy") or ("cron" if flow_run.auto_scheduled else "user")
+    triggered_by = trigger.get("triggeredBy") or ("cron" if flow_run.auto_scheduled else "prefect")
+    branch = _str(labels.get(LABEL_BRANCH)) or _str(parameters.get("branch"))
+    event = _str(trigger.get("event")) or {"cron": "cron", "webhook": "push"}.get(triggered_by, "manual")
     return {
         "id": f"{pipeline_id}-{run}",
         "projectId": project_id,
         "pipelineId": pipeline_id,
         "run": run,
         "triggeredBy": triggered_by,
-        "triggerUserId": trigger.get("userId") or "",
+        "triggerUserId": _str(trigger.get("userId")) or None,
+        "branch": branch,
+        "ref": _str(trigger.get("ref")) or (f"refs/heads/{branch}" if branch else ""),
+        "event": event,
+        "repositoryUrl": StoredDefinition(definition).repository[0],
+        # A webhook's delivery says what the commit is; a manual or cron run, git itself.
+        "message": _str(trigger.get("message")) or _str(labels.get(LABEL_MESSAGE)),
+        "author": _str(trigger.get("author")) or _str(labels.get(LABEL_AUTHOR)),
+        "email": _str(trigger.get("email")) or _str(labels.get(LABEL_EMAIL)),
+        "avatarUrl": _str(trigger.get("avatarUrl")),
+        "htmlLink": _str(trigger.get("htmlLink")),
+        "title": _str(trigger.get("title")),
         "pipeline": definition,
         "env": {name: value for name, value in (parameters.get("env") or {}).items()
                 if isinstance(name, str) and isinstance(value, str)}
                if isinstance(parameters.get("env"), dict) else {},
         "commit": str(labels.get(LABEL_COMMIT) or trigger.get("commit") or ""),
         "state": state,
-        "message": (flow_run.state.message or "") if flow_run.state and state in FINISHED else "",
+        "stateMessage": (flow_run.state.message or "") if flow_run.state and state in FINISHED else "",
         "started": iso(flow_run.start_time),
         "ended": iso(flow_run.end_time) if state in FINISHED else None,
         "stages": stages_view(definition, steps, state),
     }
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def parse_log_id(log_id: str) -> tuple[str, int, int, int] | None:

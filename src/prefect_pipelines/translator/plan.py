@@ -33,7 +33,7 @@ from prefect_pipelines.translator.spec import (
 )
 from prefect_pipelines.vocabulary import step_tags
 
-TriggerType = Literal["user", "cron", "webhook"]
+TriggerType = Literal["user", "cron", "webhook", "prefect"]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # docker reference grammar (distribution/reference), without the digest form.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -59,6 +59,9 @@ class Trigger:
     message: str = ""
     author: str = ""
     html_link: str = ""
+    email: str = ""
+    avatar_url: str = ""
+    title: str = ""
 
     @property
     def cicd_event(self) -> str:

@@ -334,6 +334,28 @@ class TestWebhooks:
         assert "inactive" in send(facade.url, ref, "push", push, secret).json()["message"]
         assert api.get(f"/v3/projects/{hooked['project']}/pipelineexecutions").json()["data"] == []
 
+    def test_skip_ci_and_the_events_a_pipeline_runs_on(self, api, facade, hooked, github_setup) -> None:  # type: ignore[no-untyped-def]
+        commit = github_setup["repo"]["commits"]["main"]
+        ref, secret = hooked["ref"], hooked["secret"]
+        for marker in ("[skip ci]", "[CI SKIP]"):
+            push = delivery("push-new-branch.json", ref="refs/heads/main", after=commit,
+                            **{"head_commit.message": f"docs: typo\n\nnothing to build {marker}"})
+            answer = send(facade.url, ref, "push", push, secret)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["message"] == f"the commit asks to skip CI ({marker})"
+        # Pushes only (Rancher 2.1+'s triggerWebhookPush/Pr/Tag): a pull request or a tag runs nothing.
+        only_pushes = {**hooked["body"], "triggerWebhook": False, "triggerWebhookPush": True}
+        changed = api.put(f"/v3/projects/{hooked['project']}/pipelines/{hooked['name']}", json=only_pushes)
+        assert changed.status_code == 200, changed.text
+        assert (changed.json()["triggerWebhookPush"], changed.json()["triggerWebhookPr"],
+                changed.json()["triggerWebhookTag"]) == (True, False, False)
+        opened = delivery("pull_request-opened.json", **{"pull_request.head.sha": commit})
+        answer = send(facade.url, ref, "pull_request", opened, secret)
+        assert answer.json()["message"] == "the pipeline does not run on pull_request (triggerWebhookPr is off)"
+        tag = delivery("push-new-branch.json", ref="refs/tags/v9", after=commit)
+        assert "(triggerWebhookTag is off)" in send(facade.url, ref, "push", tag, secret).json()["message"]
+        assert api.get(f"/v3/projects/{hooked['project']}/pipelineexecutions").json()["data"] == []
+
     def test_a_tag_push_is_event_tag(self, api, facade, hooked, fake_github, github_setup) -> None:  # type: ignore[no-untyped-def]
         commit = fake_github.push(github_setup["alice"].login, "service", "refs/tags/v1.2.0", {"hello.txt": "tagged\n"})
         payload = delivery("push-new-branch.json", ref="refs/tags/v1.2.0", after=commit)

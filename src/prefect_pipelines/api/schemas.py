@@ -77,7 +77,10 @@ class PipelineIn(BaseModel):
     timeout: float | int = Field(default=60, description="Minutes before a run fails.")
     triggerCronExpression: str | None = Field(default=None, description="5-field cron.")
     triggerCronTimezone: str | None = Field(default=None, description="IANA timezone.")
-    triggerWebhook: bool = Field(default=False, description="Run on pushes and pull requests.")
+    triggerWebhook: bool = Field(default=False, description="Run on pushes, pull requests and tags.")
+    triggerWebhookPush: bool | None = Field(default=None, description="Run on pushes to a branch.")
+    triggerWebhookPr: bool | None = Field(default=None, description="Run on opened and updated pull requests.")
+    triggerWebhookTag: bool | None = Field(default=None, description="Run on pushed tags.")
     branch: Constraint | str | list[str] | None = Field(
         default=None, description="With stages: the branches that may run the pipeline at "
         "all (globs: `main`, `[main, 'release/*']` or `{include, exclude}`). With "
@@ -94,6 +97,9 @@ class Pipeline(Resource):
     triggerCronExpression: str | None
     triggerCronTimezone: str | None
     triggerWebhook: bool
+    triggerWebhookPush: bool = Field(description="Whether pushes run it (triggerWebhook means all three).")
+    triggerWebhookPr: bool
+    triggerWebhookTag: bool
     branch: dict[str, list[str]] | str | None = Field(
         default=None, description="A stored definition's branches that may run it "
         "(include/exclude globs); a repository's pipeline's default branch.")

@@ -76,7 +76,8 @@ from prefect_pipelines.vocabulary import (
 )
 
 _START_WAIT_SECONDS = 30
-_TRIGGERS = ("triggerCronExpression", "triggerCronTimezone", "triggerWebhook")
+_TRIGGERS = ("triggerCronExpression", "triggerCronTimezone", "triggerWebhook",
+             "triggerWebhookPush", "triggerWebhookPr", "triggerWebhookTag")
 _COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
 _REF = re.compile(r"refs/(?:heads|tags)/[^\s~^:?*\[\\]+|refs/pull/\d+/(?:head|merge)")
 _log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from prefect_pipelines.services import webhooks
 from prefect_pipelines.services.pipelines import run_with_key, start_execution
 from prefect_pipelines.services.projects import refused_run
 from prefect_pipelines.translator import PipelineSpecError
-from prefect_pipelines.translator.mapping import creator_of
+from prefect_pipelines.translator.mapping import StoredDefinition, creator_of
 from prefect_pipelines.vocabulary import (
     DELIVERY_VARIABLE_PREFIX,
     DELIVERY_VARIABLE_TAG,
@@ -119,8 +119,15 @@ async def receive(client: PrefectClient, pipeline: webhooks.Receiver, *, project
         definition = (deployment.parameters or {}).get("pipeline") or {}
         if deployment.paused:
             raise webhooks.Skip("the pipeline is inactive")
-        if not definition.get("triggerWebhook"):
+        events = StoredDefinition(definition).webhook_events
+        if not events:
             raise webhooks.Skip("the pipeline's webhook trigger is off")
+        if delivery.event not in events:
+            field = {"push": "Push", "pull_request": "Pr", "tag": "Tag"}[delivery.event]
+            raise webhooks.Skip(f"the pipeline does not run on {delivery.event} "
+                                f"(triggerWebhook{field} is off)")
+        if delivery.skip_ci:
+            raise webhooks.Skip(f"the commit asks to skip CI ({delivery.skip_ci})")
         webhooks.check_branch(definition, delivery)
     except webhooks.Skip as skip:
         return Receipt(str(skip))

@@ -98,6 +98,7 @@ class PipelineRecord:
         """The /v3 fields of the pipeline (secrets are never among them)."""
         cron, timezone = self.cron()
         last = self.last_run
+        events = StoredDefinition(self.definition).webhook_events
         next_start = None
         if cron and self.active:
             next_start = iso(next_fire_time(cron, timezone))
@@ -110,6 +111,9 @@ class PipelineRecord:
             "triggerCronExpression": cron,
             "triggerCronTimezone": timezone if cron else self.definition.get("triggerCronTimezone"),
             "triggerWebhook": bool(self.definition.get("triggerWebhook", False)),
+            **{field: event in events for field, event in (
+                ("triggerWebhookPush", "push"), ("triggerWebhookPr", "pull_request"),
+                ("triggerWebhookTag", "tag"))},
             "branch": (self.definition.get("defaultBranch") if "repositoryUrl" in self.definition
                        else self.definition.get("branch")),
             "creatorId": self.creator_id,
@@ -244,7 +248,7 @@ async def create_pipeline(client: PrefectClient, *, project_id: str, config: Pip
         raise ConflictError(f"project {project_id} already has a pipeline named {config.name!r}",
                             field_name="name") from None
     try:
-        if config.trigger_webhook:
+        if config.webhook_events:
             await webhooks.sync_hook(client, project_id=project_id, pipeline_id=config.name,
                                      config=config, user_id=None, settings=settings)
         await _apply(client, project_id=project_id, config=config, creator_id=creator_id,

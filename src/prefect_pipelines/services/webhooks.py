@@ -109,7 +109,7 @@ async def sync_hook(client: PrefectClient, *, project_id: str, pipeline_id: str,
     """Make the pipeline's hook match `triggerWebhook`: create, move or delete it."""
     block = await load_secrets(client, project_id, pipeline_id)
     target = None
-    if config.trigger_webhook:
+    if config.webhook_events:
         target = await hook_target(client, config, user_id=user_id)
         if block.webhook_id and block.webhook_repo == target.full_name:
             return
@@ -162,6 +162,7 @@ class Delivery:
     email: str = ""
     avatar_url: str = ""
     title: str = ""  # a pull request's
+    skip_ci: str = ""  # `[skip ci]` or `[ci skip]`, when the commit message (or title) says it
 
     def trigger(self) -> dict[str, Any]:
         """The run's `trigger` parameter."""
@@ -169,6 +170,9 @@ class Delivery:
                 "ref": self.ref, "message": self.message, "author": self.author,
                 "htmlLink": self.html_link, "email": self.email, "avatarUrl": self.avatar_url,
                 "title": self.title}
+
+
+_SKIP_CI = re.compile(r"\[(?:skip ci|ci skip)\]", re.IGNORECASE)
 
 
 class Skip(Exception):
@@ -224,6 +228,7 @@ def _push(payload: dict[str, Any]) -> Delivery:
         raise InvalidInputError(f"push of an unexpected ref {ref!r}", field_name="ref")
     return Delivery(event=event, branch=name, commit=_commit(payload, "after"), ref=ref,
                     message=_text(payload, "head_commit", "message").split("\n", 1)[0],
+                    skip_ci=_skip_ci(_text(payload, "head_commit", "message")),
                     author=_text(payload, "head_commit", "author", "name"),
                     html_link=_text(payload, "compare"),
                     email=_text(payload, "head_commit", "author", "email"),
@@ -242,7 +247,14 @@ def _pull_request(payload: dict[str, Any]) -> Delivery:
                     commit=_commit(pull, "head", "sha"), ref=f"refs/pull/{number}/head",
                     message=_text(pull, "title"), author=_text(pull, "user", "login"),
                     html_link=_text(pull, "html_url"), avatar_url=_text(pull, "user", "avatar_url"),
-                    title=_text(pull, "title"))
+                    title=_text(pull, "title"), skip_ci=_skip_ci(_text(pull, "title")))
+
+
+def _skip_ci(message: str) -> str:
+    """The marker a commit message carries to be left unbuilt, as Woodpecker and GitHub
+    Actions read it (any case)."""
+    found = _SKIP_CI.search(message)
+    return found.group(0) if found else ""
 
 
 def check_branch(config: dict[str, Any], delivery: Delivery) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from prefect_pipelines.translator.branches import BranchCondition
 from prefect_pipelines.translator.conditions import constraint_allows, describe_constraint
 from prefect_pipelines.translator.errors import PipelineSpecError
+from prefect_pipelines.translator.spec import webhook_events
 from prefect_pipelines.vocabulary import (
     CLONE_STAGE,
     DELIVERY_PREFIX,
@@ -112,6 +113,13 @@ class StoredDefinition:
         if source is None:
             return None
         return BranchCondition(source.get("branch"), source.get("branchCondition", "only"))
+
+    @property
+    def webhook_events(self) -> set[str]:
+        """The webhook events that run it (see `PipelineConfig.webhook_events`)."""
+        data = self.data
+        return webhook_events(data.get("triggerWebhook"), data.get("triggerWebhookPush"),
+                              data.get("triggerWebhookPr"), data.get("triggerWebhookTag"))
 
     def branch_allowed(self, branch: str) -> tuple[bool, str]:
         """(whether the pipeline-level `branch` constraint lets `branch` run, how the

@@ -145,6 +145,14 @@ def _env_name(name: str) -> str:
     return name
 
 
+def webhook_events(all_events: Any, push: Any, pull_request: Any, tag: Any) -> set[str]:
+    """The webhook events a pipeline runs on, from its trigger fields."""
+    if all_events is True:
+        return {"push", "pull_request", "tag"}
+    return {event for event, on in (("push", push), ("pull_request", pull_request), ("tag", tag))
+            if on is True}
+
+
 def run_variables(value: Any) -> dict[str, str]:
     """A run's variables (`env` of the `run` action): names as for a step's env, string
     values.
@@ -520,8 +528,11 @@ class PipelineConfig(SpecModel):
         default=None, description="The IANA timezone of the cron expression (default UTC)."
     )
     trigger_webhook: bool = Field(
-        default=False, description="Run on pushes and pull requests of the repository."
+        default=False, description="Run on pushes, pull requests and tags of the repository."
     )
+    trigger_webhook_push: bool | None = Field(default=None, description="Run on pushes to a branch.")
+    trigger_webhook_pr: bool | None = Field(default=None, description="Run on pull requests.")
+    trigger_webhook_tag: bool | None = Field(default=None, description="Run on pushed tags.")
     branch: ConstraintField | None = Field(
         default=None, description="The branches that may run the pipeline at all (globs).")
 
@@ -588,6 +599,13 @@ class PipelineConfig(SpecModel):
                 min_interval_seconds=context.get("min_cron_interval_seconds", 300),
             )
         return self
+
+    @property
+    def webhook_events(self) -> set[str]:
+        """The delivery events that run the pipeline: all three with `triggerWebhook`,
+        else the ones `triggerWebhookPush`, `Pr` and `Tag` turn on (Rancher 2.1+)."""
+        return webhook_events(self.trigger_webhook, self.trigger_webhook_push,
+                              self.trigger_webhook_pr, self.trigger_webhook_tag)
 
     @property
     def source(self) -> SourceCodeConfig | None:

@@ -174,6 +174,9 @@ def _definition_yaml(record: service.PipelineRecord) -> str:
             document[key] = fields[key]
     if fields["triggerWebhook"]:
         document["triggerWebhook"] = True
+    else:
+        document.update({key: True for key in ("triggerWebhookPush", "triggerWebhookPr",
+                                                "triggerWebhookTag") if fields[key]})
     if fields["branch"]:
         document["branch"] = fields["branch"]
     return dump_yaml(document)

@@ -377,6 +377,46 @@ class TestWebhooks:
         output = step_log(api, hooked["project"], done["id"], 0, 1)
         assert "from the PR" in output and "event=pull_request" in output and "branch=main" in output
 
+    def test_a_repository_pipeline_reads_its_file_at_each_delivered_commit(  # type: ignore[no-untyped-def]
+            self, api, facade, fake_github, github_setup) -> None:
+        """Push, tag and pull request deliveries of a pipeline read from its repository:
+        each run reads .rancher-pipeline.yml at the commit delivered, and `when` sees its event."""
+        project, repo, login = new_project(api), github_setup["repo"], github_setup["alice"].login
+        created = api.post(f"/v3/projects/{project}/pipelines", json={
+            "name": "pac", "repositoryUrl": repo["clone_url"], "triggerWebhook": True, "branch": "main",
+            "sourceCodeCredentialId": github_setup["alice_credential"]["id"]})
+        assert created.status_code == 201, created.text
+        hook = next(h for h in fake_github.hooks.get(repo["full_name"], {}).values()
+                    if h["config"]["url"].endswith(f"pipelineId={project}:pac"))
+        ref, secret = f"{project}:pac", hook["config"]["secret"]
+        pipeline_file = ("stages:\n- name: test\n  steps:\n"
+                         "  - runScriptConfig: {image: busybox, shellScript: 'echo \"$CICD_EVENT at $CICD_GIT_COMMIT\"; cat hello.txt'}\n"
+                         "  - runScriptConfig: {image: busybox, shellScript: 'echo for pull requests'}\n"
+                         "    when: {event: pull_request}\n")
+        pushed = fake_github.push(login, "service", "refs/heads/dev",
+                                  {".rancher-pipeline.yml": pipeline_file, "hello.txt": "pac on dev\n"})
+        tagged = fake_github.push(login, "service", "refs/tags/v2.0",
+                                  {".rancher-pipeline.yml": pipeline_file, "hello.txt": "pac tagged\n"})
+        head = fake_github.push(login, "service", "refs/pull/7/head",
+                                {".rancher-pipeline.yml": pipeline_file, "hello.txt": "pac from the PR\n"})
+        deliveries = [
+            ("push", delivery("push-new-branch.json", ref="refs/heads/dev", after=pushed), pushed, "push", "pac on dev"),
+            ("push", delivery("push-new-branch.json", ref="refs/tags/v2.0", after=tagged), tagged, "tag", "pac tagged"),
+            ("pull_request", delivery("pull_request-opened.json", **{"pull_request.head.sha": head,
+                                                                     "pull_request.base.ref": "main"}),
+             head, "pull_request", "pac from the PR"),
+        ]
+        for run_number, (event, payload, commit, cicd_event, text) in enumerate(deliveries, start=1):
+            answer = send(facade.url, ref, event, payload, secret, delivery_id=f"pac-{uuid.uuid4().hex}")
+            assert answer.status_code == 202, answer.text
+            done = wait_state(api, project, f"pac-{run_number}")
+            assert done["state"] == "success" and done["commit"] == commit, done
+            assert done["event"] == cicd_event and [s["name"] for s in done["stages"]] == ["clone", "test"]
+            output = step_log(api, project, done["id"], 1, 0)
+            assert f"{cicd_event} at {commit}" in output and text in output
+            states = [step["state"] for step in done["stages"][1]["steps"]]
+            assert states == (["success", "success"] if cicd_event == "pull_request" else ["success", "skipped"])
+
     def test_untrusted_branch_names(self, api, facade, hooked, fake_github, github_setup) -> None:  # type: ignore[no-untyped-def]
         target = Path("/tmp") / f"pwned-{uuid.uuid4().hex}"
         commit = github_setup["repo"]["commits"]["main"]

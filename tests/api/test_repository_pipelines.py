@@ -132,3 +132,19 @@ def test_a_body_with_both_kinds_or_a_bad_repository_is_refused(api: httpx.Client
     assert_error(api.post(pipelines, json={"name": "stored", "stages": stages, "configPath": "x.yml"}),
                  422, field="configPath")
     assert_error(api.post(pipelines, json={"name": "neither"}), 422, field="stages")
+
+
+def test_a_cron_run_builds_the_default_branch_s_file(api: httpx.Client, repository) -> None:  # type: ignore[no-untyped-def]
+    """As Prefect's scheduler makes a cron run: from the deployment, no branch given."""
+    from prefect.client.orchestration import get_client
+
+    project = new_project(api)
+    created = create(api, project, {"name": "nightly", "repositoryUrl": repository["url"], "branch": "dev",
+                                    "triggerCronExpression": "0 3 * * *"})
+    assert created["nextStart"] is not None
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(f"run-pipeline/{project}:nightly")
+        client.create_flow_run_from_deployment(deployment.id, parameters={"trigger": {"triggeredBy": "cron"}})
+    done = wait_state(api, project, "nightly-1")
+    assert (done["state"], done["triggeredBy"], done["event"], done["branch"]) == ("success", "cron", "cron", "dev")
+    assert f"dev at {repository['dev']} on dev" in step_log(api, project, done["id"], 1, 0)

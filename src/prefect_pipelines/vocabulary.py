@@ -51,6 +51,9 @@ CONTAINER_STEP = f"{CONTAINER_LABEL_PREFIX}.step"
 # make those runs (services/deliveries.py).
 DELIVERY_VARIABLE_PREFIX = "pipelines-delivery-"
 DELIVERY_VARIABLE_TAG = "webhook-delivery"
+# The Prefect event of a delivery that runs nothing (its resource: the delivery).
+DELIVERY_SKIPPED_EVENT = "prefect-pipelines.delivery.skipped"
+DELIVERY_RESOURCE = "prefect-pipelines.delivery."
 LEASE_VARIABLE_PREFIX = "pipelines-facade-"
 LEASE_VARIABLE_TAG = "facade-lease"
 

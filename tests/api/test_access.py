@@ -89,6 +89,13 @@ def probes(world: dict[str, Any]) -> dict[tuple[str, str], list[Probe]]:
             for action in ("run", "activate", "deactivate")],
         ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}/view"): [Probe(f"{base}/pipelines/p/view")],
         ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}/export"): [Probe(f"{base}/pipelines/p/export")],
+        # `p` stores its definition: these answer 409 to whoever may call them
+        ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}/branches"): [Probe(f"{base}/pipelines/p/branches")],
+        ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}/configs"): [Probe(f"{base}/pipelines/p/configs")],
+        ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}/yaml"): [
+            Probe(f"{base}/pipelines/p/yaml", {"branch": "main"})],
+        ("PUT", "/v3/projects/{project_id}/pipelines/{pipeline_id}/yaml"): [
+            Probe(f"{base}/pipelines/p/yaml", {"branch": "main"})],
         ("GET", "/v3/projects/{project_id}/pipelineexecutions"): [Probe(f"{base}/pipelineexecutions")],
         ("GET", "/v3/projects/{project_id}/pipelineexecutions/{execution_id}"): [
             Probe(f"{base}/pipelineexecutions/{world['execution']}")],

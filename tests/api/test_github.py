@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from tests.support.api import assert_error, new_project, script_step, step_log, wait_state
+from tests.support.events import events_about
 from tests.support.procs import wait_for
 from tests.support.webhooks import delivery, send
 
@@ -416,6 +418,82 @@ class TestWebhooks:
             assert f"{cicd_event} at {commit}" in output and text in output
             states = [step["state"] for step in done["stages"][1]["steps"]]
             assert states == (["success", "success"] if cicd_event == "pull_request" else ["success", "skipped"])
+
+    def test_a_delivered_commit_without_a_valid_file_starts_nothing(  # type: ignore[no-untyped-def]
+            self, api, facade, fake_github, github_setup, prefect_api) -> None:
+        """As Rancher: the file is looked at, at the delivered commit, before a run is made;
+        no file, an invalid one, or one whose `branch` leaves the branch out: no execution,
+        the record is dropped and a Prefect event says why."""
+        project, repo, login = new_project(api), github_setup["repo"], github_setup["alice"].login
+        created = api.post(f"/v3/projects/{project}/pipelines", json={
+            "name": "pre", "repositoryUrl": repo["clone_url"], "triggerWebhook": True,
+            "sourceCodeCredentialId": github_setup["alice_credential"]["id"]})
+        assert created.status_code == 201, created.text
+        hook = next(h for h in fake_github.hooks.get(repo["full_name"], {}).values()
+                    if h["config"]["url"].endswith(f"pipelineId={project}:pre"))
+        ref, secret = f"{project}:pre", hook["config"]["secret"]
+        invalid = fake_github.push(login, "service", "refs/heads/broken",
+                                   {".rancher-pipeline.yml": "stages:\n- name: a\n  steps:\n  - runScriptConfig: {image: busybox}\n"})
+        elsewhere = fake_github.push(login, "service", "refs/heads/other", {".rancher-pipeline.yml": (
+            "stages:\n- name: a\n  steps:\n  - runScriptConfig: {image: busybox, shellScript: 'true'}\n"
+            "branch: [main]\n")})
+        cases = [
+            ("main", repo["commits"]["main"], "has no .rancher-pipeline.yml or .rancher-pipeline.yaml: nothing to run"),
+            ("broken", invalid, "invalid pipeline: .rancher-pipeline.yml: stages[0].steps[0].runScriptConfig.shellScript"),
+            ("other", elsewhere, ".rancher-pipeline.yml does not build 'other' (branch: include ['main'])"),
+        ]
+        since = time.time()
+        ids = {}
+        for branch, commit, _ in cases:
+            ids[branch] = f"pre-{uuid.uuid4().hex}"
+            payload = delivery("push-new-branch.json", ref=f"refs/heads/{branch}", after=commit)
+            answer = send(facade.url, ref, "push", payload, secret, delivery_id=ids[branch])
+            assert answer.status_code == 202, answer.text  # recorded; looked at before its run
+
+        def skipped() -> dict[str, str] | None:
+            events = events_about(prefect_api, ["prefect-pipelines.delivery."], since)
+            found = {event["resource"]["prefect.resource.id"].rsplit(".", 1)[1]: event["payload"]["reason"]
+                     for event in events if event["event"] == "prefect-pipelines.delivery.skipped"}
+            return found if set(ids.values()) <= set(found) else None
+
+        reasons = wait_for(skipped, timeout=60, interval=1, what="three skipped deliveries")
+        for branch, commit, why in cases:
+            assert reasons[ids[branch]].startswith(f"commit {commit[:12]}"), reasons
+            assert why in reasons[ids[branch]], reasons
+        assert api.get(f"/v3/projects/{project}/pipelineexecutions").json()["data"] == []
+
+    def test_the_links_of_a_repository_pipeline_go_through_github_s_api(  # type: ignore[no-untyped-def]
+            self, api, fake_github, github_setup) -> None:
+        project, repo = new_project(api), github_setup["repo"]
+        created = api.post(f"/v3/projects/{project}/pipelines", json={
+            "name": "links", "repositoryUrl": repo["clone_url"], "branch": "main",
+            "sourceCodeCredentialId": github_setup["alice_credential"]["id"]})
+        assert created.status_code == 201, created.text
+        base = f"/v3/projects/{project}/pipelines/links"
+        fake_github.requests.clear()
+        assert {"dev", "main"} <= set(api.get(f"{base}/branches").json()["branches"])
+        assert_error(api.get(f"{base}/yaml", params={"branch": "main"}), 404)  # no file yet
+        text = "stages:\n- name: t\n  steps:\n  - runScriptConfig: {image: busybox, shellScript: 'true'}\n"
+        committed = api.put(f"{base}/yaml", params={"branch": "main"}, content=text.encode(),
+                            headers={"Content-Type": "application/yaml"})
+        assert committed.status_code == 200, committed.text
+        again = api.get(f"{base}/yaml", params={"branch": "main"})
+        assert again.text == text and again.headers["x-commit"] == committed.json()["commit"]
+        config = api.get(f"{base}/configs", params={"branch": "main"}).json()["configs"]["main"]
+        assert [stage["name"] for stage in config["config"]["stages"]] == ["clone", "t"]
+        # GitHub's API, not git: the contents and branches endpoints, no clone.
+        paths = [path for _, path in fake_github.requests]
+        assert any(path.endswith("/branches") for path in paths)
+        assert any("/contents/.rancher-pipeline.yml" in path for path in paths)
+        assert not any(path.endswith("git-upload-pack") for path in paths)
+        # Bob is a member but the pipeline's credential is alice's: he may not commit with it.
+        bob = github_setup["bob_api"]
+        assert api.post("/v3/projectroletemplatebindings", json={
+            "projectId": project, "userId": "bob", "roleTemplateId": "project-member"}).status_code == 201
+        refused = bob.put(f"{base}/yaml", params={"branch": "main"}, content=text.encode(),
+                          headers={"Content-Type": "application/yaml"})
+        assert_error(refused, 403)
+        assert "alice's credential" in refused.json()["message"]
 
     def test_untrusted_branch_names(self, api, facade, hooked, fake_github, github_setup) -> None:  # type: ignore[no-untyped-def]
         target = Path("/tmp") / f"pwned-{uuid.uuid4().hex}"

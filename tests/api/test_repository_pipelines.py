@@ -31,6 +31,10 @@ def pipeline_file(word: str) -> str:
               shellScript: echo "{word} at $CICD_GIT_COMMIT on $CICD_GIT_BRANCH"
           - runScriptConfig: {{image: busybox, shellScript: echo pushes only}}
             when: {{event: push}}
+        - name: release
+          when: {{branch: main}}
+          steps:
+          - runScriptConfig: {{image: busybox, shellScript: echo releasing}}
         timeout: 5
         """)
 
@@ -73,7 +77,7 @@ def test_runs_read_the_file_of_the_commit_they_build(api: httpx.Client, reposito
 
     first = wait_state(api, project, run(api, project, "pac")["id"])  # the default branch
     assert first["state"] == "success", first
-    assert [stage["name"] for stage in first["pipeline"]["stages"]] == ["Clone", "build"]
+    assert [stage["name"] for stage in first["pipeline"]["stages"]] == ["Clone", "build", "release"]
     assert first["commit"] == repository["main"]
     # What the execution knows of its commit comes from git itself for a manual run.
     assert {key: first[key] for key in ("triggeredBy", "triggerUserId", "branch", "ref", "event",
@@ -81,13 +85,15 @@ def test_runs_read_the_file_of_the_commit_they_build(api: httpx.Client, reposito
         "triggeredBy": "user", "triggerUserId": "alice", "branch": "main", "ref": "refs/heads/main",
         "event": "manual", "repositoryUrl": repository["url"], "message": "main commit",
         "author": "CI Test", "email": "ci@example.com"}
-    assert [stage["name"] for stage in first["stages"]] == ["Clone", "build"]
+    assert [(stage["name"], stage["state"]) for stage in first["stages"]] == [
+        ("Clone", "success"), ("build", "success"), ("release", "success")]
     assert f"main at {repository['main']} on main" in step_log(api, project, first["id"], 1, 0)
     assert [step["state"] for step in first["stages"][1]["steps"]] == ["success", "skipped"]
 
     dev = wait_state(api, project, run(api, project, "pac", branch="dev")["id"])
     assert dev["state"] == "success", dev
     assert f"dev at {repository['dev']} on dev" in step_log(api, project, dev["id"], 1, 0)
+    assert dev["stages"][2]["state"] == "skipped"  # the release stage is main's (when.branch)
 
     # A second commit changes what runs; a rerun builds the commit it built before.
     second = repository["push"]("main", {FILE: pipeline_file("changed")})
@@ -148,3 +154,45 @@ def test_a_cron_run_builds_the_default_branch_s_file(api: httpx.Client, reposito
     done = wait_state(api, project, "nightly-1")
     assert (done["state"], done["triggeredBy"], done["event"], done["branch"]) == ("success", "cron", "cron", "dev")
     assert f"dev at {repository['dev']} on dev" in step_log(api, project, done["id"], 1, 0)
+
+
+def test_branches_configs_and_yaml_and_a_commit_through_the_api(api: httpx.Client, repository) -> None:  # type: ignore[no-untyped-def]
+    project = new_project(api)
+    created = create(api, project, {"name": "pac", "repositoryUrl": repository["url"], "branch": "main"})
+    assert {"branches", "configs", "yaml"} <= set(created["links"])
+    base = f"/v3/projects/{project}/pipelines/pac"
+    assert api.get(f"{base}/branches").json()["branches"] == ["bad", "dev", "main", "nofile"]
+
+    configs = api.get(f"{base}/configs").json()["configs"]
+    assert [stage["name"] for stage in configs["main"]["config"]["stages"]] == ["Clone", "build", "release"]
+    assert configs["main"]["commit"] == repository["main"] and configs["main"]["file"] == FILE
+    assert configs["nofile"] == {"config": None, "error": f"no {FILE} or .rancher-pipeline.yaml"}
+    assert configs["bad"]["config"] is None
+    assert configs["bad"]["error"].startswith(f"{FILE}: stages[1].steps[0].runScriptConfig.shellScript")
+    assert list(api.get(f"{base}/configs", params={"branch": "dev"}).json()["configs"]) == ["dev"]
+    assert_error(api.get(f"{base}/configs", params={"branch": "gone"}), 404)
+
+    text = api.get(f"{base}/yaml", params={"branch": "main"})
+    assert text.status_code == 200 and text.text == pipeline_file("main")
+    assert text.headers["content-type"].startswith("application/yaml")
+    assert_error(api.get(f"{base}/yaml", params={"branch": "nofile"}), 404)
+    assert_error(api.get(f"{base}/yaml"), 422, field="branch")
+
+    # A commit through the API: validated first, then the next run of the branch runs it.
+    bad = api.put(f"{base}/yaml", params={"branch": "main"}, content=b"stages: [",
+                  headers={"Content-Type": "application/yaml"})
+    assert_error(bad, 422)
+    assert f"{FILE}: " in bad.json()["message"]
+    committed = api.put(f"{base}/yaml", params={"branch": "main"}, content=pipeline_file("edited").encode(),
+                        headers={"Content-Type": "application/yaml"})
+    assert committed.status_code == 200, committed.text
+    assert committed.json()["file"] == FILE and committed.json()["branch"] == "main"
+    done = wait_state(api, project, run(api, project, "pac")["id"])
+    assert done["commit"] == committed.json()["commit"] and done["message"] == f"Update {FILE}"
+    assert f"edited at {done['commit']} on main" in step_log(api, project, done["id"], 1, 0)
+    assert_error(api.put(f"{base}/yaml", params={"branch": "main"}, json={"stages": []}), 415)
+
+    stored = create(api, project, {"name": "stored", "stages": [
+        {"name": "a", "steps": [{"runScriptConfig": {"image": "busybox", "shellScript": "true"}}]}]})
+    assert "yaml" not in stored["links"]
+    assert_error(api.get(f"/v3/projects/{project}/pipelines/stored/branches"), 409)

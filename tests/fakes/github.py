@@ -7,8 +7,12 @@ repositories, hooks and commit statuses, so tests can set it up and inspect it.
 
 from __future__ import annotations
 
+import base64
 import itertools
+import os
 import secrets
+import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +124,28 @@ class FakeGitHub:
             if candidate["full_name"] == f"{owner}/{repo}":
                 return candidate
         raise HTTPException(404, detail={"message": "Not Found"})
+
+    def _bare(self, owner: str, repo: str) -> Path:
+        return self.git_root / owner / f"{repo}.git"
+
+    def _git_of(self, owner: str, repo: str, *argv: str, env: dict[str, str] | None = None) -> str:
+        return subprocess.run(["git", "--git-dir", str(self._bare(owner, repo)), *argv], check=True,
+                              capture_output=True, text=True, env=env).stdout.strip()
+
+    def _commit_file(self, owner: str, repo: str, parent: str, path: str, content: bytes,
+                     message: str) -> str:
+        """A commit on `parent` with `path` set to `content`, made with git's plumbing in the
+        bare repository (as GitHub's contents API commits without a work tree)."""
+        with tempfile.TemporaryDirectory() as directory:
+            env = {**os.environ, "GIT_INDEX_FILE": f"{directory}/index", "GIT_AUTHOR_NAME": "Fake GitHub",
+                   "GIT_AUTHOR_EMAIL": "fake@github.test", "GIT_COMMITTER_NAME": "Fake GitHub",
+                   "GIT_COMMITTER_EMAIL": "fake@github.test"}
+            blob = subprocess.run(["git", "--git-dir", str(self._bare(owner, repo)), "hash-object", "-w",
+                                   "--stdin"], input=content, check=True, capture_output=True).stdout.decode().strip()
+            self._git_of(owner, repo, "read-tree", parent, env=env)
+            self._git_of(owner, repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            tree = self._git_of(owner, repo, "write-tree", env=env)
+            return self._git_of(owner, repo, "commit-tree", tree, "-p", parent, "-m", message, env=env)
 
     def _build(self) -> FastAPI:
         app = FastAPI()
@@ -233,6 +259,69 @@ class FakeGitHub:
                       "context": body.get("context", "default")}
             self.statuses.setdefault(f"{owner}/{repo}@{sha}", []).append(status)
             return status
+
+        @app.get("/api/v3/repos/{owner}/{repo}/branches")
+        async def list_branches(owner: str, repo: str, page: int = 1, per_page: int = 30,
+                                authorization: str | None = Header(default=None)) -> Response:
+            self._repo(owner, repo, self._user_for(authorization))
+            heads = self._git_of(owner, repo, "for-each-ref", "--format=%(refname:short) %(objectname)",
+                                 "refs/heads").splitlines()
+            start = (page - 1) * per_page
+            chunk = [{"name": name, "protected": False,
+                      "commit": {"sha": sha, "url": f"{self.api_url}/repos/{owner}/{repo}/commits/{sha}"}}
+                     for name, sha in (line.split(" ") for line in heads[start:start + per_page])]
+            headers = {}
+            if start + per_page < len(heads):
+                headers["Link"] = (f'<{self.api_url}/repos/{owner}/{repo}/branches?page={page + 1}'
+                                   f'&per_page={per_page}>; rel="next"')
+            return JSONResponse(chunk, headers=headers)
+
+        @app.get("/api/v3/repos/{owner}/{repo}/contents/{path:path}")
+        async def get_contents(owner: str, repo: str, path: str, ref: str = "",
+                               authorization: str | None = Header(default=None)) -> dict[str, Any]:
+            found = self._repo(owner, repo, self._user_for(authorization))
+            spec = f"{ref or found['default_branch']}:{path}"
+            try:
+                kind = self._git_of(owner, repo, "cat-file", "-t", spec)
+            except subprocess.CalledProcessError:
+                raise HTTPException(404, detail={"message": "Not Found"}) from None
+            if kind != "blob":
+                raise HTTPException(404, detail={"message": "Not Found"})
+            sha = self._git_of(owner, repo, "rev-parse", spec)
+            content = subprocess.run(["git", "--git-dir", str(self._bare(owner, repo)), "cat-file",
+                                      "blob", sha], check=True, capture_output=True).stdout
+            url = f"{self.api_url}/repos/{owner}/{repo}/contents/{path}"
+            return {"type": "file", "encoding": "base64", "size": len(content), "name": path.rsplit("/", 1)[-1],
+                    "path": path, "sha": sha, "content": base64.b64encode(content).decode(),
+                    "url": url, "git_url": None, "html_url": None, "download_url": None,
+                    "_links": {"self": url}}
+
+        @app.put("/api/v3/repos/{owner}/{repo}/contents/{path:path}")
+        async def put_contents(owner: str, repo: str, path: str, request: Request,
+                               authorization: str | None = Header(default=None)) -> JSONResponse:
+            found = self._repo(owner, repo, self._user_for(authorization))
+            if not found["permissions"]["push"]:
+                raise HTTPException(404, detail={"message": "Not Found"})
+            body = await request.json()
+            branch = body.get("branch") or found["default_branch"]
+            with self._lock:
+                try:
+                    parent = self._git_of(owner, repo, "rev-parse", f"refs/heads/{branch}")
+                except subprocess.CalledProcessError:
+                    raise HTTPException(404, detail={"message": f"Branch {branch} not found"}) from None
+                try:
+                    current = self._git_of(owner, repo, "rev-parse", f"{parent}:{path}")
+                except subprocess.CalledProcessError:
+                    current = None
+                if current is not None and body.get("sha") != current:
+                    raise HTTPException(409, detail={"message": f"{path} does not match {body.get('sha')}"})
+                commit = self._commit_file(owner, repo, parent, path, base64.b64decode(body["content"]),
+                                           body.get("message") or f"Update {path}")
+                self._git_of(owner, repo, "update-ref", f"refs/heads/{branch}", commit, parent)
+            return JSONResponse({"content": {"path": path, "sha": self._git_of(owner, repo, "rev-parse",
+                                                                                f"{commit}:{path}")},
+                                 "commit": {"sha": commit, "message": body.get("message")}},
+                                status_code=201 if current is None else 200)
 
         @app.api_route("/{owner}/{rest:path}", methods=["GET", "POST"])
         async def git(owner: str, rest: str, request: Request) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from prefect_pipelines.translator import RunIdentity, Trigger, compile_plan
+from prefect_pipelines.translator import RunIdentity, Trigger, compile_plan, parse_pipeline
 from prefect_pipelines.translator import errors as e
 from prefect_pipelines.translator.pipeline_file import parse_pipeline_file
 
@@ -111,3 +111,28 @@ def test_a_bad_file_is_refused_naming_the_file_and_its_own_path(text: str, error
     with pytest.raises(error) as raised:
         parse(text)
     assert str(raised.value).startswith(message), str(raised.value)
+
+
+def test_one_form_of_a_step_s_environment_is_written_back() -> None:
+    """Rancher's `env` map and `envFrom` beside the config are written inside it, as the
+    seed's list, so view, export and an execution's definition read alike, and what is
+    written reads back the same."""
+    config = parse(RANCHER_EXAMPLE)
+    written = config.to_dict()
+    step = written["stages"][1]["steps"][0]
+    assert set(step) == {"runScriptConfig"}
+    assert step["runScriptConfig"]["env"] == ["FIRST_KEY=VALUE", "SECOND_KEY=VALUE2"]
+    assert step["runScriptConfig"]["envFrom"] == [
+        {"sourceName": "my-secret", "sourceKey": "secret-key", "targetKey": "ALIAS_ENV"}]
+    again = parse_pipeline(written)
+    assert again.to_dict() == written
+    assert again.stages[1].steps[0].env_map() == config.stages[1].steps[0].env_map()
+
+
+def test_the_readme_s_complete_file_is_a_valid_pipeline() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    start = readme.index("# .rancher-pipeline.yml\n")
+    config = parse(readme[start:readme.index("```", start)])
+    assert [stage.name for stage in config.stages] == ["Clone", "test", "publish", "tell the team"]

@@ -71,6 +71,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{P}/pipelines/{{pipeline_id}}"): Rule(Need.MEMBER, PIPELINE_ACTIONS),
     ("GET", f"{P}/pipelines/{{pipeline_id}}/view"): Rule(Need.READ),
     ("GET", f"{P}/pipelines/{{pipeline_id}}/export"): Rule(Need.READ),
+    # a pipeline read from its repository: its branches and file (read), a commit (member)
+    ("GET", f"{P}/pipelines/{{pipeline_id}}/branches"): Rule(Need.READ),
+    ("GET", f"{P}/pipelines/{{pipeline_id}}/configs"): Rule(Need.READ),
+    ("GET", f"{P}/pipelines/{{pipeline_id}}/yaml"): Rule(Need.READ),
+    ("PUT", f"{P}/pipelines/{{pipeline_id}}/yaml"): Rule(Need.MEMBER),
     # executions and their logs
     ("GET", f"{P}/pipelineexecutions"): Rule(Need.READ),
     ("GET", f"{P}/pipelineexecutions/{{execution_id}}"): Rule(Need.READ),

@@ -117,6 +117,27 @@ class Pipeline(Resource):
     nextStart: str | None
 
 
+class RepositoryBranches(ApiModel):
+    """The branches of a pipeline's repository."""
+
+    branches: list[str]
+
+
+class RepositoryConfigs(ApiModel):
+    """Per branch: `config` (the definition its file describes, its clone stage first) and
+    `commit` and `file`, or `error` saying why there is none."""
+
+    configs: dict[str, dict[str, Any]]
+
+
+class RepositoryCommit(ApiModel):
+    """The commit that `PUT yaml` made."""
+
+    branch: str
+    file: str
+    commit: str
+
+
 class RunInput(BaseModel):
     """Input of the `run` action."""
 

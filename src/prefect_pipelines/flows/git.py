@@ -12,10 +12,10 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from prefect_pipelines.flows.executors.base import StepContext, StepResult
-from prefect_pipelines.flows.executors.process import host_env, run_streaming
+from prefect_pipelines.flows.executors.process import run_streaming
+from prefect_pipelines.gitenv import git_env, host_env, url_scheme
 from prefect_pipelines.vocabulary import LABEL_AUTHOR, LABEL_EMAIL, LABEL_MESSAGE
 
 
@@ -25,31 +25,6 @@ class CloneResult:
 
     result: StepResult
     commit: str = ""
-
-
-def url_scheme(url: str) -> str:
-    """The scheme of a git URL (`ssh` for the scp-like form)."""
-    scheme = urlsplit(url).scheme
-    return scheme if scheme else "ssh"
-
-
-def git_env(token: str | None, allowed_schemes: set[str]) -> dict[str, str]:
-    """git's environment: no prompts, allowed protocols only, the token as a header."""
-    env = host_env({})
-    env.update(
-        GIT_TERMINAL_PROMPT="0",
-        GIT_ALLOW_PROTOCOL=":".join(sorted(allowed_schemes)),
-        GIT_SSH_COMMAND="ssh -o BatchMode=yes",
-        GIT_CONFIG_NOSYSTEM="1",
-    )
-    if token:
-        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-        env.update(
-            GIT_CONFIG_COUNT="1",
-            GIT_CONFIG_KEY_0="http.extraHeader",
-            GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
-        )
-    return env
 
 
 def clone(

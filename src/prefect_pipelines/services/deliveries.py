@@ -28,17 +28,21 @@ from uuid import UUID
 
 import httpx
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+from prefect.events import emit_event
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.types import MAX_VARIABLE_VALUE_LENGTH
 from pydantic import BaseModel, ValidationError
 
 from prefect_pipelines.errors import InvalidInputError, NotFoundError, PermissionDeniedError
-from prefect_pipelines.services import webhooks
+from prefect_pipelines.services import repository, webhooks
 from prefect_pipelines.services.pipelines import run_with_key, start_execution
 from prefect_pipelines.services.projects import refused_run
+from prefect_pipelines.settings import get_settings
 from prefect_pipelines.translator import PipelineSpecError
 from prefect_pipelines.translator.mapping import StoredDefinition, creator_of
 from prefect_pipelines.vocabulary import (
+    DELIVERY_RESOURCE,
+    DELIVERY_SKIPPED_EVENT,
     DELIVERY_VARIABLE_PREFIX,
     DELIVERY_VARIABLE_TAG,
     LEASE_VARIABLE_PREFIX,
@@ -255,6 +259,21 @@ async def make_run(client: PrefectClient, item: Pending) -> str:
         raise _Drop("its pipeline was deleted") from None
     key = delivery_key(deployment.id, delivery.delivery_id)
     flow_run = await run_with_key(client, deployment.id, key)  # made by an earlier try
+    definition = (deployment.parameters or {}).get("pipeline") or {}
+    if flow_run is None and StoredDefinition(definition).from_repository:
+        # As Rancher: a delivered commit without a (valid) pipeline file starts nothing.
+        problem = await repository.delivered_file_problem(
+            client, definition, branch=delivery.branch, ref=str(delivery.trigger.get("ref") or ""),
+            commit=str(delivery.trigger.get("commit") or ""), settings=get_settings())
+        if problem is not None:
+            emit_event(event=DELIVERY_SKIPPED_EVENT, resource={
+                "prefect.resource.id": f"{DELIVERY_RESOURCE}{delivery.delivery_id}",
+                "prefect.resource.name": delivery.pipeline_id},
+                related=[{"prefect.resource.id": f"prefect.deployment.{deployment.id}",
+                          "prefect.resource.role": "deployment"}],
+                payload={"reason": problem, "project": delivery.project_id,
+                         "pipeline": delivery.pipeline_id, "commit": delivery.trigger.get("commit")})
+            raise _Drop(problem)
     if flow_run is None:
         try:
             flow_run = await start_execution(

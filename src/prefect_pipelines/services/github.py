@@ -185,6 +185,64 @@ async def delete_hook(*, api_url: str, token: str, full_name: str, hook_id: int)
         pass
 
 
+async def list_branches(*, api_url: str, token: str, full_name: str) -> list[str]:
+    """The repository's branches (every page)."""
+
+    def call() -> list[str]:
+        return [branch.name for branch in _client(api_url, token).get_repo(full_name, lazy=True).get_branches()]
+
+    return await _call(call, f"listing the branches of {full_name}", web_host(api_url))
+
+
+async def branch_head(*, api_url: str, token: str, full_name: str, branch: str) -> str:
+    """The commit at the head of a branch.
+
+    Raises:
+        NotFoundError: no such branch.
+    """
+
+    def call() -> str:
+        return _client(api_url, token).get_repo(full_name, lazy=True).get_branch(branch).commit.sha
+
+    return await _call(call, f"reading branch {branch!r} of {full_name}", web_host(api_url))
+
+
+async def read_file(*, api_url: str, token: str, full_name: str, path: str, ref: str
+                    ) -> tuple[bytes, str] | None:
+    """(content, blob sha) of a file at a commit or branch; None when it has no such file."""
+
+    def call() -> tuple[bytes, str] | None:
+        repo = _client(api_url, token).get_repo(full_name, lazy=True)
+        try:
+            found = repo.get_contents(path, ref=ref)
+        except github.UnknownObjectException:
+            return None
+        if isinstance(found, list) or found.type != "file":
+            return None
+        return found.decoded_content, found.sha
+
+    return await _call(call, f"reading {path} of {full_name} at {ref}", web_host(api_url))
+
+
+async def commit_file(*, api_url: str, token: str, full_name: str, path: str, content: bytes,
+                      branch: str, message: str) -> str:
+    """Create or update a file on a branch (GitHub's contents API); the new commit."""
+
+    def call() -> str:
+        repo = _client(api_url, token).get_repo(full_name, lazy=True)
+        try:
+            current = repo.get_contents(path, ref=branch)
+        except github.UnknownObjectException:
+            current = None
+        if current is None or isinstance(current, list):
+            made = repo.create_file(path, message, content, branch=branch)
+        else:
+            made = repo.update_file(path, message, content, current.sha, branch=branch)
+        return made["commit"].sha
+
+    return await _call(call, f"committing {path} to {full_name} ({branch})", web_host(api_url))
+
+
 def set_commit_status(*, api_url: str, token: str, full_name: str, sha: str, state: str,
                       target_url: str, description: str, context: str) -> None:
     """Set a commit status (synchronous: the flow calls it from its own thread)."""

@@ -624,5 +624,19 @@ class PipelineConfig(SpecModel):
         return clone
 
     def to_dict(self) -> dict[str, Any]:
-        """The definition as plain data, in /v3 field names, with what the user set."""
-        return self.model_dump(mode="json", exclude_unset=True, by_alias=True)
+        """The definition as plain data, in /v3 field names, with what the user set, and
+        one form of a step's environment: `env` and `envFrom` beside `runScriptConfig`
+        (Rancher 2.1+'s) are written inside it, `env` as `NAME=value` entries (the seed's),
+        so `view`, `export` and an execution's `pipeline` read alike."""
+        data = self.model_dump(mode="json", exclude_unset=True, by_alias=True)
+        for stage in data.get("stages") or []:
+            for step in stage["steps"]:
+                script = step.get("runScriptConfig")
+                env, env_from = step.pop("env", None), step.pop("envFrom", None)
+                if script is None:
+                    continue
+                if env:
+                    script["env"] = [f"{name}={value}" for name, value in env.items()]
+                if env_from:
+                    script["envFrom"] = env_from
+        return data

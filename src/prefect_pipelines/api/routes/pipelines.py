@@ -8,21 +8,29 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 
 from prefect_pipelines.api import norman
-from prefect_pipelines.api.body import read_definition, read_document
+from prefect_pipelines.api.body import YAML_TYPES, read_body, read_definition, read_document
 from prefect_pipelines.api.deps import AppSettings, Client, Project, User, strict_query
 from prefect_pipelines.api.routes.executions import execution_resource
 from prefect_pipelines.api.schemas import (
     ERROR_RESPONSES,
     PipelineCollection,
     PipelineExecution,
+    RepositoryBranches,
+    RepositoryCommit,
+    RepositoryConfigs,
     RunInput,
 )
 from prefect_pipelines.api.schemas import Pipeline as PipelineModel
-from prefect_pipelines.errors import ActionNotAvailableError, InvalidInputError
+from prefect_pipelines.errors import (
+    ActionNotAvailableError,
+    InvalidInputError,
+    UnsupportedMediaTypeError,
+)
 from prefect_pipelines.services import pipelines as service
+from prefect_pipelines.services import repository
 from prefect_pipelines.services.executions import ExecutionRecord
 from prefect_pipelines.services.projects import check_clone_credential
-from prefect_pipelines.translator import PipelineSpecError
+from prefect_pipelines.translator import PipelineSpecError, validate_branch_name
 from prefect_pipelines.translator.spec import run_variables
 from prefect_pipelines.translator.yaml_io import dump_yaml
 
@@ -55,6 +63,9 @@ def pipeline_resource(request: Request, record: service.PipelineRecord) -> dict[
                            f"/pipelineexecutions?pipelineId={record.pipeline_id}"}
     if not record.from_repository:  # a stored definition can be viewed and exported
         links = {"view": f"{url}/view", "export": f"{url}/export", **links}
+    else:  # one read from its repository: the repository's branches and files
+        links = {"branches": f"{url}/branches", "configs": f"{url}/configs",
+                 "yaml": f"{url}/yaml", **links}
     return norman.resource(url, "pipeline", {"id": record.pipeline_id, **record.fields()},
                            actions=actions, links=links)
 
@@ -202,3 +213,77 @@ async def export_pipeline(project_id: Project, pipeline_id: str, client: Client,
         headers={"Content-Disposition": f'attachment; filename="{pipeline_id}.yaml"'},
     )
 
+
+
+# -- the repository of a pipeline read from it (Rancher 2.1+'s links) -----------------------
+
+_FILE = {"content": {"application/yaml": {"schema": {
+    "type": "object", "description": "The repository's pipeline file at the branch's head."}}}}
+_FILE_BODY = {"requestBody": {"required": True, "content": {
+    "application/yaml": {"schema": {"type": "object", "description": "A pipeline file."}}}}}
+
+
+def _branch(branch: str | None, *, required: bool) -> str | None:
+    if branch is None or branch == "":
+        if required:
+            raise InvalidInputError("give ?branch=", field_name="branch", code="MissingRequired")
+        return None
+    try:
+        return validate_branch_name(branch)
+    except PipelineSpecError as exc:
+        raise InvalidInputError(exc.message, field_name="branch") from None
+
+
+@router.get("/{pipeline_id}/branches", response_model=RepositoryBranches,
+            dependencies=[strict_query()])
+async def pipeline_branches(project_id: Project, pipeline_id: str, client: Client, user: User,
+                            settings: AppSettings) -> dict[str, Any]:
+    """The branches of a pipeline's repository (a pipeline read from it)."""
+    record = await service.read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
+    return {"branches": await repository.pipeline_branches(client, record, settings)}
+
+
+@router.get("/{pipeline_id}/configs", response_model=RepositoryConfigs,
+            dependencies=[strict_query("branch")])
+async def pipeline_configs(
+    project_id: Project, pipeline_id: str, client: Client, user: User, settings: AppSettings,
+    branch: str | None = Query(default=None, description="One branch (default: every branch)."),
+) -> dict[str, Any]:
+    """Per branch: the definition its pipeline file describes, or why there is none."""
+    record = await service.read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
+    found = await repository.pipeline_configs(client, record, settings, _branch(branch, required=False))
+    return {"configs": found}
+
+
+@router.get("/{pipeline_id}/yaml", response_class=PlainTextResponse, responses={200: _FILE},
+            dependencies=[strict_query("branch")])
+async def read_pipeline_file(
+    project_id: Project, pipeline_id: str, client: Client, user: User, settings: AppSettings,
+    branch: str | None = Query(default=None, description="The branch (required)."),
+) -> PlainTextResponse:
+    """The pipeline file of a branch, as the repository holds it."""
+    record = await service.read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
+    name, content, commit = await repository.pipeline_file(
+        client, record, settings, _branch(branch, required=True) or "")
+    return PlainTextResponse(content.decode(errors="replace"), media_type="application/yaml",
+                             headers={"X-Pipeline-File": name, "X-Commit": commit})
+
+
+@router.put("/{pipeline_id}/yaml", response_model=RepositoryCommit, openapi_extra=_FILE_BODY,
+            dependencies=[strict_query("branch")])
+async def write_pipeline_file(
+    request: Request, project_id: Project, pipeline_id: str, client: Client, user: User,
+    settings: AppSettings,
+    branch: str | None = Query(default=None, description="The branch to commit to (required)."),
+) -> dict[str, Any]:
+    """Validate a pipeline file and commit it to the branch with your credential (the
+    pipeline's must be yours): the next run of that branch runs it."""
+    record = await service.read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
+    target = _branch(branch, required=True) or ""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media not in YAML_TYPES | {"text/plain"}:
+        raise UnsupportedMediaTypeError(f"Content-Type {media!r} is not accepted: send the file as "
+                                        "application/yaml")
+    content = await read_body(request, settings.max_pipeline_bytes)
+    name, commit = await repository.save_pipeline_file(client, record, settings, target, content, user)
+    return {"branch": target, "file": name, "commit": commit}

@@ -13,11 +13,8 @@ from prefect_pipelines.flows.executors.base import (
     StepResult,
     watch,
 )
+from prefect_pipelines.gitenv import host_env
 from prefect_pipelines.translator.plan import PublishStep, ScriptStep
-
-# What a script on the host inherits from the worker's environment; nothing else leaks
-# (the worker's own credentials, PREFECT_API_* and the like stay out).
-_INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SHELL")
 
 
 def run_streaming(
@@ -56,12 +53,6 @@ def run_streaming(
         if proc.poll() is None:
             _kill_group(proc)
             proc.wait()
-
-
-def host_env(step_env: dict[str, str]) -> dict[str, str]:
-    """The environment of a host process: a few inherited variables plus the step's."""
-    base = {name: os.environ[name] for name in _INHERITED if name in os.environ}
-    return {**base, **step_env}
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -472,7 +472,10 @@ class TestWebhooks:
         base = f"/v3/projects/{project}/pipelines/links"
         fake_github.requests.clear()
         assert {"dev", "main"} <= set(api.get(f"{base}/branches").json()["branches"])
-        assert_error(api.get(f"{base}/yaml", params={"branch": "main"}), 404)  # no file yet
+        missing = assert_error(api.get(f"{base}/yaml", params={"branch": "main"}), 404)
+        assert missing["message"] == "branch 'main' has no .rancher-pipeline.yml or .rancher-pipeline.yaml"
+        gone = assert_error(api.get(f"{base}/yaml", params={"branch": "gone"}), 404)
+        assert gone["message"] == "the repository has no branch 'gone'"
         text = "stages:\n- name: t\n  steps:\n  - runScriptConfig: {image: busybox, shellScript: 'true'}\n"
         committed = api.put(f"{base}/yaml", params={"branch": "main"}, content=text.encode(),
                             headers={"Content-Type": "application/yaml"})

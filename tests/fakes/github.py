@@ -276,6 +276,18 @@ class FakeGitHub:
                                    f'&per_page={per_page}>; rel="next"')
             return JSONResponse(chunk, headers=headers)
 
+        @app.get("/api/v3/repos/{owner}/{repo}/branches/{branch:path}")
+        async def get_branch(owner: str, repo: str, branch: str,
+                             authorization: str | None = Header(default=None)) -> dict[str, Any]:
+            self._repo(owner, repo, self._user_for(authorization))
+            try:
+                sha = self._git_of(owner, repo, "rev-parse", "--verify", f"refs/heads/{branch}")
+            except subprocess.CalledProcessError:
+                raise HTTPException(404, detail={"message": "Branch not found"}) from None
+            return {"name": branch, "protected": False,
+                    "commit": {"sha": sha, "url": f"{self.api_url}/repos/{owner}/{repo}/commits/{sha}"},
+                    "_links": {"self": f"{self.api_url}/repos/{owner}/{repo}/branches/{branch}"}}
+
         @app.get("/api/v3/repos/{owner}/{repo}/contents/{path:path}")
         async def get_contents(owner: str, repo: str, path: str, ref: str = "",
                                authorization: str | None = Header(default=None)) -> dict[str, Any]:

@@ -40,6 +40,7 @@ _TIMEOUT = 60
 MAX_BRANCHES = 100
 _HEADS = re.compile(r"^[0-9a-f]{40,64}\trefs/heads/(.+)$", re.MULTILINE)
 _FILE_NAME = re.compile(r"[A-Za-z0-9._/-]+")
+_USERINFO = re.compile(r"://[^/@\s]*@")
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,16 @@ async def _git(remote: Remote, *argv: str, cwd: Path | None = None, what: str) -
         out, err = await asyncio.wait_for(proc.communicate(), _TIMEOUT)
     except TimeoutError:
         proc.kill()
-        raise UpstreamError(f"git {what} of {remote.url} took over {_TIMEOUT} s") from None
+        raise UpstreamError(f"git {what} of {_shown(remote.url)} took over {_TIMEOUT} s") from None
     if proc.returncode != 0:
         detail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
-        raise UpstreamError(f"git {what} of {remote.url} failed: {detail[0][:300]}")
+        raise UpstreamError(f"git {what} of {_shown(remote.url)} failed: {_shown(detail[0])[:300]}")
     return out.decode(errors="replace")
+
+
+def _shown(text: str) -> str:
+    """`text` with the user and password of any URL in it left out."""
+    return _USERINFO.sub("://", text)
 
 
 async def branches(remote: Remote) -> list[str]:

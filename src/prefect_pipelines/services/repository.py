@@ -276,10 +276,6 @@ def _names(stored: StoredDefinition) -> tuple[str, ...]:
     return (path,) if isinstance(path, str) and path else CONFIG_FILES
 
 
-def _clone(stored: StoredDefinition) -> dict[str, Any]:
-    return stored.stages[0]["steps"][0]["sourceCodeConfig"]
-
-
 async def pipeline_branches(client: PrefectClient, record: PipelineRecord, settings: Settings
                             ) -> list[str]:
     source, _ = await pipeline_source(client, record, settings)
@@ -320,7 +316,7 @@ async def pipeline_configs(client: PrefectClient, record: PipelineRecord, settin
             continue
         file_name, content, commit = found
         try:
-            config = parse_pipeline_file(content, file_name=file_name, clone=_clone(stored),
+            config = parse_pipeline_file(content, file_name=file_name, clone=stored.implicit_clone(),
                                          max_bytes=settings.max_pipeline_bytes)
             out[name] = {"config": config.to_dict(), "commit": commit, "file": file_name}
         except PipelineSpecError as exc:
@@ -341,7 +337,7 @@ async def save_pipeline_file(client: PrefectClient, record: PipelineRecord, sett
     existing = await source.read(names, settings.max_pipeline_bytes, branch=branch)
     name = existing[0] if existing else names[0]
     try:
-        parse_pipeline_file(content, file_name=name, clone=_clone(stored),
+        parse_pipeline_file(content, file_name=name, clone=stored.implicit_clone(),
                             max_bytes=settings.max_pipeline_bytes)
     except PipelineSpecError as exc:
         raise InvalidInputError(str(exc), field_name=exc.path or None) from None
@@ -367,7 +363,7 @@ async def delivered_file_problem(client: PrefectClient, definition: dict[str, An
         return f"{at} has no {' or '.join(_names(stored))}: nothing to run"
     name, content, _ = found
     try:
-        config = parse_pipeline_file(content, file_name=name, clone=_clone(stored),
+        config = parse_pipeline_file(content, file_name=name, clone=stored.implicit_clone(),
                                      max_bytes=settings.max_pipeline_bytes)
     except PipelineSpecError as exc:
         return f"{at}: invalid pipeline: {exc}"

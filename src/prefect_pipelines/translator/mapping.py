@@ -11,9 +11,8 @@ from typing import Any
 from prefect_pipelines.translator.branches import BranchCondition
 from prefect_pipelines.translator.conditions import constraint_allows, describe_constraint
 from prefect_pipelines.translator.errors import PipelineSpecError
-from prefect_pipelines.translator.spec import webhook_events
+from prefect_pipelines.translator.spec import clone_stage, implicit_clone, webhook_events
 from prefect_pipelines.vocabulary import (
-    CLONE_STAGE,
     DELIVERY_PREFIX,
     TAG_CREATOR,
     idempotency_key,
@@ -53,10 +52,7 @@ class StoredDefinition:
         stages = self.stored_stages
         if stages or not self.from_repository:
             return stages
-        clone: dict[str, Any] = {"url": self.data["repositoryUrl"], "branchCondition": "all"}
-        if isinstance(self.data.get("sourceCodeCredentialId"), str):
-            clone["sourceCodeCredentialId"] = self.data["sourceCodeCredentialId"]
-        return [{"name": CLONE_STAGE, "steps": [{"sourceCodeConfig": clone}]}]
+        return [clone_stage(self.implicit_clone())]
 
     def steps_of(self, stage: dict[str, Any]) -> list[dict[str, Any]]:
         """A stage's steps as stored (the ones that are mappings)."""
@@ -87,6 +83,12 @@ class StoredDefinition:
     def from_repository(self) -> bool:
         """Whether the pipeline reads its definition from its repository's file."""
         return isinstance(self.data.get("repositoryUrl"), str)
+
+    def implicit_clone(self) -> dict[str, Any]:
+        """The `sourceCodeConfig` of the implicit clone of a pipeline read from its
+        repository (see `spec.implicit_clone`)."""
+        url, credential = self.repository
+        return implicit_clone(url, credential)
 
     @property
     def default_branch(self) -> str:

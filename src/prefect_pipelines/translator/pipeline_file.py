@@ -20,7 +20,7 @@ from prefect_pipelines.translator.errors import (
     UnknownFieldError,
     WrongTypeError,
 )
-from prefect_pipelines.translator.spec import PipelineConfig
+from prefect_pipelines.translator.spec import PipelineConfig, clone_stage
 from prefect_pipelines.translator.validation import parse_pipeline
 from prefect_pipelines.translator.yaml_io import load_yaml
 from prefect_pipelines.vocabulary import CLONE_STAGE
@@ -54,8 +54,7 @@ def parse_pipeline_file(text: str | bytes, *, file_name: str, clone: dict[str, A
     except PipelineSpecError as exc:
         exc.path = stripped.file_path(exc.path)
         raise exc.in_file(file_name) from None
-    stages = [{"name": stripped.stage_name or CLONE_STAGE, "steps": [{"sourceCodeConfig": clone}]},
-              *config.to_dict()["stages"]]
+    stages = [clone_stage(clone, stripped.stage_name or CLONE_STAGE), *config.to_dict()["stages"]]
     return parse_pipeline({**config.to_dict(), "stages": stages}, min_cron_interval_seconds=0)
 
 
@@ -116,9 +115,8 @@ def _is_empty_clone(step: Any) -> bool:
 def clone_only(config: PipelineConfig) -> PipelineConfig:
     """What a run of a pipeline read from its repository runs before it has read the file:
     the clone stage."""
-    return parse_pipeline({"stages": [{"name": CLONE_STAGE, "steps": [
-        {"sourceCodeConfig": config.repository_clone()}]}], "timeout": config.timeout},
-        min_cron_interval_seconds=0)
+    return parse_pipeline({"stages": [clone_stage(config.repository_clone())], "timeout": config.timeout},
+                          min_cron_interval_seconds=0)
 
 
 def file_names(config: PipelineConfig) -> tuple[str, ...]:

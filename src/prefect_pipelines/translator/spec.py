@@ -42,6 +42,7 @@ from prefect_pipelines.translator.errors import (
     WrongTypeError,
 )
 from prefect_pipelines.translator.schedule import validate_cron
+from prefect_pipelines.vocabulary import CLONE_STAGE
 
 DEFAULT_PIPELINE_TIMEOUT_MINUTES = 60
 DEFAULT_DOCKERFILE = "./Dockerfile"
@@ -143,6 +144,20 @@ def _env_name(name: str) -> str:
     if name.startswith(RESERVED_ENV_PREFIX):
         raise EnvEntryError(f"{name} is reserved: CICD_* variables are set by the pipeline")
     return name
+
+
+def implicit_clone(url: str, credential_id: str | None) -> dict[str, Any]:
+    """The `sourceCodeConfig` of the implicit clone of a pipeline read from its repository:
+    any branch (the run says which), with its credential when it has one."""
+    clone: dict[str, Any] = {"url": url, "branchCondition": "all"}
+    if credential_id:
+        clone["sourceCodeCredentialId"] = credential_id
+    return clone
+
+
+def clone_stage(clone: dict[str, Any], name: str = CLONE_STAGE) -> dict[str, Any]:
+    """The implicit first stage that runs `clone` (a `sourceCodeConfig`)."""
+    return {"name": name, "steps": [{"sourceCodeConfig": clone}]}
 
 
 def webhook_events(all_events: Any, push: Any, pull_request: Any, tag: Any) -> set[str]:
@@ -618,10 +633,7 @@ class PipelineConfig(SpecModel):
     def repository_clone(self) -> dict[str, Any]:
         """The implicit clone step (`sourceCodeConfig`) of a pipeline read from its repository."""
         assert self.repository_url is not None
-        clone: dict[str, Any] = {"url": self.repository_url, "branchCondition": "all"}
-        if self.source_code_credential_id:
-            clone["sourceCodeCredentialId"] = self.source_code_credential_id
-        return clone
+        return implicit_clone(self.repository_url, self.source_code_credential_id)
 
     def to_dict(self) -> dict[str, Any]:
         """The definition as plain data, in /v3 field names, with what the user set, and

@@ -60,7 +60,7 @@ from prefect_pipelines.translator import (
     compile_plan,
     parse_pipeline,
 )
-from prefect_pipelines.translator.errors import BranchRequiredError
+from prefect_pipelines.translator.branches import repository_branch
 from prefect_pipelines.translator.executions import api_state
 from prefect_pipelines.translator.pipeline_file import clone_only, file_names, parse_pipeline_file
 from prefect_pipelines.translator.spec import run_variables
@@ -555,10 +555,10 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
             # A pipeline read from its repository: its file is read once the clone stage
             # has checked out the commit the run builds.
             repository, config = config, clone_only(config)
-            branch = branch or repository.default_branch
-            if not branch:
-                raise BranchRequiredError(
-                    "no branch given, and the pipeline has no default branch: give one").at("branch")
+            try:
+                branch = repository_branch(branch, repository.default_branch)
+            except PipelineSpecError as exc:
+                raise exc.at("branch") from None
         run_trigger = _trigger_from(trigger, flow_run)
         variables = run_variables(env)
         run_number = _numbers.pop(flow_run.id, None)

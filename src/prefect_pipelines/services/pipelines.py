@@ -46,7 +46,7 @@ from prefect_pipelines.translator import (
     PipelineSpecError,
     validate_branch_name,
 )
-from prefect_pipelines.translator.errors import BranchRequiredError
+from prefect_pipelines.translator.branches import repository_branch
 from prefect_pipelines.translator.executions import flow_run_state, iso
 from prefect_pipelines.translator.mapping import StoredDefinition, creator_of
 from prefect_pipelines.translator.schedule import next_fire_time
@@ -397,10 +397,7 @@ def resolve_branch(definition: dict[str, Any], branch: str | None) -> str:
     condition = stored.branch_condition()
     try:
         if stored.from_repository:
-            branch = branch or stored.default_branch
-            if not branch:
-                raise BranchRequiredError("no branch given, and the pipeline has no default branch: give one")
-            return validate_branch_name(branch)
+            return repository_branch(branch, stored.default_branch)
         if condition is None:
             if branch:
                 return validate_branch_name(branch)

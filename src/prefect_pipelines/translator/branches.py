@@ -64,6 +64,20 @@ def validate_branch_name(branch: str) -> str:
     return branch
 
 
+def repository_branch(asked: str | None, default: str | None) -> str:
+    """The branch a run of a pipeline read from its repository builds: the one asked for,
+    else the pipeline's default (its file says which branches it allows).
+
+    Raises:
+        BranchRequiredError: neither is given.
+        InvalidValueError: the branch is not a valid branch name.
+    """
+    branch = asked or default
+    if not branch:
+        raise BranchRequiredError("no branch given, and the pipeline has no default branch: give one")
+    return validate_branch_name(branch)
+
+
 @dataclass(frozen=True)
 class BranchCondition:
     """A pipeline's branch condition, ready to match branch names."""

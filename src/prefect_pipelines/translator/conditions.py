@@ -89,6 +89,12 @@ def constraint_allows(include: Sequence[str], exclude: Sequence[str], value: str
     return not include or any(glob_matches(pattern, value) for pattern in include)
 
 
+def runs_after(status: Sequence[str], failed: bool) -> bool:
+    """`when.status`: `success` runs after stages that all succeeded, `failure` after one
+    failed, `always` either way."""
+    return "always" in status or ("failure" if failed else "success") in status
+
+
 def describe_constraint(include: Sequence[str], exclude: Sequence[str]) -> str:
     """`include ['main', 'feature/*'], exclude ['dev']`."""
     parts = []

@@ -19,6 +19,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from prefect_pipelines.translator.branches import BranchCondition
+from prefect_pipelines.translator.conditions import runs_after
 from prefect_pipelines.translator.errors import (
     BranchMismatchError,
     ImageTagError,
@@ -155,12 +156,6 @@ class StagePlan:
     def runs_after(self, failed: bool) -> bool:
         """Whether the stage (some step of it) runs after stages that came to `failed`."""
         return runs_after(self.status, failed)
-
-
-def runs_after(status: tuple[str, ...], failed: bool) -> bool:
-    """`when.status`: `success` runs after stages that all succeeded, `failure` after one
-    failed, `always` either way."""
-    return "always" in status or ("failure" if failed else "success") in status
 
 
 def _status(when: When | None) -> tuple[str, ...] | None:

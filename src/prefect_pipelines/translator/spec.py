@@ -29,6 +29,7 @@ from prefect_pipelines.translator.conditions import (
     constraint_allows,
     describe_constraint,
     glob_pattern,
+    runs_after,
 )
 from prefect_pipelines.translator.errors import (
     CronTimezoneError,
@@ -267,8 +268,7 @@ class When(SpecModel):
 
     def runs_after(self, failed: bool) -> bool:
         """Whether it runs after stages that came to `failed` (or not)."""
-        statuses = self.status or ["success"]
-        return "always" in statuses or ("failure" if failed else "success") in statuses
+        return runs_after(self.status or ["success"], failed)
 
 
 class SourceCodeConfig(SpecModel):

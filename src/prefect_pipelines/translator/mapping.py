@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from prefect_pipelines.translator.branches import BranchCondition
-from prefect_pipelines.translator.conditions import constraint_allows, describe_constraint
 from prefect_pipelines.translator.errors import PipelineSpecError
-from prefect_pipelines.translator.spec import clone_stage, implicit_clone, webhook_events
+from prefect_pipelines.translator.spec import (
+    Constraint,
+    clone_stage,
+    constraint_shorthand,
+    implicit_clone,
+    webhook_events,
+)
 from prefect_pipelines.vocabulary import (
     DELIVERY_PREFIX,
     TAG_CREATOR,
@@ -128,20 +135,13 @@ class StoredDefinition:
         constraint reads); a pipeline without one, or with one that does not parse,
         allows any branch (the run's compile then says what is wrong)."""
         value = self.data.get("branch")
-        if isinstance(value, str):
-            value = {"include": [value]}
-        elif isinstance(value, list):
-            value = {"include": value}
-        if not isinstance(value, dict):
+        if value is None:
             return True, ""
-        include, exclude = value.get("include") or [], value.get("exclude") or []
-        if not (isinstance(include, list) and isinstance(exclude, list)
-                and all(isinstance(item, str) for item in [*include, *exclude])):
+        try:  # read as the definition's own model reads it
+            constraint = Constraint.model_validate(constraint_shorthand(value))
+        except (ValidationError, PipelineSpecError):
             return True, ""
-        try:
-            return constraint_allows(include, exclude, branch), describe_constraint(include, exclude)
-        except PipelineSpecError:
-            return True, ""
+        return constraint.allows(branch), constraint.describe()
 
     def _configs(self, kind: str) -> list[dict[str, Any]]:
         configs = (step.get(kind) for stage in self.stages for step in self.steps_of(stage))

@@ -126,7 +126,7 @@ def _glob(value: str) -> str:
     return value
 
 
-def _constraint_shorthand(value: Any) -> Any:
+def constraint_shorthand(value: Any) -> Any:
     """`branch: main` and `branch: [a, b]` mean `{include: [...]}`, as in Rancher."""
     if isinstance(value, str):
         return {"include": [value]}
@@ -233,7 +233,7 @@ class Constraint(SpecModel):
         return describe_constraint(self.include, self.exclude)
 
 
-ConstraintField = Annotated[Constraint, BeforeValidator(_constraint_shorthand)]
+ConstraintField = Annotated[Constraint, BeforeValidator(constraint_shorthand)]
 Statuses = Annotated[list[Literal["success", "failure", "always"]], BeforeValidator(_status_shorthand)]
 
 

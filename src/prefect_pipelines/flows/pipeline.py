@@ -648,7 +648,7 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
                                else str(exc))
                     logger.error("%s", failure)
                     continue
-                logger.info("%s at %s: %d stage(s) after the clone", _file_of(run.plan),
+                logger.info("%s at %s: %d stage(s) after the clone", run.plan.source_file,
                             run.commit[:12], len(run.plan.stages) - 1)
     finally:
         active_runs.remove(flow_run.id)
@@ -727,7 +727,3 @@ def _read_pipeline_file(run: _Run, repository: PipelineConfig, pipeline: dict[st
         return plan
     at = f" at {run.commit[:12]}" if run.commit else ""
     raise PipelineSpecError(f"the repository has no {' or '.join(names)}{at}: nothing to run")
-
-
-def _file_of(plan: RunPlan) -> str:
-    return plan.source_file or "the pipeline file"

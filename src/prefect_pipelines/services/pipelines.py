@@ -98,15 +98,16 @@ class PipelineRecord:
         """The /v3 fields of the pipeline (secrets are never among them)."""
         cron, timezone = self.cron()
         last = self.last_run
-        events = StoredDefinition(self.definition).webhook_events
+        stored = StoredDefinition(self.definition)
+        events = stored.webhook_events
         next_start = None
         if cron and self.active:
             next_start = iso(next_fire_time(cron, timezone))
         return {
             "projectId": self.project_id,
             "name": self.pipeline_id,
-            "stages": StoredDefinition(self.definition).stored_stages,
-            **self._repository_fields(),
+            "stages": stored.stored_stages,
+            **_repository_fields(stored),
             "timeout": self.definition.get("timeout", 60),
             "triggerCronExpression": cron,
             "triggerCronTimezone": timezone if cron else self.definition.get("triggerCronTimezone"),
@@ -114,8 +115,8 @@ class PipelineRecord:
             **{field: event in events for field, event in (
                 ("triggerWebhookPush", "push"), ("triggerWebhookPr", "pull_request"),
                 ("triggerWebhookTag", "tag"))},
-            "branch": (self.definition.get("defaultBranch") if "repositoryUrl" in self.definition
-                       else self.definition.get("branch")),
+            "branch": (stored.default_branch or None) if stored.from_repository
+                      else self.definition.get("branch"),
             "creatorId": self.creator_id,
             "created": iso(self.deployment.created),
             "state": "active" if self.active else "inactive",
@@ -130,15 +131,6 @@ class PipelineRecord:
     def from_repository(self) -> bool:
         """Whether runs read the definition from the repository's pipeline file."""
         return StoredDefinition(self.definition).from_repository
-
-    def _repository_fields(self) -> dict[str, Any]:
-        """repositoryUrl, sourceCodeCredentialId and configPath: set for a pipeline read
-        from its repository, null for one whose definition is stored."""
-        stored = StoredDefinition(self.definition)
-        url, credential = stored.repository if stored.from_repository else ("", "")
-        path = self.definition.get("configPath") if stored.from_repository else None
-        return {"repositoryUrl": url or None, "sourceCodeCredentialId": credential or None,
-                "configPath": path}
 
     def cron(self) -> tuple[str | None, str | None]:
         """The cron expression and timezone of the deployment's (first) cron schedule."""
@@ -389,6 +381,15 @@ async def set_active(client: PrefectClient, *, project_id: str, pipeline_id: str
     else:
         await client.pause_deployment(deployment.id)
     return await read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
+
+
+def _repository_fields(stored: StoredDefinition) -> dict[str, Any]:
+    """repositoryUrl, sourceCodeCredentialId and configPath: set for a pipeline read from
+    its repository, null for one whose definition is stored."""
+    url, credential = stored.repository if stored.from_repository else ("", "")
+    path = stored.data.get("configPath") if stored.from_repository else None
+    return {"repositoryUrl": url or None, "sourceCodeCredentialId": credential or None,
+            "configPath": path}
 
 
 def resolve_branch(definition: dict[str, Any], branch: str | None) -> str:

@@ -312,7 +312,9 @@ def resolve_step(plan: RunPlan, step: StepPlan, commit: str = "") -> ResolvedSte
         ImageTagError: the image or tag does not expand to a valid reference (its path
             in the definition set).
     """
-    base = {"CI": "true", **plan.cicd_env(commit), **plan.extra_env}
+    cicd = plan.cicd_env(commit)
+    # The run's variables never name a CICD_* one (spec.run_variables refuses them).
+    base = {"CI": "true", **plan.extra_env, **cicd}
     spec = step.spec
     where = f"stages[{step.stage}].steps[{step.index}]"
     if spec.run_script_config is not None:
@@ -331,7 +333,7 @@ def resolve_step(plan: RunPlan, step: StepPlan, commit: str = "") -> ResolvedSte
             secrets_withheld=withheld,
         )
         # The step's own env, then the run's variables over it; CICD_* always the pipeline's.
-        env = {"CI": "true", **spec.env_map(), **plan.extra_env, **plan.cicd_env(commit)}
+        env = {"CI": "true", **spec.env_map(), **plan.extra_env, **cicd}
         return ResolvedStep(step, env, script=script)
     if spec.publish_image_config is not None:
         config_ = spec.publish_image_config

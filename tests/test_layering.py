@@ -57,6 +57,11 @@ RULES = {
         lambda name: not _within(name, f"{PACKAGE}.translator", f"{PACKAGE}.errors",
                                  f"{PACKAGE}.vocabulary"),
     ),
+    "forges/ imports only forges/, translator/, errors and vocabulary": (
+        f"{PACKAGE}.forges",
+        lambda name: not _within(name, f"{PACKAGE}.forges", f"{PACKAGE}.translator",
+                                 f"{PACKAGE}.errors", f"{PACKAGE}.vocabulary"),
+    ),
     "services/ imports neither flows/ nor worker.py": (
         f"{PACKAGE}.services",
         lambda name: _within(name, f"{PACKAGE}.flows", f"{PACKAGE}.worker"),

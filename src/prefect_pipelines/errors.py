@@ -10,7 +10,7 @@
     ├── PermissionDeniedError          403  PermissionDenied
     ├── PayloadTooLargeError           413  RequestEntityTooLarge
     ├── UnsupportedMediaTypeError      415  UnsupportedMediaType (neither JSON nor YAML)
-    ├── UpstreamError                  424  GitHub (or another service we call) failed or refused
+    ├── UpstreamError                  424  a forge (or another service we call) failed or refused
     ├── ServiceUnavailableError        503  ServiceUnavailable, with Retry-After
     └── StoreUncertainError            504  StoreUncertain: Prefect lost its answer to a write
 
@@ -100,7 +100,7 @@ class UnsupportedMediaTypeError(ApiError):
 
 
 class UpstreamError(ApiError):
-    """A service the facade calls for the request (GitHub) failed or refused.
+    """A service the facade calls for the request (a forge) failed or refused.
 
     424 Failed Dependency: the request was fine, what it depends on did not answer it.
     """

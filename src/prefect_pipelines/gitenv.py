@@ -6,7 +6,6 @@ facade's reads and commits of a repository's pipeline file (services/repository.
 
 from __future__ import annotations
 
-import base64
 import os
 from urllib.parse import urlsplit
 
@@ -27,8 +26,9 @@ def url_scheme(url: str) -> str:
     return scheme if scheme else "ssh"
 
 
-def git_env(token: str | None, allowed_schemes: set[str]) -> dict[str, str]:
-    """git's environment: no prompts, allowed protocols only, the token as a header."""
+def git_env(auth_header: str | None, allowed_schemes: set[str]) -> dict[str, str]:
+    """git's environment: no prompts, allowed protocols only, and the forge's
+    Authorization header for its token (Forge.clone_header), if any."""
     env = host_env({})
     env.update(
         GIT_TERMINAL_PROMPT="0",
@@ -36,11 +36,10 @@ def git_env(token: str | None, allowed_schemes: set[str]) -> dict[str, str]:
         GIT_SSH_COMMAND="ssh -o BatchMode=yes",
         GIT_CONFIG_NOSYSTEM="1",
     )
-    if token:
-        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    if auth_header:
         env.update(
             GIT_CONFIG_COUNT="1",
             GIT_CONFIG_KEY_0="http.extraHeader",
-            GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
+            GIT_CONFIG_VALUE_0=f"Authorization: {auth_header}",
         )
     return env

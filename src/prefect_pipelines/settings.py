@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8080, description="Port the /v3 facade listens on.")
     public_url: str = Field(
         default="",
-        description="The facade's URL as GitHub and browsers reach it (webhooks, commit "
+        description="The facade's URL as forges and browsers reach it (webhooks, commit "
         "status links); default http://API_HOST:API_PORT.",
     )
     log_limit_bytes: int = Field(

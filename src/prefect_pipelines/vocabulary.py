@@ -194,8 +194,13 @@ def project_queue_name(project_id: str) -> str:
 
 
 def cluster_block_name(cluster_id: str) -> str:
-    """The block holding a cluster's GitHub app configuration."""
+    """The block holding a cluster's pipeline settings."""
     return f"cluster-{cluster_id}"
+
+
+def forge_app_block_name(cluster_id: str, kind: str) -> str:
+    """The block holding a cluster's OAuth app on one forge."""
+    return f"forge-app-{cluster_id}-{kind}"
 
 
 def cluster_pool_name(cluster_id: str) -> str:

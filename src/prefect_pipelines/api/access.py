@@ -100,14 +100,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v3/projectroletemplatebindings"): Rule(Need.OWNER, project=HANDLER),
     ("GET", "/v3/projectroletemplatebindings/{binding_id}"): Rule(Need.READ, project=HANDLER),
     ("DELETE", "/v3/projectroletemplatebindings/{binding_id}"): Rule(Need.OWNER, project=HANDLER),
-    # cluster pipelines: the GitHub app of a cluster (admins), linking one's own account (anyone)
+    # cluster pipelines: the forges' OAuth apps of a cluster (admins), linking one's own account (anyone)
     ("GET", "/v3/clusters/{cluster_id}/clusterpipelines"): Rule(Need.USER, project=NONE),
     ("POST", "/v3/clusters/{cluster_id}/clusterpipelines"): Rule(Need.ADMIN, project=NONE),
     ("GET", "/v3/clusters/{cluster_id}/clusterpipelines/{pipeline_id}"): Rule(Need.USER, project=NONE),
     ("PUT", "/v3/clusters/{cluster_id}/clusterpipelines/{pipeline_id}"): Rule(Need.ADMIN, project=NONE),
     ("POST", "/v3/clusters/{cluster_id}/clusterpipelines/{pipeline_id}"): Rule(
         Need.ADMIN, CLUSTER_ACTIONS, project=NONE),
-    # a user's own GitHub accounts and repositories (each sees only their own)
+    # a user's own forge accounts and repositories (each sees only their own)
     ("GET", "/v3/sourcecodecredentials"): Rule(Need.USER, project=NONE),
     ("GET", "/v3/sourcecodecredentials/{credential_id}"): Rule(Need.USER, project=NONE),
     ("DELETE", "/v3/sourcecodecredentials/{credential_id}"): Rule(Need.USER, project=NONE),

@@ -38,6 +38,7 @@ from prefect_pipelines.api.schemas import (
     DockerCredentialIn,
     PipelineIn,
     ProjectIn,
+    RevokeAppInput,
     RunInput,
     SecretIn,
 )
@@ -193,6 +194,7 @@ def create_app() -> FastAPI:
                                  description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for model in (PipelineIn, RunInput, ClusterPipelineIn, AuthAppInput, AuthUserInput,
+                          RevokeAppInput,
                           ProjectIn, BindingIn, SecretIn, DockerCredentialIn):
                 definition = model.model_json_schema(ref_template="#/components/schemas/{model}",
                                                      by_alias=True)

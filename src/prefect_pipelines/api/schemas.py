@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from prefect_pipelines.forges import FORGES, Forge
 from prefect_pipelines.translator.spec import Constraint, Stage
 
+# The forges of forges.FORGES, by kind.
+SourceCodeType = Literal[tuple(FORGES)]  # type: ignore[valid-type]
 State = Literal["waiting", "queueing", "running", "success", "failed", "skipped", "aborted"]
 T = TypeVar("T")
 
@@ -227,66 +230,84 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-class GitHubConfig(ApiModel):
-    """A cluster's GitHub OAuth app as responses show it (never the secret)."""
+class ForgeConfig(ApiModel):
+    """A cluster's OAuth app on a forge as responses show it (never the secret)."""
 
     host: str
     tls: bool
     clientId: str
 
 
-class GitHubConfigIn(BaseModel):
-    """githubConfig in a request; clientSecret is write-only."""
-
+class _ForgeConfigIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    host: str = Field(default="github.com", description="github.com or a GitHub Enterprise host.")
-    tls: bool = Field(default=True, description="false: reach the Enterprise host over http.")
+    tls: bool = Field(default=True, description="false: reach a self-managed host over http.")
     clientId: str
     clientSecret: str | None = Field(default=None, description="Write-only.")
     redirectUrl: str | None = None
 
 
-class ClusterPipelineIn(BaseModel):
-    """Body of POST/PUT on clusterpipelines."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    clusterId: str | None = None
-    deploy: bool | None = None
-    githubConfig: GitHubConfigIn | None = None
+def _config_in(forge: type[Forge]) -> type[_ForgeConfigIn]:
+    return create_model(
+        f"{forge.title}ConfigIn", __base__=_ForgeConfigIn,
+        __doc__=f"{forge.config_field} in a request; clientSecret is write-only.",
+        host=(str, Field(default=forge.default_host,
+                         description=f"{forge.default_host} or a self-managed {forge.title} host.")))
 
 
-class AuthAppInput(BaseModel):
-    """Input of `authapp`: the OAuth app and a code GitHub gave for it."""
+# One `<kind>Config` per forge of the registry: adding a forge adds its fields here.
+CONFIG_IN: dict[str, type[_ForgeConfigIn]] = {
+    forge.config_field: _config_in(forge) for forge in FORGES.values()}
+_OPTIONAL_CONFIGS: dict[str, Any] = {name: (model | None, None) for name, model in CONFIG_IN.items()}
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+ClusterPipelineIn = create_model(
+    "ClusterPipelineIn", __config__=ConfigDict(extra="forbid", strict=True),
+    __doc__="Body of POST/PUT on clusterpipelines: any of the forges' apps, and deploy.",
+    clusterId=(str | None, None), deploy=(bool | None, None), **_OPTIONAL_CONFIGS)
 
-    githubConfig: GitHubConfigIn
-    code: str
+AuthAppInput = create_model(
+    "AuthAppInput", __config__=ConfigDict(extra="forbid", strict=True),
+    __doc__="Input of `authapp`: one forge's OAuth app and a code the forge gave for it.",
+    code=(str, ...), **_OPTIONAL_CONFIGS)
 
 
 class AuthUserInput(BaseModel):
-    """Input of `authuser`: a code GitHub gave the caller for the cluster's app."""
+    """Input of `authuser`: a code the forge gave the caller for the cluster's app."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    sourceCodeType: SourceCodeType = "github"
     code: str
 
 
-class ClusterPipeline(Resource):
-    clusterId: str
-    deploy: bool
-    githubConfig: GitHubConfig | None
+class RevokeAppInput(BaseModel):
+    """Input of `revokeapp`: which forge's app to forget."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    sourceCodeType: SourceCodeType = "github"
+
+
+ClusterPipeline = create_model(
+    "ClusterPipeline", __base__=Resource,
+    clusterId=(str, ...), deploy=(bool, ...),
+    authorizeUrls=(dict[SourceCodeType, str], Field(
+        description="Per forge with an app: where a user's browser goes to grant it access "
+                    "(the code it returns is what authapp and authuser take).")),
+    **{name: (ForgeConfig | None, ...) for name in CONFIG_IN})
 
 
 class SourceCodeCredential(Resource):
     clusterId: str
-    kind: Literal["github"]
+    kind: SourceCodeType
     userId: str
     creatorId: str
     name: str
     loginName: str
+    state: Literal["active", "relink"] = Field(
+        description="relink: the forge refused to refresh its token; link the account again")
+    transitioning: Literal["no", "error"]
+    transitioningMessage: str
 
 
 class RepositoryPermissions(ApiModel):
@@ -297,7 +318,7 @@ class RepositoryPermissions(ApiModel):
 
 class SourceCodeRepository(Resource):
     clusterId: str
-    kind: Literal["github"]
+    kind: SourceCodeType
     userId: str
     creatorId: str
     sourceCodeCredentialId: str

@@ -17,7 +17,10 @@ _DOCS = "https://github.com/prefect-pipelines/prefect-pipelines#configuration"
 
 
 class GitHubAppConfig(Block):
-    """The GitHub (or GitHub Enterprise) OAuth app of a cluster's pipelines.
+    """A cluster's pipeline settings: whether its work pool exists.
+
+    Its GitHub fields are those of clusters configured before each forge's app had a
+    `ForgeApp` block: they are read as the cluster's GitHub app until it is saved again.
 
     Examples:
         ```python
@@ -28,20 +31,45 @@ class GitHubAppConfig(Block):
 
     _block_type_name = "Pipelines GitHub App"
     _block_type_slug = "pipelines-github-app"
-    _description = "The GitHub OAuth app a cluster's pipelines log users in with."
+    _description = "A cluster's pipeline settings (and, before forge apps, its GitHub OAuth app)."
     _documentation_url = _DOCS
 
-    cluster_id: str = Field(description="The cluster this app belongs to.")
+    cluster_id: str = Field(description="The cluster these settings belong to.")
     host: str = Field(default="github.com", description="github.com or a GitHub Enterprise host.")
     tls: bool = Field(default=True, description="Whether the host is reached over https.")
-    client_id: str = Field(description="The OAuth app's client id.")
-    client_secret: SecretStr = Field(description="The OAuth app's client secret.")
+    client_id: str = Field(default="", description="The OAuth app's client id (before forge apps).")
+    client_secret: SecretStr = Field(default=SecretStr(""), description="The OAuth app's client secret.")
     redirect_url: str | None = Field(default=None, description="The OAuth redirect URL, if any.")
     deploy: bool = Field(default=False, description="Whether the cluster's work pool exists.")
 
 
+class ForgeApp(Block):
+    """The OAuth app of a cluster's pipelines on one forge (GitHub, GitLab, ...).
+
+    Examples:
+        ```python
+        from prefect_pipelines.blocks import ForgeApp
+        app = ForgeApp.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "Pipelines Forge App"
+    _block_type_slug = "pipelines-forge-app"
+    _description = "The OAuth app a cluster's pipelines log users in with, on one forge."
+    _documentation_url = _DOCS
+
+    cluster_id: str = Field(description="The cluster this app belongs to.")
+    kind: str = Field(description="The forge: github, gitlab, ...")
+    host: str = Field(description="The forge's host (and port).")
+    tls: bool = Field(default=True, description="Whether the host is reached over https.")
+    client_id: str = Field(description="The OAuth app's client id.")
+    client_secret: SecretStr = Field(description="The OAuth app's client secret.")
+    redirect_url: str = Field(default="", description="The OAuth redirect URL, if any.")
+    api_url: str = Field(default="", description="The forge's API, where the host does not say it.")
+
+
 class SourceCodeCredential(Block):
-    """A user's linked GitHub account: the token pipelines clone and call GitHub with.
+    """A user's linked forge account: the token pipelines clone and call the forge with.
 
     Examples:
         ```python
@@ -52,23 +80,26 @@ class SourceCodeCredential(Block):
 
     _block_type_name = "Pipelines Source Code Credential"
     _block_type_slug = "pipelines-source-code-credential"
-    _description = "A user's GitHub token, used to clone, list repositories and set statuses."
+    _description = "A user's forge token, used to clone, list repositories and set statuses."
     _documentation_url = _DOCS
 
     credential_id: str = Field(description="The credential's id on the /v3 API.")
     cluster_id: str = Field(default="", description="The cluster the credential belongs to.")
     user_id: str = Field(description="The user who linked the account.")
     kind: str = Field(default="github", description="The source code provider.")
-    login_name: str = Field(default="", description="The GitHub login.")
-    display_name: str = Field(default="", description="The GitHub display name.")
-    avatar_url: str = Field(default="", description="The GitHub avatar URL.")
-    html_url: str = Field(default="", description="The GitHub profile URL.")
-    api_url: str = Field(default="", description="The GitHub API base URL the token belongs to.")
+    login_name: str = Field(default="", description="The forge login.")
+    display_name: str = Field(default="", description="The forge display name.")
+    avatar_url: str = Field(default="", description="The forge avatar URL.")
+    html_url: str = Field(default="", description="The forge profile URL.")
+    api_url: str = Field(default="", description="The forge API base URL the token belongs to.")
     access_token: SecretStr = Field(description="The OAuth access token.")
+    refresh_token: SecretStr = Field(default=SecretStr(""), description="The OAuth refresh token, if any.")
+    expires_at: float | None = Field(default=None, description="When the access token expires (epoch s).")
+    needs_relink: str = Field(default="", description="Why the token no longer works, if it does not.")
 
 
 class SourceCodeRepositoryCache(Block):
-    """The repositories a credential can see, as GitHub listed them at the last refresh.
+    """The repositories a credential can see, as the forge listed them at the last refresh.
 
     Examples:
         ```python
@@ -90,7 +121,7 @@ class SourceCodeRepositoryCache(Block):
 
 
 class PipelineSecrets(Block):
-    """A pipeline's write-only state: its webhook token and the id of its GitHub hook.
+    """A pipeline's write-only state: its webhook token and the id of its forge's hook.
 
     Examples:
         ```python
@@ -106,8 +137,10 @@ class PipelineSecrets(Block):
 
     project_id: str = Field(description="The project of the pipeline.")
     pipeline_id: str = Field(description="The pipeline's id.")
-    token: SecretStr = Field(description="The webhook secret GitHub signs deliveries with.")
-    webhook_id: str = Field(default="", description="The id of the hook on GitHub, if any.")
+    token: SecretStr = Field(description="The webhook secret the forge signs deliveries with.")
+    webhook_id: str = Field(default="", description="The id of the hook on the forge, if any.")
+    webhook_kind: str = Field(default="github", description="The forge of the hook.")
+    webhook_events: list[str] = Field(default_factory=list, description="The events the hook posts.")
     webhook_repo: str = Field(default="", description="The owner/name of the hooked repository.")
     credential_id: str = Field(default="", description="The credential that created the hook.")
 
@@ -257,6 +290,7 @@ class RunNumberClaim(Block):
 
 BLOCK_TYPES: tuple[type[Block], ...] = (
     GitHubAppConfig,
+    ForgeApp,
     SourceCodeCredential,
     SourceCodeRepositoryCache,
     PipelineSecrets,
@@ -271,6 +305,7 @@ BLOCK_TYPES: tuple[type[Block], ...] = (
 __all__ = [
     "ApiToken",
     "BLOCK_TYPES",
+    "ForgeApp",
     "GitHubAppConfig",
     "PipelineSecrets",
     "PipelinesProject",

@@ -15,10 +15,10 @@ from prefect.blocks.system import Secret
 from prefect.exceptions import ObjectNotFound
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from prefect_pipelines.blocks import SourceCodeCredential
-from prefect_pipelines.errors import NotFoundError
+from prefect_pipelines.errors import InvalidInputError, NotFoundError, UpstreamError
 from prefect_pipelines.flows.executors.base import ExecutorError
 from prefect_pipelines.flows.output import SecretMasker
+from prefect_pipelines.services import sourcecode
 from prefect_pipelines.services.client import pipelines_client
 from prefect_pipelines.services.dockercredentials import (
     DOCKER_HUB,
@@ -29,7 +29,6 @@ from prefect_pipelines.services.dockercredentials import (
 )
 from prefect_pipelines.services.secrets import resolve, secret_values
 from prefect_pipelines.translator.spec import EnvFromSecret
-from prefect_pipelines.vocabulary import credential_block_name
 
 
 def secret_env(secrets: Sequence[EnvFromSecret], masker: SecretMasker,
@@ -92,21 +91,28 @@ def _prefect_secret_env(secrets: Sequence[EnvFromSecret]) -> dict[str, str]:
     return env
 
 
-def load_source_token(credential_id: str | None) -> str | None:
-    """The access token of a source code credential, or None when none is named.
+def load_clone_auth(credential_id: str | None) -> tuple[str, str] | None:
+    """(token, Authorization header) git clones with for a source code credential (its
+    token refreshed first if it expires), or None when none is named.
 
     Raises:
-        ExecutorError: the credential does not exist.
+        ExecutorError: the credential does not exist, or needs a new link.
     """
     if not credential_id:
         return None
+
+    async def read() -> tuple[str, str]:
+        async with pipelines_client() as client:
+            return await sourcecode.clone_header(client, credential_id)
+
     try:
-        credential = SourceCodeCredential.load(credential_block_name(credential_id))
-    except (ValueError, ObjectNotFound):
+        return run_coro_as_sync(read())
+    except NotFoundError:
         raise ExecutorError(
             f"source code credential {credential_id!r} does not exist (or was revoked)"
         ) from None
-    return credential.access_token.get_secret_value()
+    except (InvalidInputError, UpstreamError) as exc:
+        raise ExecutorError(exc.message) from None
 
 
 class RegistryLogins:

@@ -7,7 +7,6 @@ Every argument is passed as a list, after `--` where git allows it.
 
 from __future__ import annotations
 
-import base64
 import os
 import subprocess
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ def clone(
     *,
     commit: str = "",
     ref: str = "",
-    token: str | None = None,
+    auth: tuple[str, str] | None = None,
     depth: int = 50,
     allowed_schemes: set[str],
 ) -> CloneResult:
@@ -52,9 +51,11 @@ def clone(
             StepResult(None, message=f"clones over {scheme} are not allowed "
                        f"(allowed: {', '.join(sorted(allowed_schemes))})")
         )
-    if token:
-        ctx.output.masker.add(token, base64.b64encode(f"x-access-token:{token}".encode()).decode())
-    env = git_env(token, allowed_schemes)
+    header = None
+    if auth is not None:
+        token, header = auth
+        ctx.output.masker.add(token, header, header.split(" ", 1)[-1])
+    env = git_env(header, allowed_schemes)
     ws = ctx.workspace
     depth_args = [f"--depth={depth}"] if depth > 0 else []
     source_ref = ref if ref and not ref.startswith("refs/heads/") else f"refs/heads/{branch}"

@@ -24,7 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from prefect_pipelines.flows.control import RunControl, StopToken, start_thread
-from prefect_pipelines.flows.credentials import RegistryLogins, load_source_token, secret_env
+from prefect_pipelines.flows.credentials import RegistryLogins, load_clone_auth, secret_env
 from prefect_pipelines.flows.engine import StepTagLimits
 from prefect_pipelines.flows.executors import process_notice
 from prefect_pipelines.flows.executors.base import (
@@ -39,7 +39,6 @@ from prefect_pipelines.flows.executors.process import ProcessExecutor
 from prefect_pipelines.flows.git import clone, commit_labels, existing_checkout, is_empty_dir
 from prefect_pipelines.flows.heartbeat import heartbeats
 from prefect_pipelines.flows.output import SecretMasker, StepOutput, console
-from prefect_pipelines.services.github import CommitStatus
 from prefect_pipelines.services.runs import (
     ensure_run_number,
     label_flow_run,
@@ -48,6 +47,7 @@ from prefect_pipelines.services.runs import (
     record_steps,
     trigger_refusal,
 )
+from prefect_pipelines.services.statuses import CommitStatus
 from prefect_pipelines.settings import Settings, get_settings
 from prefect_pipelines.translator import (
     PipelineConfig,
@@ -312,14 +312,14 @@ class _StepJob:
         if not is_empty_dir(run.workspace):
             cloned = existing_checkout(ctx)
         else:
-            token = load_source_token(source.source_code_credential_id)
+            auth = load_clone_auth(source.source_code_credential_id)
             cloned = clone(
                 source.url,
                 run.plan.branch,
                 ctx,
                 commit=run.plan.trigger.commit,
                 ref=run.plan.trigger.ref,
-                token=token,
+                auth=auth,
                 depth=run.settings.clone_depth,
                 allowed_schemes=run.settings.git_schemes(),
             )

@@ -1,16 +1,18 @@
-"""Cluster pipelines: a cluster's GitHub OAuth app (a block) and its work pool (`deploy`)."""
+"""Cluster pipelines: a cluster's OAuth apps, one per forge (`ForgeApp` blocks), and its
+work pool (`deploy`, kept in the cluster's settings block)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prefect.exceptions import ObjectNotFound
 
 from prefect_pipelines.blocks import GitHubAppConfig
 from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
-from prefect_pipelines.services import github
+from prefect_pipelines.forges import FORGES, Forge, OAuthApp, by_config_field, forge_class
+from prefect_pipelines.services.forge_apps import load_app, load_apps, load_settings, save_app
 from prefect_pipelines.services.pipelines import repoint_cluster
 from prefect_pipelines.services.pools import ensure_work_pool
 from prefect_pipelines.services.sourcecode import CredentialRecord, link_account
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 
 _CLUSTER = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _HOST = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
+_URL = re.compile(r"https?://[^\s]+")
+_FIELDS = {"host", "tls", "clientId", "clientSecret", "redirectUrl"}
 
 
 def check_cluster_id(cluster_id: str) -> str:
@@ -32,103 +36,123 @@ def check_cluster_id(cluster_id: str) -> str:
 
 
 @dataclass
-class GitHubConfigInput:
-    """githubConfig as a request gives it."""
+class ForgeConfigInput:
+    """A `<kind>Config` as a request gives it."""
 
+    forge: type[Forge]
     host: str
     tls: bool
     client_id: str
-    client_secret: str | None
+    client_secret: str | None = field(repr=False)
+    redirect_url: str = ""
 
     @classmethod
-    def parse(cls, data: Any, *, need_secret: bool) -> GitHubConfigInput:
+    def parse(cls, forge: type[Forge], data: Any, *, need_secret: bool) -> ForgeConfigInput:
+        name = forge.config_field
         if not isinstance(data, dict):
-            raise InvalidInputError("githubConfig must be an object", field_name="githubConfig")
-        unknown = sorted(set(data) - {"host", "tls", "clientId", "clientSecret", "redirectUrl"})
+            raise InvalidInputError(f"{name} must be an object", field_name=name)
+        unknown = sorted(set(data) - _FIELDS)
         if unknown:
-            raise InvalidInputError(f"{unknown[0]} is not a known field",
-                                    field_name=f"githubConfig.{unknown[0]}")
-        host = data.get("host", "github.com")
+            raise InvalidInputError(f"{unknown[0]} is not a known field", field_name=f"{name}.{unknown[0]}")
+        host = data.get("host", forge.default_host)
         if not isinstance(host, str) or not _HOST.fullmatch(host):
-            raise InvalidInputError("host must be a host name (and port), like github.com",
-                                    field_name="githubConfig.host")
+            raise InvalidInputError(f"host must be a host name (and port), like {forge.default_host}",
+                                    field_name=f"{name}.host")
         tls = data.get("tls", True)
         if not isinstance(tls, bool):
-            raise InvalidInputError("tls must be true or false", field_name="githubConfig.tls")
+            raise InvalidInputError("tls must be true or false", field_name=f"{name}.tls")
         client_id = data.get("clientId")
         if not isinstance(client_id, str) or not client_id.strip():
-            raise InvalidInputError("clientId is required", field_name="githubConfig.clientId",
+            raise InvalidInputError("clientId is required", field_name=f"{name}.clientId",
                                     code="MissingRequired")
         secret = data.get("clientSecret")
         if secret is not None and (not isinstance(secret, str) or not secret.strip()):
             raise InvalidInputError("clientSecret must be a non-empty string",
-                                    field_name="githubConfig.clientSecret")
+                                    field_name=f"{name}.clientSecret")
         if need_secret and secret is None:
-            raise InvalidInputError("clientSecret is required", field_name="githubConfig.clientSecret",
+            raise InvalidInputError("clientSecret is required", field_name=f"{name}.clientSecret",
                                     code="MissingRequired")
-        return cls(host=host, tls=tls, client_id=client_id, client_secret=secret)
+        redirect = data.get("redirectUrl") or ""
+        if not isinstance(redirect, str) or redirect and not _URL.fullmatch(redirect):
+            raise InvalidInputError("redirectUrl must be an http(s) URL",
+                                    field_name=f"{name}.redirectUrl")
+        return cls(forge=forge, host=host, tls=tls, client_id=client_id, client_secret=secret,
+                   redirect_url=redirect)
+
+    def app(self, secret: str) -> OAuthApp:
+        return OAuthApp(host=self.host, tls=self.tls, client_id=self.client_id,
+                        client_secret=secret, redirect_url=self.redirect_url)
+
+
+def parse_configs(data: dict[str, Any], *, need_secret: bool) -> dict[str, ForgeConfigInput]:
+    """The `<kind>Config` fields of a body, by forge kind."""
+    return {forge.kind: ForgeConfigInput.parse(forge, data[name], need_secret=need_secret)
+            for name, forge in by_config_field().items() if data.get(name) is not None}
 
 
 @dataclass
 class ClusterRecord:
-    """A cluster pipeline as stored (without the client secret)."""
+    """A cluster pipeline as stored (without the client secrets)."""
 
     cluster_id: str
     deploy: bool
-    host: str | None = None
-    tls: bool = True
-    client_id: str | None = None
+    apps: dict[str, OAuthApp] = field(default_factory=dict)
 
     def fields(self) -> dict[str, Any]:
-        config = None
-        if self.client_id is not None:
-            config = {"host": self.host, "tls": self.tls, "clientId": self.client_id}
-        return {"id": self.cluster_id, "clusterId": self.cluster_id, "deploy": self.deploy,
-                "githubConfig": config}
+        out: dict[str, Any] = {"id": self.cluster_id, "clusterId": self.cluster_id,
+                               "deploy": self.deploy, "authorizeUrls": {}}
+        for kind, forge in FORGES.items():
+            app = self.apps.get(kind)
+            out[forge.config_field] = None if app is None else {
+                "host": app.host, "tls": app.tls, "clientId": app.client_id}
+            if app is not None:
+                out["authorizeUrls"][kind] = forge(forge.api_url_of(app)).authorize_url(app)
+        return out
 
-    @property
-    def api_url(self) -> str:
-        return github.api_base_url(self.host or github.GITHUB_COM, self.tls)
 
-
-async def _load(client: PrefectClient, cluster_id: str) -> GitHubAppConfig | None:
-    try:
-        return await GitHubAppConfig.aload(cluster_block_name(cluster_id), client=client)
-    except (ValueError, ObjectNotFound):
-        return None
+async def _record(client: PrefectClient, block: GitHubAppConfig) -> ClusterRecord:
+    return ClusterRecord(cluster_id=block.cluster_id, deploy=block.deploy,
+                         apps=await load_apps(client, block.cluster_id, block))
 
 
 async def read_cluster(client: PrefectClient, cluster_id: str) -> ClusterRecord:
-    """The cluster pipeline (created on first use, with nothing configured).
+    """The cluster pipeline.
 
     Raises:
         NotFoundError: nothing was ever saved for this cluster.
     """
     check_cluster_id(cluster_id)
-    block = await _load(client, cluster_id)
+    block = await load_settings(client, cluster_id)
     if block is None:
         raise NotFoundError(f"cluster pipeline {cluster_id!r} not found")
-    return _record(block)
+    return await _record(client, block)
 
 
 async def list_clusters(client: PrefectClient, cluster_id: str) -> list[ClusterRecord]:
     """The cluster's pipeline settings: one, or none until they are saved."""
     check_cluster_id(cluster_id)
-    block = await _load(client, cluster_id)
-    return [] if block is None else [_record(block)]
+    block = await load_settings(client, cluster_id)
+    return [] if block is None else [await _record(client, block)]
 
 
-def _record(block: GitHubAppConfig) -> ClusterRecord:
-    configured = bool(block.client_id)
-    return ClusterRecord(cluster_id=block.cluster_id, deploy=block.deploy,
-                         host=block.host if configured else None, tls=block.tls,
-                         client_id=block.client_id if configured else None)
+async def _secret_of(client: PrefectClient, cluster_id: str, config: ForgeConfigInput,
+                     settings_block: GitHubAppConfig | None) -> str:
+    """The config's secret, or the stored one of the same app when it gives none."""
+    if config.client_secret is not None:
+        return config.client_secret
+    current = await load_app(client, cluster_id, config.forge.kind, settings_block)
+    if current is None or current.client_id != config.client_id:
+        raise InvalidInputError("clientSecret is required for a new OAuth app",
+                                field_name=f"{config.forge.config_field}.clientSecret",
+                                code="MissingRequired")
+    return current.client_secret
 
 
 async def save_cluster(client: PrefectClient, cluster_id: str, *, deploy: bool | None,
-                       config: GitHubConfigInput | None, settings: Settings,
-                       keep_config: bool = True, exists: bool | None = None) -> ClusterRecord:
-    """Create or update a cluster pipeline; `deploy` creates or removes its work pool.
+                       configs: dict[str, ForgeConfigInput], settings: Settings,
+                       revoke: str | None = None, exists: bool | None = None) -> ClusterRecord:
+    """Create or update a cluster pipeline: save the forges' apps given (and forget the
+    one of kind `revoke`); `deploy` creates or removes its work pool.
 
     Args:
         exists: True: only update (404 when nothing was saved); False: only create (409
@@ -136,35 +160,27 @@ async def save_cluster(client: PrefectClient, cluster_id: str, *, deploy: bool |
 
     Raises:
         NotFoundError, ConflictError: as `exists` says.
-        InvalidInputError: a new OAuth app without its secret.
+        InvalidInputError: a new OAuth app without its secret (nothing is saved).
     """
     check_cluster_id(cluster_id)
-    current = await _load(client, cluster_id)
+    current = await load_settings(client, cluster_id)
     if exists is True and current is None:
         raise NotFoundError(f"cluster pipeline {cluster_id!r} not found")
     if exists is False and current is not None:
         raise ConflictError(f"cluster {cluster_id} already has its pipeline settings: use PUT",
                             field_name="clusterId")
-    block = current or GitHubAppConfig(cluster_id=cluster_id, client_id="", client_secret="")
-    if config is not None:
-        secret = config.client_secret
-        if secret is None:
-            if current is None or not current.client_id or current.client_id != config.client_id:
-                raise InvalidInputError("clientSecret is required for a new OAuth app",
-                                        field_name="githubConfig.clientSecret",
-                                        code="MissingRequired")
-            secret = current.client_secret.get_secret_value()
-        block = GitHubAppConfig(cluster_id=cluster_id, host=config.host, tls=config.tls,
-                                client_id=config.client_id, client_secret=secret,
-                                deploy=block.deploy)
-    elif not keep_config:
-        block = GitHubAppConfig(cluster_id=cluster_id, client_id="", client_secret="",
-                                deploy=block.deploy)
+    block = current or GitHubAppConfig(cluster_id=cluster_id)
+    apps = {kind: config.app(await _secret_of(client, cluster_id, config, current))
+            for kind, config in configs.items()}
     if deploy is not None and deploy != block.deploy:
         await set_deployed(client, cluster_id, deploy, settings)
         block.deploy = deploy
+    for kind, app in apps.items():
+        await save_app(client, cluster_id, kind, app, block)
+    if revoke is not None:
+        await save_app(client, cluster_id, revoke, None, block)
     await block.asave(cluster_block_name(cluster_id), overwrite=True, client=client)
-    return _record(block)
+    return await _record(client, block)
 
 
 async def set_deployed(client: PrefectClient, cluster_id: str, deploy: bool,
@@ -187,49 +203,42 @@ async def deploy_cluster(client: PrefectClient, cluster_id: str, deploy: bool,
                          settings: Settings) -> ClusterRecord:
     """The `deploy` / `destroy` actions."""
     await read_cluster(client, cluster_id)
-    return await save_cluster(client, cluster_id, deploy=deploy, config=None, settings=settings)
+    return await save_cluster(client, cluster_id, deploy=deploy, configs={}, settings=settings)
 
 
-async def authapp(client: PrefectClient, cluster_id: str, *, config: GitHubConfigInput,
+async def authapp(client: PrefectClient, cluster_id: str, *, config: ForgeConfigInput,
                   code: str, user_id: str, settings: Settings
                   ) -> tuple[ClusterRecord, CredentialRecord]:
-    """Configure the OAuth app by using it: trade the code, then save the app and the
-    caller's credential. A refused code or secret, or an unreachable host, saves nothing."""
+    """Configure a forge's OAuth app by using it: trade the code, then save the app and
+    the caller's credential. A refused code or secret, or an unreachable host, saves nothing."""
     check_cluster_id(cluster_id)
-    secret = config.client_secret
-    if secret is None:
-        current = await _load(client, cluster_id)
-        if current is None or current.client_id != config.client_id:
-            raise InvalidInputError("clientSecret is required", field_name="githubConfig.clientSecret",
-                                    code="MissingRequired")
-        secret = current.client_secret.get_secret_value()
-    api_url = github.api_base_url(config.host, config.tls)
-    credential = await link_account(client, cluster_id=cluster_id, user_id=user_id,
-                                    api_url=api_url, client_id=config.client_id,
-                                    client_secret=secret, code=code)
+    app = config.app(await _secret_of(client, cluster_id, config, await load_settings(client, cluster_id)))
+    forge = config.forge(config.forge.api_url_of(app))
+    credential = await link_account(client, cluster_id=cluster_id, user_id=user_id, forge=forge,
+                                    app=app, code=code)
+    config.client_secret = app.client_secret
     record = await save_cluster(client, cluster_id, deploy=None, settings=settings,
-                                config=GitHubConfigInput(host=config.host, tls=config.tls,
-                                                         client_id=config.client_id,
-                                                         client_secret=secret))
+                                configs={forge.kind: config})
     return record, credential
 
 
-async def authuser(client: PrefectClient, cluster_id: str, *, code: str, user_id: str
+async def authuser(client: PrefectClient, cluster_id: str, *, kind: str, code: str, user_id: str
                    ) -> CredentialRecord:
-    """Link the caller's GitHub account through the cluster's OAuth app."""
-    block = await _load(client, cluster_id)
-    if block is None or not block.client_id:
-        raise InvalidInputError(f"cluster {cluster_id} has no GitHub app configured: "
-                                "run authapp first", field_name="githubConfig")
-    return await link_account(
-        client, cluster_id=cluster_id, user_id=user_id,
-        api_url=github.api_base_url(block.host, block.tls), client_id=block.client_id,
-        client_secret=block.client_secret.get_secret_value(), code=code)
+    """Link the caller's account on forge `kind` through the cluster's app there."""
+    forge_type = forge_class(kind)
+    app = await load_app(client, check_cluster_id(cluster_id), kind)
+    if app is None:
+        raise InvalidInputError(f"cluster {cluster_id} has no {forge_type.title} app configured: "
+                                "run authapp first", field_name=forge_type.config_field)
+    return await link_account(client, cluster_id=cluster_id, user_id=user_id,
+                              forge=forge_type(forge_type.api_url_of(app)), app=app, code=code)
 
 
-async def revoke_app(client: PrefectClient, cluster_id: str, settings: Settings) -> ClusterRecord:
-    """Forget the OAuth app; credentials made with it stay usable until revoked."""
+async def revoke_app(client: PrefectClient, cluster_id: str, kind: str,
+                     settings: Settings) -> ClusterRecord:
+    """Forget a forge's OAuth app; credentials made with it stay usable until revoked
+    (those whose tokens expire can no longer be refreshed)."""
+    forge_class(kind)
     await read_cluster(client, cluster_id)
-    return await save_cluster(client, cluster_id, deploy=None, config=None, settings=settings,
-                              keep_config=False)
-
+    return await save_cluster(client, cluster_id, deploy=None, configs={}, settings=settings,
+                              revoke=kind)

@@ -34,6 +34,7 @@ from prefect.types import MAX_VARIABLE_VALUE_LENGTH
 from pydantic import BaseModel, ValidationError
 
 from prefect_pipelines.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from prefect_pipelines.forges import Skip
 from prefect_pipelines.services import repository, webhooks
 from prefect_pipelines.services.pipelines import run_with_key, start_execution
 from prefect_pipelines.services.projects import refused_run
@@ -106,46 +107,40 @@ class Receipt:
 async def receive(client: PrefectClient, pipeline: webhooks.Receiver, *, project_id: str,
                   pipeline_id: str, headers: Mapping[str, str], body: bytes,
                   may_run: Callable[[str], Awaitable[bool]], dispatcher: Dispatcher) -> Receipt:
-    """Check a GitHub delivery of a pipeline and record it for its run.
+    """Check a delivery of a pipeline's forge and record it for its run.
 
     Raises:
-        SignatureError: not signed with the pipeline's token.
-        InvalidInputError: a header is missing, or the payload is not GitHub's.
+        SignatureError: not signed with (or not carrying) the pipeline's token.
+        InvalidInputError: a header is missing, or the payload is not the forge's.
         PermissionDeniedError: the pipeline's creator may no longer run it.
     """
-    webhooks.verify_signature(pipeline.token, body, headers.get("x-hub-signature-256"))
-    event = headers.get("x-github-event")
-    if not event:
-        raise InvalidInputError("the delivery has no X-GitHub-Event header", field_name="X-GitHub-Event")
+    forge = pipeline.forge
+    forge.verify(pipeline.token, headers, body)
     deployment = pipeline.deployment
     try:
-        delivery = webhooks.parse_delivery(event, body)
+        delivery_id, delivery = forge.delivery(headers, body)
         definition = (deployment.parameters or {}).get("pipeline") or {}
         if deployment.paused:
-            raise webhooks.Skip("the pipeline is inactive")
+            raise Skip("the pipeline is inactive")
         events = StoredDefinition(definition).webhook_events
         if not events:
-            raise webhooks.Skip("the pipeline's webhook trigger is off")
+            raise Skip("the pipeline's webhook trigger is off")
         if delivery.event not in events:
             field = {"push": "Push", "pull_request": "Pr", "tag": "Tag"}[delivery.event]
-            raise webhooks.Skip(f"the pipeline does not run on {delivery.event} "
-                                f"(triggerWebhook{field} is off)")
+            raise Skip(f"the pipeline does not run on {delivery.event} "
+                       f"(triggerWebhook{field} is off)")
         if delivery.skip_ci:
-            raise webhooks.Skip(f"the commit asks to skip CI ({delivery.skip_ci})")
+            raise Skip(f"the commit asks to skip CI ({delivery.skip_ci})")
         webhooks.check_branch(definition, delivery)
-    except webhooks.Skip as skip:
+    except Skip as skip:
         return Receipt(str(skip))
     creator = creator_of(deployment.tags)
     if not await may_run(creator):
         raise PermissionDeniedError(refused_run(project_id, creator))
-    delivery_id = headers.get("x-github-delivery") or ""
-    if not delivery_id:
-        raise InvalidInputError("the delivery has no X-GitHub-Delivery header",
-                                field_name="X-GitHub-Delivery")
     outcome, item = await record(
         client, deployment=deployment, project_id=project_id, pipeline_id=pipeline_id,
         delivery_id=delivery_id, branch=delivery.branch, trigger=delivery.trigger(),
-        owner=dispatcher.owner)
+        owner=dispatcher.owner, id_header=forge.headers.delivery)
     if item is not None:
         dispatcher.submit(item)
     if outcome.status == "handled":
@@ -160,23 +155,23 @@ def record_name(deployment_id: UUID | str, delivery_id: str) -> str:
     return f"{DELIVERY_VARIABLE_PREFIX}{deployment_id}-{delivery_digest(delivery_id)}"
 
 
-def check_delivery_id(delivery_id: str) -> str:
-    """A delivery id as GitHub makes them (a GUID); anything else is a 422."""
+def check_delivery_id(delivery_id: str, header: str) -> str:
+    """A delivery id as forges make them (a GUID); anything else is a 422 naming the header."""
     if not _DELIVERY_ID.fullmatch(delivery_id):
-        raise InvalidInputError("X-GitHub-Delivery is not a delivery id", field_name="X-GitHub-Delivery")
+        raise InvalidInputError(f"{header} is not a delivery id", field_name=header)
     return delivery_id
 
 
 async def record(client: PrefectClient, *, deployment: DeploymentResponse, project_id: str,
                  pipeline_id: str, delivery_id: str, branch: str, trigger: dict[str, Any],
-                 owner: str) -> tuple[Outcome, Pending | None]:
+                 owner: str, id_header: str = "X-GitHub-Delivery") -> tuple[Outcome, Pending | None]:
     """Store a delivery that asks for a run, to be run by `owner` (a Dispatcher); the
     pending record to hand to it, if new.
 
     Raises:
         InvalidInputError: the delivery id is not one, or its fields are too long to keep.
     """
-    check_delivery_id(delivery_id)
+    check_delivery_id(delivery_id, id_header)
     existing = await run_with_key(client, deployment.id, delivery_key(deployment.id, delivery_id))
     if existing is not None:
         return Outcome("handled", existing.name), None

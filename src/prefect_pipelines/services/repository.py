@@ -3,10 +3,9 @@ repository, the file of a branch or a delivered commit, and a commit that change
 (Rancher 2.1+'s `branches`, `configs` and `yaml` links, and the look at a webhook's
 commit before its run is made).
 
-A repository of the credential's GitHub goes through GitHub's API (`GitHubSource`); a
-plain git URL through git itself (`GitSource`), each call in a temporary directory of its
-own, the token only in git's environment (gitenv.py). The forges issue turns these two
-into its `Forge` interface.
+A repository on the forge of the pipeline's credential goes through that forge's API
+(`ForgeSource`); a plain git URL through git itself (`GitSource`), each call in a temporary
+directory of its own, the token only in git's environment (gitenv.py).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +24,9 @@ from prefect_pipelines.errors import (
     PermissionDeniedError,
     UpstreamError,
 )
+from prefect_pipelines.forges import Forge
 from prefect_pipelines.gitenv import git_env, url_scheme
-from prefect_pipelines.services import github, sourcecode
+from prefect_pipelines.services import sourcecode
 from prefect_pipelines.services.pipelines import PipelineRecord
 from prefect_pipelines.settings import Settings
 from prefect_pipelines.translator import PipelineSpecError
@@ -45,15 +45,15 @@ _USERINFO = re.compile(r"://[^/@\s]*@")
 
 @dataclass(frozen=True)
 class Remote:
-    """A repository as git reaches it: its URL, the token that reads (or writes) it, and
-    the protocols git may use."""
+    """A repository as git reaches it: its URL, the Authorization header that reads (or
+    writes) it, and the protocols git may use."""
 
     url: str
-    token: str | None
+    auth_header: str | None = field(repr=False)
     schemes: frozenset[str]
 
     def env(self) -> dict[str, str]:
-        return git_env(self.token, set(self.schemes))
+        return git_env(self.auth_header, set(self.schemes))
 
     def check(self) -> None:
         scheme = url_scheme(self.url)
@@ -196,45 +196,42 @@ class GitSource:
         return await commit_file(self.remote, branch, name, content, author=author)
 
 
-class GitHubSource:
-    """A repository of the credential's GitHub, read and written through its API
-    (PyGithub): contents, branches, a commit of one file."""
+class ForgeSource:
+    """A repository of the credential's forge, read and written through its API:
+    contents, branches, a commit of one file."""
 
-    def __init__(self, api_url: str, token: str, full_name: str) -> None:
-        self.api_url, self.token, self.full_name = api_url, token, full_name
-
-    def _at(self) -> dict[str, str]:
-        return {"api_url": self.api_url, "token": self.token, "full_name": self.full_name}
+    def __init__(self, forge: Forge, token: str, full_name: str) -> None:
+        self.forge, self.token, self.full_name = forge, token, full_name
 
     async def branches(self) -> list[str]:
-        return sorted(await github.list_branches(**self._at()))[:MAX_BRANCHES]
+        return sorted(await self.forge.branches(self.token, self.full_name))[:MAX_BRANCHES]
 
     async def read(self, names: tuple[str, ...], max_bytes: int, *, branch: str, ref: str = "",
                    commit: str = "") -> tuple[str, bytes, str] | None:
         if not commit:
             try:
-                commit = await github.branch_head(**self._at(), branch=branch)
+                commit = await self.forge.branch_head(self.token, self.full_name, branch)
             except NotFoundError:
                 raise NotFoundError(f"the repository has no branch {branch!r}") from None
         for name in names:
-            found = await github.read_file(**self._at(), path=name, ref=commit)
+            found = await self.forge.read_file(self.token, self.full_name, name, commit)
             if found is not None:
-                if len(found[0]) > max_bytes:
+                if len(found) > max_bytes:
                     raise InvalidInputError(f"{name} is over {max_bytes} bytes")
-                return name, found[0], commit
+                return name, found, commit
         return None
 
     async def commit(self, branch: str, name: str, content: bytes, *, author: str) -> str:
-        return await github.commit_file(**self._at(), path=name, content=content, branch=branch,
-                                        message=f"Update {name}")
+        return await self.forge.commit_file(self.token, self.full_name, path=name, content=content,
+                                            branch=branch, message=f"Update {name}")
 
 
 # -- a pipeline read from its repository --------------------------------------------------
 
 async def pipeline_source(client: PrefectClient, record: PipelineRecord, settings: Settings, *,
-                          writer: str | None = None) -> tuple[GitSource | GitHubSource, StoredDefinition]:
+                          writer: str | None = None) -> tuple[GitSource | ForgeSource, StoredDefinition]:
     """Where a pipeline read from its repository is read: the API of its credential's
-    GitHub when the repository is there, else git (a plain git URL).
+    forge when the repository is there, else git (a plain git URL).
 
     Args:
         writer: the user about to commit: the pipeline's credential must be theirs.
@@ -250,7 +247,7 @@ async def pipeline_source(client: PrefectClient, record: PipelineRecord, setting
     if writer is not None:
         _, credential = stored.repository
         if credential:
-            owner, _ = await sourcecode.credential_token(client, credential)
+            owner = await sourcecode.credential_record(client, credential)
             if owner.user_id != writer:
                 raise PermissionDeniedError(
                     f"pipeline {record.pipeline_id} reads its repository with {owner.user_id}'s "
@@ -260,15 +257,16 @@ async def pipeline_source(client: PrefectClient, record: PipelineRecord, setting
 
 
 async def source_of(client: PrefectClient, stored: StoredDefinition, settings: Settings
-                    ) -> GitSource | GitHubSource:
+                    ) -> GitSource | ForgeSource:
     url, credential = stored.repository
-    token = None
+    header = None
     if credential:
-        owner, token = await sourcecode.credential_token(client, credential)
-        full_name = github.repo_full_name(url, owner.api_url)
+        owner, token = await sourcecode.usable_token(client, credential)
+        full_name = owner.forge.repo_name(url)
         if full_name is not None:
-            return GitHubSource(owner.api_url, token, full_name)
-    return GitSource(Remote(url, token, frozenset(settings.git_schemes())))
+            return ForgeSource(owner.forge, token, full_name)
+        header = owner.forge.clone_header(token)
+    return GitSource(Remote(url, header, frozenset(settings.git_schemes())))
 
 
 def _names(stored: StoredDefinition) -> tuple[str, ...]:

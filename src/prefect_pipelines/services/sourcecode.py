@@ -1,12 +1,16 @@
-"""Source code credentials (a user's linked GitHub account) and their repositories.
+"""Source code credentials (a user's linked forge account) and their repositories.
 
 A credential is a block holding the user's token; the repositories are a cache block per
-credential, filled from GitHub when the account is linked and on `refreshrepos`. A user
+credential, filled from the forge when the account is linked and on `refreshrepos`. A user
 sees, refreshes and deletes only their own; another user's look the same as missing ones.
+A token that expires is refreshed before it is used (`usable_token`), with the cluster's
+app on that forge; a refresh the forge refuses marks the credential as needing a new link.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -14,19 +18,23 @@ from typing import TYPE_CHECKING, Any
 from prefect.exceptions import ObjectNotFound
 
 from prefect_pipelines.blocks import SourceCodeCredential, SourceCodeRepositoryCache
-from prefect_pipelines.errors import NotFoundError, PermissionDeniedError
-from prefect_pipelines.services import github
+from prefect_pipelines.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from prefect_pipelines.forges import Forge, OAuthApp, Repository, Token, forge_for
+from prefect_pipelines.services.forge_apps import load_app
 from prefect_pipelines.vocabulary import block_slug, credential_block_name
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
 _ID_PART = re.compile(r"[^A-Za-z0-9._-]+")
+_log = logging.getLogger(__name__)
+REFRESH_AHEAD = 300  # seconds: a token this close to expiring is refreshed first
+_refreshing: dict[str, asyncio.Lock] = {}
 
 
-def credential_id(cluster_id: str, user_id: str, login: str) -> str:
-    """`<clusterId>-<userId>-github-<login>`."""
-    return block_slug(f"{cluster_id}-{user_id}-github-{login}")
+def credential_id(cluster_id: str, user_id: str, kind: str, login: str) -> str:
+    """`<clusterId>-<userId>-<kind>-<login>`."""
+    return block_slug(f"{cluster_id}-{user_id}-{kind}-{login}")
 
 
 def repositories_block_name(credential: str) -> str:
@@ -40,62 +48,74 @@ class CredentialRecord:
     id: str
     cluster_id: str
     user_id: str
+    kind: str
     login_name: str
     display_name: str
     avatar_url: str
     html_url: str
     api_url: str
+    needs_relink: str = ""
 
     def fields(self) -> dict[str, Any]:
-        return {"id": self.id, "clusterId": self.cluster_id, "kind": "github",
-                "userId": self.user_id, "name": self.display_name, "loginName": self.login_name}
+        return {"id": self.id, "clusterId": self.cluster_id, "kind": self.kind,
+                "userId": self.user_id, "name": self.display_name, "loginName": self.login_name,
+                "state": "relink" if self.needs_relink else "active",
+                "transitioning": "error" if self.needs_relink else "no",
+                "transitioningMessage": self.needs_relink}
+
+    @property
+    def forge(self) -> Forge:
+        return forge_for(self.kind, self.api_url)
 
 
 def _record(data: dict[str, Any]) -> CredentialRecord:
     return CredentialRecord(
         id=str(data.get("credential_id", "")), cluster_id=str(data.get("cluster_id", "")),
-        user_id=str(data.get("user_id", "")), login_name=str(data.get("login_name", "")),
+        user_id=str(data.get("user_id", "")), kind=str(data.get("kind") or "github"),
+        login_name=str(data.get("login_name", "")),
         display_name=str(data.get("display_name", "")), avatar_url=str(data.get("avatar_url", "")),
         html_url=str(data.get("html_url", "")), api_url=str(data.get("api_url", "")),
+        needs_relink=str(data.get("needs_relink") or ""),
     )
 
 
-async def link_account(client: PrefectClient, *, cluster_id: str, user_id: str, api_url: str,
-                       client_id: str, client_secret: str, code: str) -> CredentialRecord:
+async def link_account(client: PrefectClient, *, cluster_id: str, user_id: str, forge: Forge,
+                       app: OAuthApp, code: str) -> CredentialRecord:
     """Trade an OAuth code for a token, save the user's credential and list its repositories.
 
-    Nothing is saved unless GitHub accepted the code and answered for the user.
+    Nothing is saved unless the forge accepted the code and answered for the user.
     """
-    token = await github.exchange_code(api_url=api_url, client_id=client_id,
-                                       client_secret=client_secret, code=code)
-    return await save_credential(client, cluster_id=cluster_id, user_id=user_id,
-                                 api_url=api_url, token=token)
+    token = await forge.exchange_code(app, code)
+    return await save_credential(client, cluster_id=cluster_id, user_id=user_id, forge=forge,
+                                 token=token)
 
 
-async def save_credential(client: PrefectClient, *, cluster_id: str, user_id: str, api_url: str,
-                          token: str) -> CredentialRecord:
+async def save_credential(client: PrefectClient, *, cluster_id: str, user_id: str, forge: Forge,
+                          token: Token) -> CredentialRecord:
     """Save (or replace) the credential of a token, and fill its repository cache."""
-    user = await github.read_user(api_url=api_url, token=token)
-    repositories = await github.list_repositories(api_url=api_url, token=token)
-    identifier = credential_id(cluster_id, user_id, user.login)
+    user = await forge.user(token.access)
+    repositories = await forge.repositories(token.access)
+    identifier = credential_id(cluster_id, user_id, forge.kind, user.login)
     await SourceCodeCredential(
-        credential_id=identifier, cluster_id=cluster_id, user_id=user_id, kind="github",
+        credential_id=identifier, cluster_id=cluster_id, user_id=user_id, kind=forge.kind,
         login_name=user.login, display_name=user.name, avatar_url=user.avatar_url,
-        html_url=user.html_url, api_url=api_url, access_token=token,
+        html_url=user.html_url, api_url=forge.api_url, access_token=token.access,
+        refresh_token=token.refresh, expires_at=token.expires_at,
     ).asave(credential_block_name(identifier), overwrite=True, client=client)
-    await _save_repositories(client, identifier, user_id, cluster_id, repositories)
-    return CredentialRecord(id=identifier, cluster_id=cluster_id, user_id=user_id,
+    await _save_repositories(client, identifier, user_id, cluster_id, forge.kind, repositories)
+    return CredentialRecord(id=identifier, cluster_id=cluster_id, user_id=user_id, kind=forge.kind,
                             login_name=user.login, display_name=user.name,
-                            avatar_url=user.avatar_url, html_url=user.html_url, api_url=api_url)
+                            avatar_url=user.avatar_url, html_url=user.html_url,
+                            api_url=forge.api_url)
 
 
 async def _save_repositories(client: PrefectClient, identifier: str, user_id: str,
-                             cluster_id: str, repositories: list[dict[str, Any]]) -> None:
+                             cluster_id: str, kind: str, repositories: list[Repository]) -> None:
     shown = [{
-        **repo,
-        "id": _ID_PART.sub("-", f"{identifier}-{repo['fullName'].replace('/', '-')}"),
+        **repo.fields(),
+        "id": _ID_PART.sub("-", f"{identifier}-{repo.full_name.replace('/', '-')}"),
         "clusterId": cluster_id,
-        "kind": "github",
+        "kind": kind,
         "userId": user_id,
         "sourceCodeCredentialId": identifier,
     } for repo in repositories]
@@ -141,14 +161,81 @@ async def read_credential(client: PrefectClient, *, user_id: str, identifier: st
     return record
 
 
-async def credential_token(client: PrefectClient, identifier: str) -> tuple[CredentialRecord, str]:
-    """A credential and its token (for the server's own calls to GitHub, never returned)."""
+async def _load_block(client: PrefectClient, identifier: str) -> SourceCodeCredential:
     try:
-        block = await SourceCodeCredential.aload(credential_block_name(identifier), client=client)
+        return await SourceCodeCredential.aload(credential_block_name(identifier), client=client)
     except (ValueError, ObjectNotFound):
         raise NotFoundError(f"source code credential {identifier!r} not found") from None
+
+
+async def credential_record(client: PrefectClient, identifier: str) -> CredentialRecord:
+    """Any user's credential, without its token (NotFoundError: no such credential)."""
+    return _record((await _load_block(client, identifier)).model_dump())
+
+
+async def usable_token(client: PrefectClient, identifier: str) -> tuple[CredentialRecord, str]:
+    """A credential and a token that works now (for the server's own calls to the forge
+    and the run's clone; never returned to a user). An expiring token is refreshed first.
+
+    Raises:
+        NotFoundError: no such credential.
+        InvalidInputError: the credential needs a new link (its refresh was refused).
+    """
+    block = await _load_block(client, identifier)
     record = _record(block.model_dump())
-    return record, block.access_token.get_secret_value()
+    if not record.forge.token_expires or not _token(block).expires_within(REFRESH_AHEAD):
+        return record, block.access_token.get_secret_value()
+    if record.needs_relink:
+        raise _relink(record, record.needs_relink)
+    async with _refreshing.setdefault(identifier, asyncio.Lock()):
+        return await _refresh(client, identifier)
+
+
+def _token(block: SourceCodeCredential) -> Token:
+    return Token(block.access_token.get_secret_value(), block.refresh_token.get_secret_value(),
+                 block.expires_at)
+
+
+def _relink(record: CredentialRecord, why: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"source code credential {record.id} needs a new link: {why}; link the "
+        f"{record.forge.title} account again (authuser)", field_name="sourceCodeCredentialId")
+
+
+async def _refresh(client: PrefectClient, identifier: str) -> tuple[CredentialRecord, str]:
+    block = await _load_block(client, identifier)  # another refresher may have been first
+    record = _record(block.model_dump())
+    token = _token(block)
+    if not token.expires_within(REFRESH_AHEAD):
+        return record, token.access
+    app = await load_app(client, record.cluster_id, record.kind)
+    why = ""
+    if app is None:
+        why = f"cluster {record.cluster_id} has no {record.forge.title} app to refresh it with"
+    else:
+        try:
+            token = await record.forge.refresh(app, token)
+        except InvalidInputError as exc:
+            again = await _load_block(client, identifier)
+            if again.access_token.get_secret_value() != token.access:  # refreshed elsewhere
+                return _record(again.model_dump()), again.access_token.get_secret_value()
+            why = f"{record.forge.title} refused to refresh its token ({exc.message})"
+    if why:
+        block.needs_relink = why
+        await block.asave(credential_block_name(identifier), overwrite=True, client=client)
+        _log.warning("credential %s needs a new link: %s", identifier, why)
+        raise _relink(record, why)
+    await SourceCodeCredential(**{**block.model_dump(), "access_token": token.access,
+                                  "refresh_token": token.refresh, "expires_at": token.expires_at,
+                                  "needs_relink": ""}
+                               ).asave(credential_block_name(identifier), overwrite=True, client=client)
+    return record, token.access
+
+
+async def clone_header(client: PrefectClient, identifier: str) -> tuple[str, str]:
+    """(token, the Authorization header git clones with) of a credential."""
+    record, token = await usable_token(client, identifier)
+    return token, record.forge.clone_header(token)
 
 
 async def check_owner(client: PrefectClient, *, user_id: str, identifier: str) -> CredentialRecord:
@@ -162,7 +249,7 @@ async def check_owner(client: PrefectClient, *, user_id: str, identifier: str) -
     except NotFoundError:
         raise PermissionDeniedError(
             f"source code credential {identifier!r} is not one of yours; link your own "
-            "GitHub account (authuser) and use its credential",
+            "account (authuser) and use its credential",
         ) from None
 
 
@@ -180,11 +267,12 @@ async def delete_credential(client: PrefectClient, *, user_id: str, identifier: 
 
 async def refresh_repositories(client: PrefectClient, *, user_id: str, identifier: str
                                ) -> list[dict[str, Any]]:
-    """List a credential's repositories from GitHub again; return them."""
+    """List a credential's repositories from its forge again; return them."""
     await read_credential(client, user_id=user_id, identifier=identifier)
-    record, token = await credential_token(client, identifier)
-    repositories = await github.list_repositories(api_url=record.api_url, token=token)
-    await _save_repositories(client, identifier, user_id, record.cluster_id, repositories)
+    record, token = await usable_token(client, identifier)
+    repositories = await record.forge.repositories(token)
+    await _save_repositories(client, identifier, user_id, record.cluster_id, record.kind,
+                             repositories)
     return await list_repositories(client, user_id=user_id, credential=identifier)
 
 

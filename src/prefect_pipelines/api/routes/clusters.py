@@ -17,7 +17,7 @@ from prefect_pipelines.api.schemas import (
     ClusterPipeline,
     ClusterPipelineCollection,
     ClusterPipelineIn,
-    GitHubConfigIn,
+    RevokeAppInput,
     SourceCodeCredential,
 )
 from prefect_pipelines.errors import InvalidInputError, NotFoundError
@@ -28,7 +28,8 @@ router = APIRouter(prefix="/v3/clusters/{cluster_id}/clusterpipelines", tags=["c
 
 _ACTION_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {
     "oneOf": [{"$ref": "#/components/schemas/AuthAppInput"},
-              {"$ref": "#/components/schemas/AuthUserInput"}]}}}}}
+              {"$ref": "#/components/schemas/AuthUserInput"},
+              {"$ref": "#/components/schemas/RevokeAppInput"}]}}}}}
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"$ref": "#/components/schemas/ClusterPipelineIn"}}}}}
 
@@ -39,10 +40,8 @@ def cluster_resource(request: Request, record: service.ClusterRecord) -> dict[st
     return norman.resource(url, "clusterPipeline", record.fields(), actions=actions)
 
 
-def _config(model: GitHubConfigIn | None, *, need_secret: bool) -> service.GitHubConfigInput | None:
-    if model is None:
-        return None
-    return service.GitHubConfigInput.parse(model.model_dump(exclude_none=True), need_secret=need_secret)
+def _configs(body: Any, *, need_secret: bool) -> dict[str, service.ForgeConfigInput]:
+    return service.parse_configs(body.model_dump(exclude_none=True), need_secret=need_secret)
 
 
 def _check_path(cluster_id: str, body_cluster: str | None) -> str:
@@ -57,11 +56,11 @@ def _check_path(cluster_id: str, body_cluster: str | None) -> str:
              openapi_extra=_BODY, dependencies=[strict_query()])
 async def create_cluster_pipeline(request: Request, cluster_id: str, client: Client, user: User,
                                   settings: AppSettings) -> dict[str, Any]:
-    """Create a cluster's pipeline settings (GitHub OAuth app, deploy)."""
+    """Create a cluster's pipeline settings (the forges' OAuth apps, deploy)."""
     body = parse_model(ClusterPipelineIn, await read_document(request, settings))
     _check_path(cluster_id, body.clusterId)
     record = await service.save_cluster(client, cluster_id, deploy=body.deploy or False,
-                                        config=_config(body.githubConfig, need_secret=True),
+                                        configs=_configs(body, need_secret=True),
                                         settings=settings, exists=False)
     return cluster_resource(request, record)
 
@@ -86,12 +85,13 @@ async def read_cluster_pipeline(request: Request, cluster_id: str, pipeline_id: 
             dependencies=[strict_query()])
 async def update_cluster_pipeline(request: Request, cluster_id: str, pipeline_id: str,
                                   client: Client, user: User, settings: AppSettings) -> dict[str, Any]:
-    """Update the cluster's settings (omit clientSecret to keep the stored one)."""
+    """Update the cluster's settings (omit clientSecret to keep the stored one; a forge
+    left out keeps its app)."""
     _same(cluster_id, pipeline_id)
     body = parse_model(ClusterPipelineIn, await read_document(request, settings))
     _check_path(cluster_id, body.clusterId)
     record = await service.save_cluster(client, cluster_id, deploy=body.deploy,
-                                        config=_config(body.githubConfig, need_secret=False),
+                                        configs=_configs(body, need_secret=False),
                                         settings=settings, exists=True)
     return cluster_resource(request, record)
 
@@ -109,25 +109,33 @@ async def cluster_pipeline_action(
     settings: AppSettings,
     action: Literal["authapp", "authuser", "deploy", "destroy", "revokeapp"] = Query(),
 ) -> dict[str, Any]:
-    """`authapp` {githubConfig, code}; `authuser` {code} (returns the new credential);
-    `deploy` / `destroy` (the cluster's work pool); `revokeapp` (forget the app)."""
+    """`authapp` {<kind>Config, code}; `authuser` {sourceCodeType, code} (returns the new
+    credential); `deploy` / `destroy` (the cluster's work pool); `revokeapp`
+    {sourceCodeType} (forget that forge's app). sourceCodeType defaults to github."""
     _same(cluster_id, pipeline_id)
     if action == "authapp":
         data = await read_document(request, settings)
-        if isinstance(data, dict) and "githubConfig" not in data:  # Rancher's flat authAppInput
+        if isinstance(data, dict) and not any(name.endswith("Config") for name in data):
+            # Rancher's flat authAppInput: a GitHub app's fields beside the code.
             data = {"code": data.get("code"), "githubConfig": {
-                k: v for k, v in data.items() if k != "code"}}
+                k: v for k, v in data.items() if k not in ("code", "sourceCodeType")}}
         body = parse_model(AuthAppInput, data)
-        config = _config(body.githubConfig, need_secret=False)
-        assert config is not None
+        configs = _configs(body, need_secret=False)
+        if len(configs) != 1:
+            raise InvalidInputError("authapp takes the config of one forge (githubConfig, "
+                                    "gitlabConfig, ...)", field_name="githubConfig")
+        [config] = configs.values()
         record, _ = await service.authapp(client, cluster_id, config=config, code=body.code,
                                           user_id=user, settings=settings)
         return cluster_resource(request, record)
     if action == "authuser":
-        code = parse_model(AuthUserInput, await read_document(request, settings)).code
-        credential = await service.authuser(client, cluster_id, code=code, user_id=user)
+        given = parse_model(AuthUserInput, await read_document(request, settings))
+        credential = await service.authuser(client, cluster_id, kind=given.sourceCodeType,
+                                            code=given.code, user_id=user)
         return credential_resource(request, credential)
     if action in ("deploy", "destroy"):
         record = await service.deploy_cluster(client, cluster_id, action == "deploy", settings)
         return cluster_resource(request, record)
-    return cluster_resource(request, await service.revoke_app(client, cluster_id, settings))
+    data = await read_document(request, settings) if (await request.body()).strip() else {}
+    kind = parse_model(RevokeAppInput, data).sourceCodeType
+    return cluster_resource(request, await service.revoke_app(client, cluster_id, kind, settings))

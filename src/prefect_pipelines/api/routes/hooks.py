@@ -1,4 +1,4 @@
-"""The GitHub webhook receiver: POST /hooks?pipelineId=<projectId>:<pipelineId> (no token)."""
+"""The webhook receiver of every forge: POST /hooks?pipelineId=<projectId>:<pipelineId> (no token)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from prefect_pipelines.services import deliveries, webhooks
 from prefect_pipelines.services.projects import check_project_id
 
 router = APIRouter(tags=["webhooks"], responses=ERROR_RESPONSES)
-MAX_DELIVERY_BYTES = 25 << 20  # GitHub caps payloads at 25 MB
-# Longest a delivery waits on Prefect before it is answered 503: GitHub gives up at 10 s.
+MAX_DELIVERY_BYTES = 25 << 20  # GitHub caps payloads at 25 MB (the largest of the forges)
+# Longest a delivery waits on Prefect before it is answered 503: GitHub gives up at 10 s
+# (GitLab and Gitea wait longer).
 # A record made just as the wait ran out is still run (the sweep finds it), and its
 # redelivery is answered "queued already".
 ANSWER_SECONDS = 6.0
@@ -37,7 +38,7 @@ async def receive_delivery(
     request: Request, client: Client, settings: AppSettings,
     pipelineId: str = Query(description="<clusterId>:<projectId>:<pipelineId>"),  # noqa: N803
 ) -> Any:
-    """A GitHub delivery: runs the pipeline on a signed push or pull request it builds.
+    """A forge's delivery: runs the pipeline on a signed push, tag or pull (merge) request it builds.
 
     Such a delivery is recorded and answered 202; its run is made from the record (in
     arrival order per pipeline). A redelivery runs nothing more: 202 while it waits, 200

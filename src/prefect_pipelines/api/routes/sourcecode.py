@@ -52,7 +52,7 @@ def repository_resource(request: Request, repository: dict[str, Any]) -> dict[st
                  dependencies=[strict_query("creatorId")])
 async def list_credentials(request: Request, client: Client, user: User,
                            creatorId: str | None = Query(default=None)) -> dict[str, Any]:  # noqa: N803
-    """The caller's linked GitHub accounts."""
+    """The caller's linked forge accounts."""
     records = await service.list_credentials(client, user_id=user, creator_id=creatorId)
     data = [credential_resource(request, record) for record in records]
     return norman.collection(request, "sourceCodeCredential", data, limit=len(data) or 1,
@@ -80,7 +80,7 @@ async def delete_credential(credential_id: str, client: Client, user: User) -> R
                   dependencies=[strict_query("action")])
 async def credential_action(request: Request, credential_id: str, client: Client, user: User,
                             action: Literal["refreshrepos"] = Query()) -> dict[str, Any]:
-    """`refreshrepos`: list the account's repositories from GitHub again."""
+    """`refreshrepos`: list the account's repositories from its forge again."""
     found = await service.refresh_repositories(client, user_id=user, identifier=credential_id)
     data = [repository_resource(request, repository) for repository in found]
     return norman.collection(request, "sourceCodeRepository", data, limit=len(data) or 1,
@@ -94,7 +94,7 @@ async def list_repositories(
     creatorId: str | None = Query(default=None),  # noqa: N803
     sourceCodeCredentialId: str | None = Query(default=None),  # noqa: N803
 ) -> dict[str, Any]:
-    """The repositories of the caller's credentials, as last listed from GitHub."""
+    """The repositories of the caller's credentials, as last listed from their forges."""
     found = await service.list_repositories(client, user_id=user, creator_id=creatorId,
                                             credential=sourceCodeCredentialId)
     data = [repository_resource(request, repository) for repository in found]

@@ -194,6 +194,17 @@ def fake_github():  # type: ignore[no-untyped-def]
     fake.stop()
 
 
+@pytest.fixture(scope="session")
+def fake_gitlab():  # type: ignore[no-untyped-def]
+    """A fake self-managed GitLab on loopback (API v4, OAuth, and git over HTTP)."""
+    from tests.fakes.gitlab import FakeGitLab
+
+    fake = FakeGitLab(STATE / "gitlab-git")
+    fake.start()
+    yield fake
+    fake.stop()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     proc = _prefect.get("proc")
     if isinstance(proc, Proc):

@@ -79,7 +79,11 @@ _START_WAIT_SECONDS = 30
 _TRIGGERS = ("triggerCronExpression", "triggerCronTimezone", "triggerWebhook",
              "triggerWebhookPush", "triggerWebhookPr", "triggerWebhookTag")
 _COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
-_REF = re.compile(r"refs/(?:heads|tags)/[^\s~^:?*\[\\]+|refs/pull/\d+/(?:head|merge)")
+# A branch, a tag, or a pull (merge) request's head as each forge names it: GitHub and
+# Gitea refs/pull/N/head, GitLab refs/merge-requests/N/head, Bitbucket Data Center
+# refs/pull-requests/N/from.
+_REF = re.compile(r"refs/(?:heads|tags)/[^\s~^:?*\[\\]+"
+                  r"|refs/(?:pull|merge-requests|pull-requests)/\d+/(?:head|merge|from)")
 _log = logging.getLogger(__name__)
 
 

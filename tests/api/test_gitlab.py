@@ -1,0 +1,367 @@
+"""GitLab: the cluster's OAuth app, credentials and repositories, refresh of expiring
+tokens, webhooks (push, tag, merge request), commit statuses and clones with the token.
+
+GitLab is a fake self-managed GitLab on loopback (tests/fakes/gitlab.py) that the real
+python-gitlab client talks to; deliveries are GitLab's documented example payloads
+(tests/fixtures/gitlab/) with their commits and URLs pointed at the fake's repositories.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fakes.gitlab import REPORTER
+from tests.support.api import assert_error, new_project, script_step, step_log, wait_state
+from tests.support.procs import free_port, wait_for
+from tests.support.webhooks import GITLAB_FIXTURES, delivery, send_gitlab
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def cluster_url(cluster: str) -> str:
+    return f"/v3/clusters/{cluster}/clusterpipelines/{cluster}"
+
+
+def gitlab_config(fake, client_id: str, client_secret: str | None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    config: dict[str, Any] = {"host": fake.host, "tls": False, "clientId": client_id}
+    if client_secret is not None:
+        config["clientSecret"] = client_secret
+    return config
+
+
+def gitlab_delivery(name: str, **changes: Any) -> dict[str, Any]:
+    return delivery(name, fixtures=GITLAB_FIXTURES, **changes)
+
+
+def _credential_of(client: httpx.Client, login: str) -> dict[str, Any]:
+    found = [c for c in client.get("/v3/sourcecodecredentials").json()["data"] if c["loginName"] == login]
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def gitlab_setup(api: httpx.Client, facade, tokens, fake_gitlab):  # type: ignore[no-untyped-def]
+    """A cluster whose GitLab app alice configured (authapp) and bob linked to (authuser)."""
+    fake = fake_gitlab
+    cluster = f"c-gl{uuid.uuid4().hex[:6]}"
+    client_id, client_secret = fake.add_app()
+    alice = fake.add_user(f"alice-{cluster}", "Alice A")
+    bob = fake.add_user(f"bob-{cluster}", "Bob B")
+    repo = fake.add_repo(alice.login, "service", branches={
+        "main": {"hello.txt": "hello from main\n"},
+        "dev": {"hello.txt": "hello from dev\n"},
+    })
+    fake.add_repo(alice.login, "read-only", level=REPORTER)
+    fake.add_repo(bob.login, "bob-private", branches={"main": {"bob.txt": "bob only\n"}})
+    for i in range(104):  # with the two above, more than one page of 100 projects
+        fake.add_repo(alice.login, f"filler-{i:03d}")
+    made = api.post(cluster_url(cluster), params={"action": "authapp"}, json={
+        "gitlabConfig": gitlab_config(fake, client_id, client_secret),
+        "code": fake.new_code(client_id, alice.login)})
+    assert made.status_code == 200, made.text
+    with httpx.Client(base_url=facade.url, headers={"Authorization": f"Bearer {tokens['bob']}"},
+                      timeout=60) as bob_api:
+        linked = bob_api.post(cluster_url(cluster), params={"action": "authuser"}, json={
+            "sourceCodeType": "gitlab", "code": fake.new_code(client_id, bob.login)})
+        assert linked.status_code == 200, linked.text
+        yield {"cluster": cluster, "client_id": client_id, "client_secret": client_secret,
+               "alice": alice, "bob": bob, "repo": repo, "bob_api": bob_api,
+               "alice_credential": _credential_of(api, alice.login), "bob_credential": linked.json()}
+
+
+class TestOAuth:
+    def test_authapp_saves_the_app_and_the_callers_credential(self, api, gitlab_setup, fake_gitlab) -> None:  # type: ignore[no-untyped-def]
+        setup = gitlab_setup
+        cluster = api.get(cluster_url(setup["cluster"])).json()
+        assert cluster["gitlabConfig"] == {"host": fake_gitlab.host, "tls": False,
+                                           "clientId": setup["client_id"]}
+        assert cluster["githubConfig"] is None
+        authorize = cluster["authorizeUrls"]["gitlab"]
+        assert authorize.startswith(f"http://{fake_gitlab.host}/oauth/authorize?")
+        assert f"client_id={setup['client_id']}" in authorize and "scope=api" in authorize
+        assert setup["client_secret"] not in json.dumps(cluster)
+        credential = setup["alice_credential"]
+        assert credential["kind"] == "gitlab" and credential["userId"] == "alice"
+        assert credential["name"] == "Alice A" and credential["loginName"] == setup["alice"].login
+        assert credential["state"] == "active" and credential["transitioning"] == "no"
+        assert credential["links"]["profile"] == f"http://{fake_gitlab.host}/{setup['alice'].login}"
+        assert "/uploads/-/system/user/avatar/" in credential["links"]["avatar"]
+        assert setup["alice"].token not in json.dumps(credential)
+
+    def test_authuser_links_the_callers_gitlab_account(self, gitlab_setup) -> None:  # type: ignore[no-untyped-def]
+        credential = gitlab_setup["bob_credential"]
+        assert credential["type"] == "sourceCodeCredential" and credential["kind"] == "gitlab"
+        assert credential["userId"] == "bob" and credential["loginName"] == gitlab_setup["bob"].login
+
+    @pytest.mark.parametrize("action", ["authapp", "authuser"])
+    def test_a_bad_code_is_refused_and_saves_nothing(self, api, fake_gitlab, gitlab_setup, action) -> None:  # type: ignore[no-untyped-def]
+        before = api.get("/v3/sourcecodecredentials").json()["data"]
+        body: dict[str, Any] = {"code": "not-a-code"}
+        if action == "authapp":
+            body["gitlabConfig"] = gitlab_config(fake_gitlab, gitlab_setup["client_id"],
+                                                 gitlab_setup["client_secret"])
+        else:
+            body["sourceCodeType"] = "gitlab"
+        response = api.post(cluster_url(gitlab_setup["cluster"]), params={"action": action}, json=body)
+        assert "GitLab refused the code" in assert_error(response, 422, field="code")["message"]
+        assert api.get("/v3/sourcecodecredentials").json()["data"] == before
+
+    def test_a_wrong_secret_or_an_unreachable_host_saves_nothing(self, api, fake_gitlab) -> None:  # type: ignore[no-untyped-def]
+        cluster = f"c-glbad{uuid.uuid4().hex[:6]}"
+        client_id, _ = fake_gitlab.add_app()
+        user = fake_gitlab.add_user(f"u-{cluster}")
+        wrong = api.post(cluster_url(cluster), params={"action": "authapp"}, json={
+            "gitlabConfig": gitlab_config(fake_gitlab, client_id, "wrong-secret"),
+            "code": fake_gitlab.new_code(client_id, user.login)})
+        assert "wrong-secret" not in assert_error(wrong, 422, field="gitlabConfig.clientSecret")["message"]
+        down = api.post(cluster_url(cluster), params={"action": "authapp"}, json={
+            "gitlabConfig": {"host": f"127.0.0.1:{free_port()}", "tls": False, "clientId": "x",
+                             "clientSecret": "y"}, "code": "z"})
+        assert "cannot reach GitLab" in assert_error(down, 422, field="gitlabConfig.host")["message"]
+        assert_error(api.get(cluster_url(cluster)), 404)
+
+    def test_authuser_without_the_forges_app_names_it(self, api, gitlab_setup) -> None:  # type: ignore[no-untyped-def]
+        cluster = f"c-glnone{uuid.uuid4().hex[:6]}"
+        assert api.post(f"/v3/clusters/{cluster}/clusterpipelines", json={"clusterId": cluster}).status_code == 201
+        missing = api.post(cluster_url(cluster), params={"action": "authuser"},
+                           json={"sourceCodeType": "gitlab", "code": "x"})
+        assert "no GitLab app" in assert_error(missing, 422, field="gitlabConfig")["message"]
+        assert_error(api.post(cluster_url(cluster), params={"action": "authuser"},
+                              json={"sourceCodeType": "svn", "code": "x"}), 422, field="sourceCodeType")
+
+    def test_two_forges_on_one_cluster_and_revoking_one(self, api, fake_gitlab, fake_github) -> None:  # type: ignore[no-untyped-def]
+        cluster = f"c-glrev{uuid.uuid4().hex[:6]}"
+        gh_id, gh_secret = fake_github.add_app()
+        gl_id, gl_secret = fake_gitlab.add_app()
+        created = api.post(f"/v3/clusters/{cluster}/clusterpipelines", json={
+            "clusterId": cluster,
+            "githubConfig": {"host": fake_github.host, "tls": False, "clientId": gh_id, "clientSecret": gh_secret},
+            "gitlabConfig": gitlab_config(fake_gitlab, gl_id, gl_secret)})
+        assert created.status_code == 201, created.text
+        assert created.json()["githubConfig"]["clientId"] == gh_id
+        assert created.json()["gitlabConfig"]["clientId"] == gl_id
+        assert gh_secret not in created.text and gl_secret not in created.text
+        # A forge left out of a PUT keeps its app; a new one needs its secret.
+        updated = api.put(cluster_url(cluster), json={"gitlabConfig": {**gitlab_config(fake_gitlab, gl_id, None)}})
+        assert updated.status_code == 200 and updated.json()["githubConfig"]["clientId"] == gh_id
+        assert_error(api.put(cluster_url(cluster), json={"gitlabConfig": gitlab_config(fake_gitlab, "other", None)}),
+                     422, field="gitlabConfig.clientSecret")
+        revoked = api.post(cluster_url(cluster), params={"action": "revokeapp"},
+                           json={"sourceCodeType": "gitlab"})
+        assert revoked.status_code == 200, revoked.text
+        assert revoked.json()["gitlabConfig"] is None and revoked.json()["githubConfig"]["clientId"] == gh_id
+        assert list(revoked.json()["authorizeUrls"]) == ["github"]
+
+
+class TestRepositories:
+    def test_every_page_is_listed_with_gitlab_s_access_levels(self, api, gitlab_setup) -> None:  # type: ignore[no-untyped-def]
+        credential = gitlab_setup["alice_credential"]["id"]
+        repos = api.get("/v3/sourcecoderepositories", params={"sourceCodeCredentialId": credential}).json()["data"]
+        assert len(repos) == 106  # service, read-only and 104 fillers, across two pages of 100
+        by_name = {r["url"].rsplit("/", 1)[-1]: r for r in repos}
+        assert by_name["service.git"]["permissions"] == {"pull": True, "push": True, "admin": True}
+        assert by_name["read-only.git"]["permissions"] == {"pull": True, "push": False, "admin": False}
+        assert by_name["service.git"]["kind"] == "gitlab" and by_name["service.git"]["defaultBranch"] == "main"
+        assert by_name["service.git"]["links"]["html"].endswith(f"/{gitlab_setup['alice'].login}/service")
+
+    def test_refreshrepos_picks_up_a_new_project(self, api, gitlab_setup, fake_gitlab) -> None:  # type: ignore[no-untyped-def]
+        credential = gitlab_setup["alice_credential"]["id"]
+        fake_gitlab.add_repo(gitlab_setup["alice"].login, "brand-new")
+        refreshed = api.post(f"/v3/sourcecodecredentials/{credential}", params={"action": "refreshrepos"})
+        assert refreshed.status_code == 200, refreshed.text
+        assert any(r["url"].endswith("/brand-new.git") for r in refreshed.json()["data"])
+
+
+def _hooked(api, setup, fake, **flags: bool) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    project = new_project(api)
+    name = f"gl-{uuid.uuid4().hex[:4]}"
+    repo = setup["repo"]
+    body = {"name": name, "triggerWebhook": True, **flags, "stages": [{"name": "build", "steps": [
+        {"sourceCodeConfig": {"url": repo["clone_url"], "branch": "main|dev|v.*",
+                              "sourceCodeCredentialId": setup["alice_credential"]["id"]}},
+        script_step('cat hello.txt; echo "event=$CICD_EVENT commit=$CICD_GIT_COMMIT branch=$CICD_GIT_BRANCH"'),
+    ]}]}
+    created = api.post(f"/v3/projects/{project}/pipelines", json=body)
+    assert created.status_code == 201, created.text
+    hook = next(h for h in fake.hooks.get(repo["full_name"], {}).values()
+                if h["url"].endswith(f"pipelineId={project}:{name}"))
+    return {"project": project, "name": name, "hook": hook, "secret": hook["token"],
+            "ref": f"{project}:{name}", "body": body, "repo": repo}
+
+
+def _statuses(fake, repo: dict[str, Any], commit: str, count: int):  # type: ignore[no-untyped-def]
+    found = fake.statuses.get(f"{repo['full_name']}@{commit}", [])
+    return found if len(found) >= count else None
+
+
+class TestWebhooks:
+    @pytest.fixture
+    def hooked(self, api, gitlab_setup, fake_gitlab):  # type: ignore[no-untyped-def]
+        return _hooked(api, gitlab_setup, fake_gitlab)
+
+    def test_the_hook_asks_for_the_pipeline_s_events_and_goes_with_it(self, api, gitlab_setup, fake_gitlab) -> None:  # type: ignore[no-untyped-def]
+        hooked = _hooked(api, gitlab_setup, fake_gitlab, triggerWebhook=False,
+                         triggerWebhookPush=True, triggerWebhookTag=True)
+        hook = hooked["hook"]
+        assert (hook["push_events"], hook["tag_push_events"], hook["merge_requests_events"]) == (True, True, False)
+        hooks = fake_gitlab.hooks[hooked["repo"]["full_name"]]
+        base = f"/v3/projects/{hooked['project']}/pipelines/{hooked['name']}"
+        body = dict(hooked["body"], triggerWebhookPr=True)
+        assert api.put(base, json=body).status_code == 200
+        assert hook["id"] not in hooks  # remade for the new events
+        [again] = [h for h in hooks.values() if h["url"].endswith(hooked["ref"])]
+        assert again["merge_requests_events"] is True
+        assert api.delete(base).status_code == 204
+        assert again["id"] not in hooks
+
+    def test_a_push_runs_once_clones_with_the_token_and_reports_its_status(  # type: ignore[no-untyped-def]
+            self, api, facade, hooked, fake_gitlab, gitlab_setup) -> None:
+        login = gitlab_setup["alice"].login
+        commit = fake_gitlab.push(login, "service", "refs/heads/dev", {"hello.txt": "pushed to dev\n"})
+        payload = gitlab_delivery("push.json", ref="refs/heads/dev", checkout_sha=commit, after=commit,
+                                  **{"commits.-1.id": commit})
+        delivery_id = str(uuid.uuid4())
+        response = send_gitlab(facade.url, hooked["ref"], "Push Hook", payload, hooked["secret"], delivery_id)
+        assert response.status_code == 202, response.text
+        execution_id = f"{hooked['name']}-1"
+        done = wait_state(api, hooked["project"], execution_id)
+        again = send_gitlab(facade.url, hooked["ref"], "Push Hook", payload, hooked["secret"], delivery_id)
+        assert again.status_code == 200 and again.json()["executionId"] == execution_id
+        assert done["state"] == "success" and done["commit"] == commit and done["event"] == "push"
+        # The head commit's author, from the commits the payload lists.
+        assert done["branch"] == "dev" and done["author"] == "GitLab dev user"
+        assert done["email"] == "gitlabdev@dv6700.(none)"
+        assert done["message"] == "fixed readme" and done["avatarUrl"] == payload["user_avatar"]
+        assert done["htmlLink"] == f"http://example.com/mike/diaspora/-/compare/{payload['before']}...{commit}"
+        output = step_log(api, hooked["project"], execution_id, 0, 1)
+        assert "pushed to dev" in output and f"event=push commit={commit} branch=dev" in output
+        statuses = wait_for(lambda: _statuses(fake_gitlab, hooked["repo"], commit, 2), timeout=30,
+                            what="two commit statuses")
+        assert [s["status"] for s in statuses] == ["pending", "success"]
+        assert statuses[-1]["name"] == f"prefect-pipelines/{hooked['name']}"
+        assert statuses[-1]["target_url"].endswith(
+            f"/v3/projects/{hooked['project']}/pipelineexecutions/{execution_id}")
+
+    def test_a_tag_and_a_merge_request_run(self, api, facade, hooked, fake_gitlab, gitlab_setup) -> None:  # type: ignore[no-untyped-def]
+        login = gitlab_setup["alice"].login
+        tagged = fake_gitlab.push(login, "service", "refs/tags/v1.0.0", {"hello.txt": "tagged\n"})
+        tag = gitlab_delivery("tag_push.json", checkout_sha=tagged, after=tagged)
+        assert send_gitlab(facade.url, hooked["ref"], "Tag Push Hook", tag, hooked["secret"]).status_code == 202
+        first = wait_state(api, hooked["project"], f"{hooked['name']}-1")
+        assert first["state"] == "success" and first["event"] == "tag" and first["branch"] == "v1.0.0"
+        assert first["commit"] == tagged and first["ref"] == "refs/tags/v1.0.0"
+        proposed = fake_gitlab.push(login, "service", "refs/merge-requests/1/head", {"hello.txt": "proposed\n"})
+        opened = gitlab_delivery("merge_request-open.json", **{
+            "object_attributes.last_commit.id": proposed, "object_attributes.target_branch": "main"})
+        answer = send_gitlab(facade.url, hooked["ref"], "Merge Request Hook", opened, hooked["secret"])
+        assert answer.status_code == 202, answer.text
+        second = wait_state(api, hooked["project"], f"{hooked['name']}-2")
+        assert second["state"] == "success" and second["event"] == "pull_request"
+        assert second["branch"] == "main" and second["ref"] == "refs/merge-requests/1/head"
+        assert second["title"] == "MS-Viewport" and second["commit"] == proposed
+        assert "proposed" in step_log(api, hooked["project"], f"{hooked['name']}-2", 0, 1)
+
+    def test_deliveries_that_run_nothing(self, api, facade, hooked, gitlab_setup) -> None:  # type: ignore[no-untyped-def]
+        ref, secret = hooked["ref"], hooked["secret"]
+        commit = gitlab_setup["repo"]["commits"]["main"]
+        push = gitlab_delivery("push.json", ref="refs/heads/main", checkout_sha=commit, after=commit)
+        assert_error(send_gitlab(facade.url, ref, "Push Hook", push, "wrong-token"), 401)
+        assert_error(send_gitlab(facade.url, ref, "Push Hook", push, None), 401)
+        other = gitlab_delivery("push.json", ref="refs/heads/not-built", checkout_sha=commit, after=commit)
+        assert "not built" in send_gitlab(facade.url, ref, "Push Hook", other, secret).json()["message"]
+        deleted = gitlab_delivery("push-branch-deleted.json")
+        assert "deleted" in send_gitlab(facade.url, ref, "Push Hook", deleted, secret).json()["message"]
+        for name in ("merge_request-close.json", "merge_request-merge.json"):
+            answer = send_gitlab(facade.url, ref, "Merge Request Hook", gitlab_delivery(name), secret)
+            assert answer.status_code == 200 and "nothing to build" in answer.json()["message"], answer.text
+        retitled = gitlab_delivery("merge_request-update.json", **{"object_attributes.oldrev": None})
+        answer = send_gitlab(facade.url, ref, "Merge Request Hook", retitled, secret)
+        assert "without new commits" in answer.json()["message"]
+        wiki = send_gitlab(facade.url, ref, "Wiki Page Hook", gitlab_delivery("wiki_page.json"), secret)
+        assert wiki.status_code == 200 and "runs nothing" in wiki.json()["message"]
+        bad = gitlab_delivery("push.json", ref="refs/heads/main", checkout_sha="not-a-commit")
+        assert_error(send_gitlab(facade.url, ref, "Push Hook", bad, secret), 422, field="checkout_sha")
+        assert api.get(f"/v3/projects/{hooked['project']}/pipelineexecutions").json()["data"] == []
+
+
+def test_the_links_of_a_repository_pipeline_go_through_gitlab_s_api(api, fake_gitlab, gitlab_setup) -> None:  # type: ignore[no-untyped-def]
+    project, repo = new_project(api), gitlab_setup["repo"]
+    created = api.post(f"/v3/projects/{project}/pipelines", json={
+        "name": "links", "repositoryUrl": repo["clone_url"], "branch": "main",
+        "sourceCodeCredentialId": gitlab_setup["alice_credential"]["id"]})
+    assert created.status_code == 201, created.text
+    base = f"/v3/projects/{project}/pipelines/links"
+    fake_gitlab.requests.clear()
+    assert {"dev", "main"} <= set(api.get(f"{base}/branches").json()["branches"])
+    missing = assert_error(api.get(f"{base}/yaml", params={"branch": "main"}), 404)
+    assert missing["message"] == "branch 'main' has no .rancher-pipeline.yml or .rancher-pipeline.yaml"
+    assert_error(api.get(f"{base}/yaml", params={"branch": "gone"}), 404)
+    text = "stages:\n- name: t\n  steps:\n  - runScriptConfig: {image: busybox, shellScript: 'true'}\n"
+    for _ in range(2):  # the first commit creates the file, the second updates it
+        committed = api.put(f"{base}/yaml", params={"branch": "main"}, content=text.encode(),
+                            headers={"Content-Type": "application/yaml"})
+        assert committed.status_code == 200, committed.text
+    again = api.get(f"{base}/yaml", params={"branch": "main"})
+    assert again.text == text and again.headers["x-commit"] == committed.json()["commit"]
+    paths = [path for _, path in fake_gitlab.requests]
+    assert any(path.endswith("/repository/branches") for path in paths)
+    assert any("/repository/files/.rancher-pipeline.yml" in path for path in paths)
+    assert any(path.endswith("/repository/commits") for path in paths)
+    assert not any(path.endswith("git-upload-pack") for path in paths)
+
+
+def test_an_expiring_token_is_refreshed_and_a_refused_refresh_asks_for_a_new_link(  # type: ignore[no-untyped-def]
+        api, fake_gitlab) -> None:
+    """Tokens that live two seconds: every use after that needs a refresh, as a webhook
+    run hours after the link would. Once GitLab refuses the refresh, the credential says
+    it needs a new link and the run fails saying so."""
+    cluster = f"c-glref{uuid.uuid4().hex[:6]}"
+    client_id, secret = fake_gitlab.add_app()
+    lifetime = fake_gitlab.token_lifetime
+    fake_gitlab.token_lifetime = 2.0
+    try:
+        user = fake_gitlab.add_user(f"r-{cluster}")
+        repo = fake_gitlab.add_repo(user.login, "kept", branches={"main": {"hello.txt": "still clones\n"}})
+        linked = api.post(cluster_url(cluster), params={"action": "authapp"}, json={
+            "gitlabConfig": gitlab_config(fake_gitlab, client_id, secret),
+            "code": fake_gitlab.new_code(client_id, user.login)})
+        assert linked.status_code == 200, linked.text
+        credential = _credential_of(api, user.login)
+        time.sleep(2.5)  # the linked token no longer works at GitLab
+        project = new_project(api)
+        body = {"name": "late", "stages": [{"name": "b", "steps": [
+            {"sourceCodeConfig": {"url": repo["clone_url"], "branch": "main",
+                                  "sourceCodeCredentialId": credential["id"]}},
+            script_step("cat hello.txt")]}]}
+        assert api.post(f"/v3/projects/{project}/pipelines", json=body).status_code == 201
+        api.post(f"/v3/projects/{project}/pipelines/late", params={"action": "run"})
+        assert wait_state(api, project, "late-1")["state"] == "success"
+        assert "still clones" in step_log(api, project, "late-1", 0, 1)
+        assert user.login in fake_gitlab.refreshes
+        time.sleep(2.5)
+        refreshed = api.post(f"/v3/sourcecodecredentials/{credential['id']}", params={"action": "refreshrepos"})
+        assert refreshed.status_code == 200, refreshed.text
+        # The user revokes the app at GitLab: the next refresh is refused.
+        fake_gitlab.revoke_refresh_tokens(user.login)
+        time.sleep(2.5)
+        api.post(f"/v3/projects/{project}/pipelines/late", params={"action": "run"})
+        failed = wait_state(api, project, "late-2")
+        assert failed["state"] == "failed"
+        assert "needs a new link" in json.dumps(failed["stages"]) + json.dumps(failed.get("stateMessage"))
+        shown = api.get(f"/v3/sourcecodecredentials/{credential['id']}").json()
+        assert shown["state"] == "relink" and shown["transitioning"] == "error"
+        assert "GitLab refused to refresh its token" in shown["transitioningMessage"]
+        refused = api.post(f"/v3/sourcecodecredentials/{credential['id']}", params={"action": "refreshrepos"})
+        assert "needs a new link" in assert_error(refused, 422, field="sourceCodeCredentialId")["message"]
+        # Linking again (authuser) makes it usable.
+        again = api.post(cluster_url(cluster), params={"action": "authuser"}, json={
+            "sourceCodeType": "gitlab", "code": fake_gitlab.new_code(client_id, user.login)})
+        assert again.status_code == 200 and again.json()["state"] == "active"
+    finally:
+        fake_gitlab.token_lifetime = lifetime

@@ -58,6 +58,9 @@ def test_docker_credentials_are_write_only_and_checked(facade) -> None:  # type:
             "username": "u", "password": "p"}}}), 409, field="registries.reg.example.com:5000")
         assert_error(owner.post(base, json={"name": "bad", "registries": {"not a host!": {
             "username": "u", "password": "p"}}}), 422, field="registries.not a host!")
+        # urllib refuses an unbalanced bracket (its IPv6 check): still a 422, never a 500.
+        assert_error(owner.post(base, json={"name": "bracket", "registries": {"reg]:5000": {
+            "username": "u", "password": "p"}}}), 422, field="registries.reg]:5000")
         assert_error(owner.post(base, json={"name": "nopass", "registries": {"r.example": {
             "username": "u"}}}), 422, field="registries.r.example.password")
         assert_error(owner.post(base, json={"name": "none", "registries": {}}), 422, field="registries")

@@ -50,6 +50,7 @@ class FakeForge:
         self.hooks: dict[str, dict[int, dict[str, Any]]] = {}  # "owner/repo" -> id -> hook
         self.statuses: dict[str, list[dict[str, Any]]] = {}  # "owner/repo@sha" -> statuses
         self.requests: list[tuple[str, str]] = []
+        self.failing: dict[str, int] = {}  # path -> the status every request to it gets
         self._ids = itertools.count(1000)
         self._lock = threading.Lock()
         self.port = free_port()
@@ -115,6 +116,9 @@ class FakeForge:
         @app.middleware("http")
         async def record(request: Request, call_next):  # type: ignore[no-untyped-def]
             self.requests.append((request.method, request.url.path))
+            status = self.failing.get(request.url.path)
+            if status is not None:
+                return JSONResponse({"message": f"{status} (as the test asked)"}, status_code=status)
             return await call_next(request)
 
         @app.exception_handler(HTTPException)

@@ -48,7 +48,10 @@ class DockerCredentialInfo:
 
 def registry_host(url: str) -> str:
     """`https://reg.example.com:5000/` -> `reg.example.com:5000`; Docker Hub -> docker.io."""
-    host = urlsplit(url if "://" in url else f"//{url}").netloc or url
+    try:
+        host = urlsplit(url if "://" in url else f"//{url}").netloc or url
+    except ValueError:  # an unbalanced [ or ] (urllib's IPv6 check): not a host, as given
+        host = url
     host = host.rstrip("/").lower()
     return DOCKER_HUB if host in _DOCKER_HUB_NAMES else host
 

@@ -1,0 +1,110 @@
+"""Each forge's check and parse of its deliveries, on its own documented payloads (pure:
+no server). The API tests send the same fixtures through the receiver."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+
+import pytest
+
+from prefect_pipelines.errors import InvalidInputError, SignatureError
+from prefect_pipelines.forges import FORGES, Skip, forge_class
+from prefect_pipelines.forges.github import GitHub
+from prefect_pipelines.forges.gitlab import GitLab
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def payload(forge: str, name: str) -> dict:  # type: ignore[type-arg]
+    return json.loads((FIXTURES / forge / name).read_text())
+
+
+class TestGitLab:
+    forge = GitLab("")
+
+    def test_a_push_is_its_head_commit(self) -> None:
+        delivery = self.forge.parse("Push Hook", payload("gitlab", "push.json"))
+        assert (delivery.event, delivery.branch, delivery.ref) == ("push", "master", "refs/heads/master")
+        assert delivery.commit == "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"
+        assert delivery.message == "fixed readme" and delivery.author == "GitLab dev user"
+        assert delivery.html_link == ("http://example.com/mike/diaspora/-/compare/"
+                                      "95790bf891e76fee5e1747ab589903a6a1f80f22...da1560886d4f094c3e6c9ef40349f7d38b5d27d7")
+
+    def test_a_tag_push_is_event_tag(self) -> None:
+        delivery = self.forge.parse("Tag Push Hook", payload("gitlab", "tag_push.json"))
+        assert (delivery.event, delivery.branch) == ("tag", "v1.0.0")
+        assert delivery.commit == "82b3d5ae55f7080f1e6022629cdb57bfae7cccc7"
+
+    @pytest.mark.parametrize("name, action", [("merge_request-open.json", "open"),
+                                              ("merge_request-update.json", "update")])
+    def test_a_merge_request_builds_its_last_commit_into_its_target(self, name: str, action: str) -> None:
+        data = payload("gitlab", name)
+        delivery = self.forge.parse("Merge Request Hook", data)
+        attributes = data["object_attributes"]
+        assert attributes["action"] == action
+        assert delivery.event == "pull_request" and delivery.branch == attributes["target_branch"]
+        assert delivery.commit == attributes["last_commit"]["id"]
+        assert delivery.ref == f"refs/merge-requests/{attributes['iid']}/head"
+        assert delivery.title == attributes["title"] and delivery.html_link == attributes["url"]
+
+    @pytest.mark.parametrize("event, name, why", [
+        ("Push Hook", "push-branch-deleted.json", "was deleted"),
+        ("Merge Request Hook", "merge_request-close.json", "merge request close"),
+        ("Merge Request Hook", "merge_request-merge.json", "merge request merge"),
+        ("Wiki Page Hook", "wiki_page.json", "runs nothing"),
+    ])
+    def test_what_runs_nothing(self, event: str, name: str, why: str) -> None:
+        with pytest.raises(Skip, match=why):
+            self.forge.parse(event, payload("gitlab", name))
+
+    def test_an_update_without_new_commits_runs_nothing(self) -> None:
+        data = payload("gitlab", "merge_request-update.json")
+        del data["object_attributes"]["oldrev"]
+        with pytest.raises(Skip, match="without new commits"):
+            self.forge.parse("Merge Request Hook", data)
+
+    def test_the_token_is_the_secret_itself(self) -> None:
+        self.forge.verify("s3cret", {"x-gitlab-token": "s3cret"}, b"{}")
+        for given in ("other", "", None):
+            headers = {} if given is None else {"x-gitlab-token": given}
+            with pytest.raises(SignatureError, match="X-Gitlab-Token"):
+                self.forge.verify("s3cret", headers, b"{}")
+
+    def test_a_delivery_names_its_missing_headers(self) -> None:
+        body = (FIXTURES / "gitlab" / "push.json").read_bytes()
+        with pytest.raises(InvalidInputError) as no_event:
+            self.forge.delivery({}, body)
+        assert no_event.value.field_name == "X-Gitlab-Event"
+        with pytest.raises(InvalidInputError) as no_id:
+            self.forge.delivery({"X-Gitlab-Event": "Push Hook"}, body)
+        assert no_id.value.field_name == "X-Gitlab-Event-UUID"
+        delivery_id, delivery = self.forge.delivery(
+            {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": "0f6e-1"}, body)
+        assert delivery_id == "0f6e-1" and delivery.branch == "master"
+
+
+class TestGitHub:
+    forge = GitHub("")
+
+    def test_the_signature_is_an_hmac_of_the_body(self) -> None:
+        body = b'{"zen": "hi"}'
+        good = "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+        self.forge.verify("k", {"x-hub-signature-256": good}, body)
+        with pytest.raises(SignatureError, match="does not match"):
+            self.forge.verify("other", {"x-hub-signature-256": good}, body)
+        with pytest.raises(SignatureError, match="has no"):
+            self.forge.verify("k", {}, body)
+
+
+def test_every_forge_names_its_headers_and_config_field() -> None:
+    fields = {forge.config_field for forge in FORGES.values()}
+    assert len(fields) == len(FORGES)
+    for kind, forge in FORGES.items():
+        assert forge.kind == kind and forge.config_field == f"{kind}Config"
+        assert forge.headers.event.startswith("X-") and forge.headers.delivery.startswith("X-")
+    with pytest.raises(InvalidInputError) as unknown:
+        forge_class("svn")
+    assert unknown.value.field_name == "sourceCodeType" and "github" in unknown.value.message

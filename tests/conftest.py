@@ -183,15 +183,19 @@ def api(facade, tokens):  # type: ignore[no-untyped-def]
         yield client
 
 
+def _serving(fake):  # type: ignore[no-untyped-def]
+    """A fake forge, serving on loopback until the end of the session."""
+    fake.start()
+    yield fake
+    fake.stop()
+
+
 @pytest.fixture(scope="session")
 def fake_github():  # type: ignore[no-untyped-def]
     """A fake GitHub Enterprise on loopback (API, OAuth, and git over HTTP)."""
     from tests.fakes.github import FakeGitHub
 
-    fake = FakeGitHub(STATE / "github-git")
-    fake.start()
-    yield fake
-    fake.stop()
+    yield from _serving(FakeGitHub(STATE / "github-git"))
 
 
 @pytest.fixture(scope="session")
@@ -199,10 +203,15 @@ def fake_gitlab():  # type: ignore[no-untyped-def]
     """A fake self-managed GitLab on loopback (API v4, OAuth, and git over HTTP)."""
     from tests.fakes.gitlab import FakeGitLab
 
-    fake = FakeGitLab(STATE / "gitlab-git")
-    fake.start()
-    yield fake
-    fake.stop()
+    yield from _serving(FakeGitLab(STATE / "gitlab-git"))
+
+
+@pytest.fixture(scope="session")
+def fake_gitea():  # type: ignore[no-untyped-def]
+    """A fake Gitea on loopback (API v1, OAuth, and git over HTTP)."""
+    from tests.fakes.gitea import FakeGitea
+
+    yield from _serving(FakeGitea(STATE / "gitea-git"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -9,7 +9,6 @@ python-gitlab client talks to; deliveries are GitLab's documented example payloa
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -18,31 +17,22 @@ import pytest
 
 from tests.fakes.gitlab import REPORTER
 from tests.support.api import assert_error, new_project, script_step, step_log, wait_state
-from tests.support.procs import free_port, wait_for
-from tests.support.webhooks import GITLAB_FIXTURES, delivery, send_gitlab
+from tests.support.forges import (
+    FIXTURES,
+    app_config,
+    cluster_url,
+    credential_of,
+    send_gitlab,
+    statuses,
+)
+from tests.support.procs import wait_for
+from tests.support.webhooks import delivery
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-def cluster_url(cluster: str) -> str:
-    return f"/v3/clusters/{cluster}/clusterpipelines/{cluster}"
-
-
-def gitlab_config(fake, client_id: str, client_secret: str | None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    config: dict[str, Any] = {"host": fake.host, "tls": False, "clientId": client_id}
-    if client_secret is not None:
-        config["clientSecret"] = client_secret
-    return config
-
-
 def gitlab_delivery(name: str, **changes: Any) -> dict[str, Any]:
-    return delivery(name, fixtures=GITLAB_FIXTURES, **changes)
-
-
-def _credential_of(client: httpx.Client, login: str) -> dict[str, Any]:
-    found = [c for c in client.get("/v3/sourcecodecredentials").json()["data"] if c["loginName"] == login]
-    assert len(found) == 1, found
-    return found[0]
+    return delivery(name, fixtures=FIXTURES / "gitlab", **changes)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +52,7 @@ def gitlab_setup(api: httpx.Client, facade, tokens, fake_gitlab):  # type: ignor
     for i in range(104):  # with the two above, more than one page of 100 projects
         fake.add_repo(alice.login, f"filler-{i:03d}")
     made = api.post(cluster_url(cluster), params={"action": "authapp"}, json={
-        "gitlabConfig": gitlab_config(fake, client_id, client_secret),
+        "gitlabConfig": app_config(fake, client_id, client_secret),
         "code": fake.new_code(client_id, alice.login)})
     assert made.status_code == 200, made.text
     with httpx.Client(base_url=facade.url, headers={"Authorization": f"Bearer {tokens['bob']}"},
@@ -72,7 +62,7 @@ def gitlab_setup(api: httpx.Client, facade, tokens, fake_gitlab):  # type: ignor
         assert linked.status_code == 200, linked.text
         yield {"cluster": cluster, "client_id": client_id, "client_secret": client_secret,
                "alice": alice, "bob": bob, "repo": repo, "bob_api": bob_api,
-               "alice_credential": _credential_of(api, alice.login), "bob_credential": linked.json()}
+               "alice_credential": credential_of(api, alice.login), "bob_credential": linked.json()}
 
 
 class TestOAuth:
@@ -99,33 +89,6 @@ class TestOAuth:
         assert credential["type"] == "sourceCodeCredential" and credential["kind"] == "gitlab"
         assert credential["userId"] == "bob" and credential["loginName"] == gitlab_setup["bob"].login
 
-    @pytest.mark.parametrize("action", ["authapp", "authuser"])
-    def test_a_bad_code_is_refused_and_saves_nothing(self, api, fake_gitlab, gitlab_setup, action) -> None:  # type: ignore[no-untyped-def]
-        before = api.get("/v3/sourcecodecredentials").json()["data"]
-        body: dict[str, Any] = {"code": "not-a-code"}
-        if action == "authapp":
-            body["gitlabConfig"] = gitlab_config(fake_gitlab, gitlab_setup["client_id"],
-                                                 gitlab_setup["client_secret"])
-        else:
-            body["sourceCodeType"] = "gitlab"
-        response = api.post(cluster_url(gitlab_setup["cluster"]), params={"action": action}, json=body)
-        assert "GitLab refused the code" in assert_error(response, 422, field="code")["message"]
-        assert api.get("/v3/sourcecodecredentials").json()["data"] == before
-
-    def test_a_wrong_secret_or_an_unreachable_host_saves_nothing(self, api, fake_gitlab) -> None:  # type: ignore[no-untyped-def]
-        cluster = f"c-glbad{uuid.uuid4().hex[:6]}"
-        client_id, _ = fake_gitlab.add_app()
-        user = fake_gitlab.add_user(f"u-{cluster}")
-        wrong = api.post(cluster_url(cluster), params={"action": "authapp"}, json={
-            "gitlabConfig": gitlab_config(fake_gitlab, client_id, "wrong-secret"),
-            "code": fake_gitlab.new_code(client_id, user.login)})
-        assert "wrong-secret" not in assert_error(wrong, 422, field="gitlabConfig.clientSecret")["message"]
-        down = api.post(cluster_url(cluster), params={"action": "authapp"}, json={
-            "gitlabConfig": {"host": f"127.0.0.1:{free_port()}", "tls": False, "clientId": "x",
-                             "clientSecret": "y"}, "code": "z"})
-        assert "cannot reach GitLab" in assert_error(down, 422, field="gitlabConfig.host")["message"]
-        assert_error(api.get(cluster_url(cluster)), 404)
-
     def test_authuser_without_the_forges_app_names_it(self, api, gitlab_setup) -> None:  # type: ignore[no-untyped-def]
         cluster = f"c-glnone{uuid.uuid4().hex[:6]}"
         assert api.post(f"/v3/clusters/{cluster}/clusterpipelines", json={"clusterId": cluster}).status_code == 201
@@ -142,15 +105,15 @@ class TestOAuth:
         created = api.post(f"/v3/clusters/{cluster}/clusterpipelines", json={
             "clusterId": cluster,
             "githubConfig": {"host": fake_github.host, "tls": False, "clientId": gh_id, "clientSecret": gh_secret},
-            "gitlabConfig": gitlab_config(fake_gitlab, gl_id, gl_secret)})
+            "gitlabConfig": app_config(fake_gitlab, gl_id, gl_secret)})
         assert created.status_code == 201, created.text
         assert created.json()["githubConfig"]["clientId"] == gh_id
         assert created.json()["gitlabConfig"]["clientId"] == gl_id
         assert gh_secret not in created.text and gl_secret not in created.text
         # A forge left out of a PUT keeps its app; a new one needs its secret.
-        updated = api.put(cluster_url(cluster), json={"gitlabConfig": {**gitlab_config(fake_gitlab, gl_id, None)}})
+        updated = api.put(cluster_url(cluster), json={"gitlabConfig": {**app_config(fake_gitlab, gl_id, None)}})
         assert updated.status_code == 200 and updated.json()["githubConfig"]["clientId"] == gh_id
-        assert_error(api.put(cluster_url(cluster), json={"gitlabConfig": gitlab_config(fake_gitlab, "other", None)}),
+        assert_error(api.put(cluster_url(cluster), json={"gitlabConfig": app_config(fake_gitlab, "other", None)}),
                      422, field="gitlabConfig.clientSecret")
         revoked = api.post(cluster_url(cluster), params={"action": "revokeapp"},
                            json={"sourceCodeType": "gitlab"})
@@ -172,10 +135,10 @@ class TestRepositories:
 
     def test_refreshrepos_picks_up_a_new_project(self, api, gitlab_setup, fake_gitlab) -> None:  # type: ignore[no-untyped-def]
         credential = gitlab_setup["alice_credential"]["id"]
-        fake_gitlab.add_repo(gitlab_setup["alice"].login, "brand-new")
+        fake_gitlab.add_repo(gitlab_setup["alice"].login, "brand-new-on-gitlab")
         refreshed = api.post(f"/v3/sourcecodecredentials/{credential}", params={"action": "refreshrepos"})
         assert refreshed.status_code == 200, refreshed.text
-        assert any(r["url"].endswith("/brand-new.git") for r in refreshed.json()["data"])
+        assert any(r["url"].endswith("/brand-new-on-gitlab.git") for r in refreshed.json()["data"])
 
 
     @pytest.mark.parametrize("status", [429, 503])
@@ -208,11 +171,6 @@ def _hooked(api, setup, fake, **flags: bool) -> dict[str, Any]:  # type: ignore[
                 if h["url"].endswith(f"pipelineId={project}:{name}"))
     return {"project": project, "name": name, "hook": hook, "secret": hook["token"],
             "ref": f"{project}:{name}", "body": body, "repo": repo}
-
-
-def _statuses(fake, repo: dict[str, Any], commit: str, count: int):  # type: ignore[no-untyped-def]
-    found = fake.statuses.get(f"{repo['full_name']}@{commit}", [])
-    return found if len(found) >= count else None
 
 
 class TestWebhooks:
@@ -256,11 +214,11 @@ class TestWebhooks:
         assert done["htmlLink"] == f"http://example.com/mike/diaspora/-/compare/{payload['before']}...{commit}"
         output = step_log(api, hooked["project"], execution_id, 0, 1)
         assert "pushed to dev" in output and f"event=push commit={commit} branch=dev" in output
-        statuses = wait_for(lambda: _statuses(fake_gitlab, hooked["repo"], commit, 2), timeout=30,
+        reported = wait_for(lambda: statuses(fake_gitlab, hooked["repo"]["full_name"], commit, 2), timeout=30,
                             what="two commit statuses")
-        assert [s["status"] for s in statuses] == ["pending", "success"]
-        assert statuses[-1]["name"] == f"prefect-pipelines/{hooked['name']}"
-        assert statuses[-1]["target_url"].endswith(
+        assert [s["status"] for s in reported] == ["pending", "success"]
+        assert reported[-1]["name"] == f"prefect-pipelines/{hooked['name']}"
+        assert reported[-1]["target_url"].endswith(
             f"/v3/projects/{hooked['project']}/pipelineexecutions/{execution_id}")
 
     def test_a_tag_and_a_merge_request_run(self, api, facade, hooked, fake_gitlab, gitlab_setup) -> None:  # type: ignore[no-untyped-def]
@@ -303,80 +261,3 @@ class TestWebhooks:
         bad = gitlab_delivery("push.json", ref="refs/heads/main", checkout_sha="not-a-commit")
         assert_error(send_gitlab(facade.url, ref, "Push Hook", bad, secret), 422, field="checkout_sha")
         assert api.get(f"/v3/projects/{hooked['project']}/pipelineexecutions").json()["data"] == []
-
-
-def test_the_links_of_a_repository_pipeline_go_through_gitlab_s_api(api, fake_gitlab, gitlab_setup) -> None:  # type: ignore[no-untyped-def]
-    project, repo = new_project(api), gitlab_setup["repo"]
-    created = api.post(f"/v3/projects/{project}/pipelines", json={
-        "name": "links", "repositoryUrl": repo["clone_url"], "branch": "main",
-        "sourceCodeCredentialId": gitlab_setup["alice_credential"]["id"]})
-    assert created.status_code == 201, created.text
-    base = f"/v3/projects/{project}/pipelines/links"
-    fake_gitlab.requests.clear()
-    assert {"dev", "main"} <= set(api.get(f"{base}/branches").json()["branches"])
-    missing = assert_error(api.get(f"{base}/yaml", params={"branch": "main"}), 404)
-    assert missing["message"] == "branch 'main' has no .rancher-pipeline.yml or .rancher-pipeline.yaml"
-    assert_error(api.get(f"{base}/yaml", params={"branch": "gone"}), 404)
-    text = "stages:\n- name: t\n  steps:\n  - runScriptConfig: {image: busybox, shellScript: 'true'}\n"
-    for _ in range(2):  # the first commit creates the file, the second updates it
-        committed = api.put(f"{base}/yaml", params={"branch": "main"}, content=text.encode(),
-                            headers={"Content-Type": "application/yaml"})
-        assert committed.status_code == 200, committed.text
-    again = api.get(f"{base}/yaml", params={"branch": "main"})
-    assert again.text == text and again.headers["x-commit"] == committed.json()["commit"]
-    paths = [path for _, path in fake_gitlab.requests]
-    assert any(path.endswith("/repository/branches") for path in paths)
-    assert any("/repository/files/.rancher-pipeline.yml" in path for path in paths)
-    assert any(path.endswith("/repository/commits") for path in paths)
-    assert not any(path.endswith("git-upload-pack") for path in paths)
-
-
-def test_an_expiring_token_is_refreshed_and_a_refused_refresh_asks_for_a_new_link(  # type: ignore[no-untyped-def]
-        api, fake_gitlab) -> None:
-    """Tokens that live two seconds: every use after that needs a refresh, as a webhook
-    run hours after the link would. Once GitLab refuses the refresh, the credential says
-    it needs a new link and the run fails saying so."""
-    cluster = f"c-glref{uuid.uuid4().hex[:6]}"
-    client_id, secret = fake_gitlab.add_app()
-    lifetime = fake_gitlab.token_lifetime
-    fake_gitlab.token_lifetime = 2.0
-    try:
-        user = fake_gitlab.add_user(f"r-{cluster}")
-        repo = fake_gitlab.add_repo(user.login, "kept", branches={"main": {"hello.txt": "still clones\n"}})
-        linked = api.post(cluster_url(cluster), params={"action": "authapp"}, json={
-            "gitlabConfig": gitlab_config(fake_gitlab, client_id, secret),
-            "code": fake_gitlab.new_code(client_id, user.login)})
-        assert linked.status_code == 200, linked.text
-        credential = _credential_of(api, user.login)
-        time.sleep(2.5)  # the linked token no longer works at GitLab
-        project = new_project(api)
-        body = {"name": "late", "stages": [{"name": "b", "steps": [
-            {"sourceCodeConfig": {"url": repo["clone_url"], "branch": "main",
-                                  "sourceCodeCredentialId": credential["id"]}},
-            script_step("cat hello.txt")]}]}
-        assert api.post(f"/v3/projects/{project}/pipelines", json=body).status_code == 201
-        api.post(f"/v3/projects/{project}/pipelines/late", params={"action": "run"})
-        assert wait_state(api, project, "late-1")["state"] == "success"
-        assert "still clones" in step_log(api, project, "late-1", 0, 1)
-        assert user.login in fake_gitlab.refreshes
-        time.sleep(2.5)
-        refreshed = api.post(f"/v3/sourcecodecredentials/{credential['id']}", params={"action": "refreshrepos"})
-        assert refreshed.status_code == 200, refreshed.text
-        # The user revokes the app at GitLab: the next refresh is refused.
-        fake_gitlab.revoke_refresh_tokens(user.login)
-        time.sleep(2.5)
-        api.post(f"/v3/projects/{project}/pipelines/late", params={"action": "run"})
-        failed = wait_state(api, project, "late-2")
-        assert failed["state"] == "failed"
-        assert "needs a new link" in json.dumps(failed["stages"]) + json.dumps(failed.get("stateMessage"))
-        shown = api.get(f"/v3/sourcecodecredentials/{credential['id']}").json()
-        assert shown["state"] == "relink" and shown["transitioning"] == "error"
-        assert "GitLab refused to refresh its token" in shown["transitioningMessage"]
-        refused = api.post(f"/v3/sourcecodecredentials/{credential['id']}", params={"action": "refreshrepos"})
-        assert "needs a new link" in assert_error(refused, 422, field="sourceCodeCredentialId")["message"]
-        # Linking again (authuser) makes it usable.
-        again = api.post(cluster_url(cluster), params={"action": "authuser"}, json={
-            "sourceCodeType": "gitlab", "code": fake_gitlab.new_code(client_id, user.login)})
-        assert again.status_code == 200 and again.json()["state"] == "active"
-    finally:
-        fake_gitlab.token_lifetime = lifetime

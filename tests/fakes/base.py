@@ -14,10 +14,12 @@ import secrets
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request, Response
@@ -206,3 +208,77 @@ class FakeForge:
                    "HTTP_CONTENT_ENCODING": request.headers.get("content-encoding", "")}
         status, headers, payload = http_backend(self.git_root, environ, await request.body())
         return Response(payload, status_code=int(status.split()[0]), headers=dict(headers))
+
+
+@dataclass
+class Grant:
+    login: str
+    expires_at: float
+
+
+class ExpiringTokensForge(FakeForge):
+    """A fake whose OAuth tokens expire after `token_lifetime` seconds and whose refresh
+    tokens are single-use: a refresh revokes the old access and refresh tokens (GitLab's
+    and Gitea's)."""
+
+    token_prefixes = ("at-", "rt-")
+    default_lifetime = 3600.0
+
+    def __init__(self, git_root: Path) -> None:
+        self.tokens: dict[str, Grant] = {}  # access token -> grant
+        self.refresh_tokens: dict[str, str] = {}  # refresh token -> login
+        self.refreshes: list[str] = []  # the logins whose tokens were refreshed, in order
+        self.token_lifetime = self.default_lifetime
+        super().__init__(git_root)
+
+    def add_user(self, login: str, name: str = "") -> FakeUser:
+        user = self.new_user(login, name, "")
+        user.token = self.issue(login)["access_token"]
+        return user
+
+    def issue(self, login: str) -> dict[str, Any]:
+        """A new token pair for `login` (the OAuth answer)."""
+        access = f"{self.token_prefixes[0]}{secrets.token_hex(16)}"
+        refresh = f"{self.token_prefixes[1]}{secrets.token_hex(16)}"
+        scan.add(access, f"a {self.title} token of {login}")
+        scan.add(refresh, f"a {self.title} refresh token of {login}")
+        self.tokens[access] = Grant(login, time.time() + self.token_lifetime)
+        self.refresh_tokens[refresh] = login
+        self.users[login].token = access
+        return {"access_token": access, "token_type": "Bearer", "refresh_token": refresh,
+                "expires_in": int(self.token_lifetime), "created_at": int(time.time())}
+
+    def revoke_refresh_tokens(self, login: str) -> None:
+        """The user revoked the app: its refresh tokens stop working."""
+        for refresh in [r for r, owner in self.refresh_tokens.items() if owner == login]:
+            del self.refresh_tokens[refresh]
+
+    def token_user(self, token: str) -> FakeUser | None:
+        """The user of a live access token."""
+        grant = next((g for t, g in self.tokens.items() if token and secrets.compare_digest(t, token)), None)
+        if grant is None or grant.expires_at < time.time():
+            return None
+        return self.users[grant.login]
+
+    async def token_endpoint(self, request: Request) -> JSONResponse:
+        """The OAuth token endpoint: the code and refresh grants, as a form."""
+        form = dict(parse_qsl((await request.body()).decode()))  # no python-multipart here
+        if not self.app_matches(str(form.get("client_id", "")), str(form.get("client_secret", ""))):
+            return JSONResponse({"error": "invalid_client", "error_description":
+                                 "Client authentication failed due to unknown client."}, 401)
+        if form.get("grant_type") == "authorization_code":
+            login = self.take_code(str(form["client_id"]), str(form.get("code", "")))
+        elif form.get("grant_type") == "refresh_token":
+            login = self.refresh_tokens.pop(str(form.get("refresh_token", "")), None)
+            if login is not None:
+                self.refreshes.append(login)
+                for access in [t for t, g in self.tokens.items() if g.login == login]:
+                    del self.tokens[access]
+        else:
+            return JSONResponse({"error": "unsupported_grant_type"}, 400)
+        if login is None:
+            return JSONResponse({"error": "invalid_grant", "error_description":
+                                 "The provided authorization grant is invalid, expired, revoked, "
+                                 "does not match the redirection URI used in the authorization "
+                                 "request, or was issued to another client."}, 400)
+        return JSONResponse(self.issue(login))

@@ -10,62 +10,27 @@ token is the password of any user name (GitLab recommends `oauth2`).
 from __future__ import annotations
 
 import base64
-import secrets
-import time
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
-from tests.fakes.base import FakeForge, FakeUser
+from tests.fakes.base import ExpiringTokensForge, FakeUser
 from tests.support.secret_scan import scan
 
 GUEST, REPORTER, DEVELOPER, MAINTAINER = 10, 20, 30, 40
 STATES = {"pending", "running", "success", "failed", "canceled", "skipped"}
 
 
-@dataclass
-class Grant:
-    login: str
-    expires_at: float
-
-
-class FakeGitLab(FakeForge):
+class FakeGitLab(ExpiringTokensForge):
     """The state of the fake, and the app that serves it."""
 
     title = "GitLab"
 
-    def __init__(self, git_root: Any) -> None:
-        self.tokens: dict[str, Grant] = {}  # access token -> grant
-        self.refresh_tokens: dict[str, str] = {}  # refresh token -> login
-        self.refreshes: list[str] = []  # the logins whose tokens were refreshed, in order
-        self.token_lifetime = 7200.0
-        super().__init__(git_root)
-
     # -- setting the scene ------------------------------------------------------------
 
-    def add_user(self, login: str, name: str = "") -> FakeUser:
-        user = self.new_user(login, name, "")
-        user.token = self._issue(login)["access_token"]
-        return user
-
-    def _issue(self, login: str) -> dict[str, Any]:
-        access, refresh = f"glpat-{secrets.token_hex(16)}", f"glrt-{secrets.token_hex(16)}"
-        scan.add(access, f"a GitLab token of {login}")
-        scan.add(refresh, f"a GitLab refresh token of {login}")
-        self.tokens[access] = Grant(login, time.time() + self.token_lifetime)
-        self.refresh_tokens[refresh] = login
-        self.users[login].token = access
-        return {"access_token": access, "token_type": "Bearer", "refresh_token": refresh,
-                "expires_in": int(self.token_lifetime), "scope": "api",
-                "created_at": int(time.time())}
-
-    def revoke_refresh_tokens(self, login: str) -> None:
-        """The user revoked the app: its refresh tokens stop working."""
-        for refresh in [r for r, owner in self.refresh_tokens.items() if owner == login]:
-            del self.refresh_tokens[refresh]
+    token_prefixes = ("glpat-", "glrt-")
+    default_lifetime = 7200.0  # GitLab's two hours
 
     def add_repo(self, login: str, name: str, *, level: int = MAINTAINER,
                  branches: dict[str, dict[str, str]] | None = None,
@@ -89,11 +54,10 @@ class FakeGitLab(FakeForge):
     # -- who is asking ------------------------------------------------------------------
 
     def _user_for(self, authorization: str | None) -> FakeUser:
-        token = (authorization or "").removeprefix("Bearer ").strip()
-        grant = next((g for t, g in self.tokens.items() if token and secrets.compare_digest(t, token)), None)
-        if grant is None or grant.expires_at < time.time():
+        user = self.token_user((authorization or "").removeprefix("Bearer ").strip())
+        if user is None:
             raise HTTPException(401, detail={"message": "401 Unauthorized"})
-        return self.users[grant.login]
+        return user
 
     def _project(self, owner: str, name: str, authorization: str | None,
                  level: int = REPORTER) -> dict[str, Any]:
@@ -120,28 +84,7 @@ class FakeGitLab(FakeForge):
     def routes(self, app: FastAPI) -> None:
         api = "/api/v4/projects/{owner}/{name}"
 
-        @app.post("/oauth/token")
-        async def token(request: Request) -> JSONResponse:
-            form = dict(parse_qsl((await request.body()).decode()))  # no python-multipart here
-            if not self.app_matches(str(form.get("client_id", "")), str(form.get("client_secret", ""))):
-                return JSONResponse({"error": "invalid_client", "error_description":
-                                     "Client authentication failed due to unknown client."}, 401)
-            if form.get("grant_type") == "authorization_code":
-                login = self.take_code(str(form["client_id"]), str(form.get("code", "")))
-            elif form.get("grant_type") == "refresh_token":
-                login = self.refresh_tokens.pop(str(form.get("refresh_token", "")), None)
-                if login is not None:
-                    self.refreshes.append(login)
-                    for access in [t for t, g in self.tokens.items() if g.login == login]:
-                        del self.tokens[access]
-            else:
-                return JSONResponse({"error": "unsupported_grant_type"}, 400)
-            if login is None:
-                return JSONResponse({"error": "invalid_grant", "error_description":
-                                     "The provided authorization grant is invalid, expired, "
-                                     "revoked, does not match the redirection URI used in the "
-                                     "authorization request, or was issued to another client."}, 400)
-            return JSONResponse(self._issue(login))
+        app.post("/oauth/token")(self.token_endpoint)
 
         @app.get("/api/v4/user")
         async def user(authorization: str | None = Header(default=None)) -> dict[str, Any]:
@@ -253,10 +196,8 @@ class FakeGitLab(FakeForge):
             """Smart HTTP: any user name, a token of a member as the password."""
 
             def allowed(repo_name: str, password: str | None) -> bool:
-                grant = self.tokens.get(password or "")
-                if grant is None or grant.expires_at < time.time():
-                    return False
-                member = self.users[grant.login]
-                return any(p["path_with_namespace"] == f"{owner}/{repo_name}" for p in member.repos)
+                member = self.token_user(password or "")
+                return member is not None and any(
+                    p["path_with_namespace"] == f"{owner}/{repo_name}" for p in member.repos)
 
             return await self.serve_git(request, owner, rest, allowed)

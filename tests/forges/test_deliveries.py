@@ -12,6 +12,7 @@ import pytest
 
 from prefect_pipelines.errors import InvalidInputError, SignatureError
 from prefect_pipelines.forges import FORGES, Skip, forge_class
+from prefect_pipelines.forges.gitea import Gitea
 from prefect_pipelines.forges.github import GitHub
 from prefect_pipelines.forges.gitlab import GitLab
 
@@ -84,6 +85,51 @@ class TestGitLab:
         delivery_id, delivery = self.forge.delivery(
             {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": "0f6e-1"}, body)
         assert delivery_id == "0f6e-1" and delivery.branch == "master"
+
+
+class TestGitea:
+    forge = Gitea("")
+
+    def test_a_push_is_its_after_commit(self) -> None:
+        data = payload("gitea", "push.json")
+        delivery = self.forge.parse("push", data)
+        assert (delivery.event, delivery.branch, delivery.commit) == ("push", "develop", data["after"])
+        assert delivery.html_link == data["compare_url"]
+        assert (delivery.message, delivery.author, delivery.email) == ("Webhooks Yay!", "Gitea", "someone@gitea.io")
+
+    def test_a_tag_runs_from_its_create_event_only(self) -> None:
+        delivery = self.forge.parse("create", payload("gitea", "create-tag.json"))
+        assert (delivery.event, delivery.branch, delivery.ref) == ("tag", "v1.0.0", "refs/tags/v1.0.0")
+        assert delivery.commit == "599d25c67b05717269f50ac082b34f176d085179"
+        pushed = payload("gitea", "push.json") | {"ref": "refs/tags/v1.0.0"}
+        with pytest.raises(Skip, match="its create event runs it"):
+            self.forge.parse("push", pushed)
+
+    @pytest.mark.parametrize("name", ["pull_request-opened.json", "pull_request-synchronized.json"])
+    def test_a_pull_request_builds_its_head_into_its_base(self, name: str) -> None:
+        data = payload("gitea", name)
+        delivery = self.forge.parse("pull_request", data)
+        pull = data["pull_request"]
+        assert delivery.event == "pull_request" and delivery.branch == pull["base"]["ref"]
+        assert delivery.commit == pull["head"]["sha"] and delivery.ref == f"refs/pull/{pull['number']}/head"
+
+    @pytest.mark.parametrize("event, name", [("pull_request", "pull_request-closed.json"),
+                                             ("pull_request", "pull_request-merged.json"),
+                                             ("delete", "delete-branch.json"),
+                                             ("issues", "issues-opened.json")])
+    def test_what_runs_nothing(self, event: str, name: str) -> None:
+        with pytest.raises(Skip):
+            self.forge.parse(event, payload("gitea", name))
+
+    def test_the_signature_is_a_bare_hex_hmac_gitea_s_or_forgejo_s(self) -> None:
+        body = b'{"ref": "x"}'
+        digest = hmac.new(b"k", body, hashlib.sha256).hexdigest()
+        self.forge.verify("k", {"x-gitea-signature": digest}, body)
+        self.forge.verify("k", {"x-forgejo-signature": digest}, body)
+        with pytest.raises(SignatureError, match="X-Gitea-Signature"):
+            self.forge.verify("other", {"x-gitea-signature": digest}, body)
+        with pytest.raises(SignatureError, match="has no"):
+            self.forge.verify("k", {}, body)
 
 
 class TestGitHub:

@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "github"
-GITLAB_FIXTURES = FIXTURES.parent / "gitlab"
 GITHUB_TIMEOUT = 10.0  # GitHub gives up on a delivery that is not answered in 10 s
 
 
@@ -33,17 +32,6 @@ def delivery(name: str, *, fixtures: Path = FIXTURES, **changes: Any) -> dict[st
         else:
             target[key] = value
     return payload
-
-
-def send_gitlab(facade_url: str, pipeline: str, event: str, payload: dict[str, Any],
-                token: str | None, delivery_id: str | None = None) -> httpx.Response:
-    """POST a delivery as GitLab sends it: the hook's secret itself in X-Gitlab-Token."""
-    headers = {"X-Gitlab-Event": event, "X-Gitlab-Event-UUID": delivery_id or str(uuid.uuid4()),
-               "Content-Type": "application/json", "User-Agent": "GitLab/17.5.0"}
-    if token is not None:
-        headers["X-Gitlab-Token"] = token
-    return httpx.post(f"{facade_url}/hooks", params={"pipelineId": pipeline},
-                      content=json.dumps(payload).encode(), headers=headers, timeout=60)
 
 
 def send(facade_url: str, pipeline: str, event: str, payload: dict[str, Any], secret: str | None,

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
+import httpx
 
 from prefect_pipelines.errors import InvalidInputError, SignatureError, UpstreamError
 
@@ -222,14 +223,27 @@ class Forge(ABC):
             SignatureError: it was not.
         """
 
-    @abstractmethod
+    # event header value -> the name of the method that parses its payload
+    event_parsers: ClassVar[Mapping[str, str]]
+
     def parse(self, event: str, payload: dict[str, Any]) -> Delivery:
         """What a delivery of `event` (its event header) asks to build.
 
         Raises:
-            Skip: it runs nothing (a ping, a deleted branch, a closed pull request, ...).
+            Skip: it runs nothing (a ping, a deleted branch, a closed pull request, an
+                event it does not build, ...).
             InvalidInputError: it is not the event's payload (naming the field).
         """
+        method = self.event_parsers.get(event)
+        if method is None:
+            raise Skip(f"event {event!r} runs nothing")
+        return getattr(self, method)(payload)
+
+    pull_request_actions: ClassVar[frozenset[str]] = frozenset()
+
+    def _pull_request(self, payload: dict[str, Any]) -> Delivery:
+        """A `pull_request` payload in GitHub's shape (Gitea copies it)."""
+        return pull_request(payload, self.pull_request_actions)
 
     def delivery(self, headers: Mapping[str, str], body: bytes) -> tuple[str, Delivery]:
         """(delivery id, what it asks to build) of a verified delivery."""
@@ -291,6 +305,65 @@ class Forge(ABC):
     def unreachable(self, exc: Exception, what: str) -> UpstreamError:
         return UpstreamError(f"cannot reach {self.title} at {self.web_host} while {what} "
                              f"({type(exc).__name__})")
+
+
+class OAuth2Forge(Forge):
+    """A forge whose OAuth 2 tokens expire and are refreshed, both grants a form POST to
+    `token_path` of its web host (GitLab, Gitea). Written with httpx: the forges' client
+    libraries take a token but have no OAuth flow."""
+
+    token_expires = True
+    token_path: ClassVar[str]
+    _CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
+
+    def token_url(self) -> str:
+        return f"{self.api_url}{self.token_path}"
+
+    async def _token(self, app: OAuthApp, grant: dict[str, str], what: str) -> Token:
+        data = {"client_id": app.client_id, "client_secret": app.client_secret, **grant}
+        if app.redirect_url:
+            data["redirect_uri"] = app.redirect_url
+        try:
+            async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+                response = await http.post(self.token_url(), data=data,
+                                           headers={"Accept": "application/json"})
+        except httpx.HTTPError as exc:
+            raise InvalidInputError(f"{self.unreachable(exc, what).message}: check host and tls",
+                                    field_name=f"{self.config_field}.host") from None
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        answer = answer if isinstance(answer, dict) else {}
+        if response.status_code >= 500 or response.status_code == 429:
+            raise UpstreamError(f"{self.title} answered {response.status_code} while {what}")
+        if answer.get("error") in self._CLIENT_ERRORS:
+            raise InvalidInputError(f"{self.title} refused the OAuth app's clientId or clientSecret",
+                                    field_name=f"{self.config_field}.clientSecret")
+        access = answer.get("access_token")
+        if response.status_code != 200 or not isinstance(access, str) or not access:
+            raise InvalidInputError(
+                f"{self.title} refused the {grant['grant_type'].replace('_', ' ')}: "
+                f"{answer.get('error_description') or answer.get('error') or response.status_code}",
+                field_name="code")
+        return Token(access, str(answer.get("refresh_token") or ""),
+                     expires_at(answer.get("expires_in")))
+
+    async def exchange_code(self, app: OAuthApp, code: str) -> Token:
+        try:
+            return await self._token(app, {"grant_type": "authorization_code", "code": code},
+                                     "exchanging the OAuth code")
+        except InvalidInputError as exc:
+            if exc.field_name == "code":
+                raise InvalidInputError(f"{self.title} refused the code: it is wrong, expired or "
+                                        "already used", field_name="code") from None
+            raise
+
+    async def refresh(self, app: OAuthApp, token: Token) -> Token:
+        if not token.refresh:
+            raise InvalidInputError(f"{self.title} gave no refresh token for this link")
+        return await self._token(app, {"grant_type": "refresh_token", "refresh_token": token.refresh},
+                                 "refreshing the token")
 
 
 def basic_header(username: str, password: str) -> str:
@@ -367,6 +440,24 @@ def branch_or_tag(ref: str) -> tuple[str, str]:
     if ref.startswith("refs/heads/"):
         return "push", ref[len("refs/heads/"):]
     raise InvalidInputError(f"push of an unexpected ref {ref!r}", field_name="ref")
+
+
+def pull_request(payload: dict[str, Any], actions: frozenset[str]) -> Delivery:
+    """A `pull_request` delivery in GitHub's shape (Gitea's copies it): its head commit,
+    into its base branch, when it was opened or got new commits (`actions`)."""
+    action = text(payload, "action")
+    pull = payload.get("pull_request") if isinstance(payload.get("pull_request"), dict) else {}
+    if action not in actions or pull.get("state") != "open":
+        raise Skip(f"pull request {action or 'event'}: nothing to build")
+    number = pull.get("number") or payload.get("number")
+    if not isinstance(number, int):
+        raise InvalidInputError("the pull request has no number", field_name="number")
+    title = text(pull, "title")
+    return Delivery(event="pull_request", branch=text(pull, "base", "ref"),
+                    commit=commit_at(pull, "head", "sha"), ref=f"refs/pull/{number}/head",
+                    message=title, title=title, author=text(pull, "user", "login"),
+                    html_link=text(pull, "html_url"), avatar_url=text(pull, "user", "avatar_url"),
+                    skip_ci=skip_ci(title))
 
 
 def expires_at(seconds: Any) -> float | None:

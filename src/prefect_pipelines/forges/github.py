@@ -37,7 +37,7 @@ from prefect_pipelines.forges.base import (
 )
 
 GITHUB_COM = "github.com"
-PULL_REQUEST_ACTIONS = {"opened", "synchronize", "reopened"}
+PULL_REQUEST_ACTIONS = frozenset({"opened", "synchronize", "reopened"})
 SCOPES = "repo,admin:repo_hook"
 
 
@@ -165,14 +165,12 @@ class GitHub(Forge):
         check_hmac(secret, body, headers.get("x-hub-signature-256"), header="X-Hub-Signature-256",
                    prefix="sha256=")
 
-    def parse(self, event: str, payload: dict[str, Any]) -> Delivery:
-        if event == "ping":
-            raise Skip("pong")
-        if event == "push":
-            return self._push(payload)
-        if event == "pull_request":
-            return self._pull_request(payload)
-        raise Skip(f"event {event!r} runs nothing")
+    event_parsers = {"ping": "_ping", "push": "_push", "pull_request": "_pull_request"}
+    pull_request_actions = PULL_REQUEST_ACTIONS
+
+    @staticmethod
+    def _ping(payload: dict[str, Any]) -> Delivery:
+        raise Skip("pong")
 
     @staticmethod
     def _push(payload: dict[str, Any]) -> Delivery:
@@ -187,22 +185,6 @@ class GitHub(Forge):
                         html_link=text(payload, "compare"),
                         email=text(payload, "head_commit", "author", "email"),
                         avatar_url=text(payload, "sender", "avatar_url"))
-
-    @staticmethod
-    def _pull_request(payload: dict[str, Any]) -> Delivery:
-        action = text(payload, "action")
-        pull = payload.get("pull_request") if isinstance(payload.get("pull_request"), dict) else {}
-        if action not in PULL_REQUEST_ACTIONS or pull.get("state") != "open":
-            raise Skip(f"pull request {action or 'event'}: nothing to build")
-        number = pull.get("number") or payload.get("number")
-        if not isinstance(number, int):
-            raise InvalidInputError("the pull request has no number", field_name="number")
-        title = text(pull, "title")
-        return Delivery(event="pull_request", branch=text(pull, "base", "ref"),
-                        commit=commit_at(pull, "head", "sha"), ref=f"refs/pull/{number}/head",
-                        message=title, author=text(pull, "user", "login"),
-                        html_link=text(pull, "html_url"), avatar_url=text(pull, "user", "avatar_url"),
-                        title=title, skip_ci=skip_ci(title))
 
     # -- commit status, contents, clone ---------------------------------------------------
 

@@ -25,17 +25,15 @@ from prefect_pipelines.forges.base import (
     TIMEOUT,
     Delivery,
     DeliveryHeaders,
-    Forge,
     ForgeUser,
+    OAuth2Forge,
     OAuthApp,
     Repository,
     Skip,
-    Token,
     basic_header,
     branch_or_tag,
     check_token,
     commit_at,
-    expires_at,
     first_line,
     is_zero_commit,
     skip_ci,
@@ -62,7 +60,7 @@ def _message(exc: gitlab_errors.GitlabError) -> str:
     return str(exc.error_message or "no details")[:300]
 
 
-class GitLab(Forge):
+class GitLab(OAuth2Forge):
     kind = "gitlab"
     title = "GitLab"
     config_field = "gitlabConfig"
@@ -71,6 +69,8 @@ class GitLab(Forge):
     headers = DeliveryHeaders(event="X-Gitlab-Event", delivery="X-Gitlab-Event-UUID")
     status_states = {"pending": "pending", "success": "success", "failure": "failed",
                      "error": "failed"}
+
+    token_path = "/oauth/token"
 
     @classmethod
     def api_url_of(cls, app: OAuthApp) -> str:
@@ -105,52 +105,6 @@ class GitLab(Forge):
         if state:
             query["state"] = state
         return f"{self.api_url}/oauth/authorize?{urlencode(query)}"
-
-    async def _token(self, app: OAuthApp, grant: dict[str, str], what: str) -> Token:
-        data = {"client_id": app.client_id, "client_secret": app.client_secret, **grant}
-        if app.redirect_url:
-            data["redirect_uri"] = app.redirect_url
-        try:
-            async with httpx.AsyncClient(timeout=TIMEOUT) as http:
-                response = await http.post(f"{self.api_url}/oauth/token", data=data,
-                                           headers={"Accept": "application/json"})
-        except httpx.HTTPError as exc:
-            raise InvalidInputError(f"{self.unreachable(exc, what).message}: check host and tls",
-                                    field_name=f"{self.config_field}.host") from None
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = {}
-        answer = answer if isinstance(answer, dict) else {}
-        if response.status_code >= 500 or response.status_code == 429:
-            raise UpstreamError(f"GitLab answered {response.status_code} while {what}")
-        if answer.get("error") == "invalid_client":
-            raise InvalidInputError("GitLab refused the OAuth app's clientId or clientSecret",
-                                    field_name=f"{self.config_field}.clientSecret")
-        access = answer.get("access_token")
-        if response.status_code != 200 or not isinstance(access, str) or not access:
-            raise InvalidInputError(
-                f"GitLab refused the {grant['grant_type'].replace('_', ' ')}: "
-                f"{answer.get('error_description') or answer.get('error') or response.status_code}",
-                field_name="code")
-        return Token(access, str(answer.get("refresh_token") or ""),
-                     expires_at(answer.get("expires_in")))
-
-    async def exchange_code(self, app: OAuthApp, code: str) -> Token:
-        try:
-            return await self._token(app, {"grant_type": "authorization_code", "code": code},
-                                     "exchanging the OAuth code")
-        except InvalidInputError as exc:
-            if exc.field_name == "code":
-                raise InvalidInputError("GitLab refused the code: it is wrong, expired or already used",
-                                        field_name="code") from None
-            raise
-
-    async def refresh(self, app: OAuthApp, token: Token) -> Token:
-        if not token.refresh:
-            raise InvalidInputError("GitLab gave no refresh token for this link")
-        return await self._token(app, {"grant_type": "refresh_token", "refresh_token": token.refresh},
-                                 "refreshing the token")
 
     async def user(self, token: str) -> ForgeUser:
         def call() -> ForgeUser:
@@ -204,12 +158,8 @@ class GitLab(Forge):
     def verify(self, secret: str, headers: Mapping[str, str], body: bytes) -> None:
         check_token(secret, headers.get("x-gitlab-token"), header="X-Gitlab-Token")
 
-    def parse(self, event: str, payload: dict[str, Any]) -> Delivery:
-        if event in ("Push Hook", "Tag Push Hook"):
-            return self._push(payload)
-        if event == "Merge Request Hook":
-            return self._merge_request(payload)
-        raise Skip(f"event {event!r} runs nothing")
+    event_parsers = {"Push Hook": "_push", "Tag Push Hook": "_push",
+                     "Merge Request Hook": "_merge_request"}
 
     @staticmethod
     def _push(payload: dict[str, Any]) -> Delivery:

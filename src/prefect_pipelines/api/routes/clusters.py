@@ -11,6 +11,7 @@ from prefect_pipelines.api.body import parse_model, read_document
 from prefect_pipelines.api.deps import AppSettings, Client, User, strict_query
 from prefect_pipelines.api.routes.sourcecode import credential_resource
 from prefect_pipelines.api.schemas import (
+    CONFIG_IN,
     ERROR_RESPONSES,
     AuthAppInput,
     AuthUserInput,
@@ -122,8 +123,9 @@ async def cluster_pipeline_action(
         body = parse_model(AuthAppInput, data)
         configs = _configs(body, need_secret=False)
         if len(configs) != 1:
-            raise InvalidInputError("authapp takes the config of one forge (githubConfig, "
-                                    "gitlabConfig, ...)", field_name="githubConfig")
+            raise InvalidInputError(
+                f"authapp takes the config of one forge: one of {', '.join(CONFIG_IN)}",
+                field_name=next(iter(configs), "githubConfig") if configs else "githubConfig")
         [config] = configs.values()
         record, _ = await service.authapp(client, cluster_id, config=config, code=body.code,
                                           user_id=user, settings=settings)

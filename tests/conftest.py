@@ -214,6 +214,14 @@ def fake_gitea():  # type: ignore[no-untyped-def]
     yield from _serving(FakeGitea(STATE / "gitea-git"))
 
 
+@pytest.fixture(scope="session")
+def fake_bitbucketcloud():  # type: ignore[no-untyped-def]
+    """A fake Bitbucket Cloud on loopback (API 2.0, OAuth, and git over HTTP)."""
+    from tests.fakes.bitbucketcloud import FakeBitbucketCloud
+
+    yield from _serving(FakeBitbucketCloud(STATE / "bitbucketcloud-git"))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     proc = _prefect.get("proc")
     if isinstance(proc, Proc):

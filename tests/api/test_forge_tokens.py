@@ -15,14 +15,15 @@ from typing import Any
 import pytest
 
 from tests.support.api import assert_error, new_project, script_step, step_log, wait_state
-from tests.support.forges import app_config, cluster_url, link
+from tests.support.forges import app_config, cluster_url, config_field, link
 from tests.support.procs import free_port
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 # kind -> (title, what its API's file and commit paths end in)
 FORGES = {"gitlab": ("GitLab", "/repository/files/.rancher-pipeline.yml", "/repository/commits"),
-          "gitea": ("Gitea", "/contents/.rancher-pipeline.yml", "/contents/.rancher-pipeline.yml")}
+          "gitea": ("Gitea", "/contents/.rancher-pipeline.yml", "/contents/.rancher-pipeline.yml"),
+          "bitbucketcloud": ("Bitbucket Cloud", "/.rancher-pipeline.yml", "/src")}
 
 
 @pytest.fixture(params=list(FORGES))
@@ -40,7 +41,7 @@ def test_a_bad_code_is_refused_and_saves_nothing(api, forge, action) -> None:  #
     before = api.get("/v3/sourcecodecredentials").json()["data"]
     body: dict[str, Any] = {"code": "not-a-code"}
     if action == "authapp":
-        body[f"{kind}Config"] = app_config(fake, *app)
+        body[config_field(kind)] = app_config(fake, *app)
     else:
         body["sourceCodeType"] = kind
     response = api.post(cluster_url(cluster), params={"action": action}, json=body)
@@ -54,14 +55,14 @@ def test_a_wrong_secret_or_an_unreachable_host_saves_nothing(api, forge) -> None
     cluster = f"c-bad{uuid.uuid4().hex[:6]}"
     client_id, _ = fake.add_app()
     user = fake.add_user(f"u-{cluster}")
+    field = config_field(kind)
     wrong = api.post(cluster_url(cluster), params={"action": "authapp"}, json={
-        f"{kind}Config": app_config(fake, client_id, "wrong-secret"),
-        "code": fake.new_code(client_id, user.login)})
-    assert "wrong-secret" not in assert_error(wrong, 422, field=f"{kind}Config.clientSecret")["message"]
+        field: app_config(fake, client_id, "wrong-secret"), "code": fake.new_code(client_id, user.login)})
+    assert "wrong-secret" not in assert_error(wrong, 422, field=f"{field}.clientSecret")["message"]
+    location = fake.location(f"127.0.0.1:{free_port()}")
     down = api.post(cluster_url(cluster), params={"action": "authapp"}, json={
-        f"{kind}Config": {"host": f"127.0.0.1:{free_port()}", "tls": False, "clientId": "x",
-                          "clientSecret": "y"}, "code": "z"})
-    message = assert_error(down, 422, field=f"{kind}Config.host")["message"]
+        field: {**location, "clientId": "x", "clientSecret": "y"}, "code": "z"})
+    message = assert_error(down, 422, field=f"{field}.{next(iter(location))}")["message"]
     assert f"cannot reach {FORGES[kind][0]}" in message
     assert_error(api.get(cluster_url(cluster)), 404)
 

@@ -25,7 +25,13 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
-from tests.support.gitserver import basic_password, http_backend, make_repo, push_commit
+from tests.support.gitserver import (
+    basic_credentials,
+    basic_password,
+    http_backend,
+    make_repo,
+    push_commit,
+)
 from tests.support.procs import free_port, wait_for
 from tests.support.secret_scan import scan
 
@@ -83,6 +89,10 @@ class FakeForge:
     def push(self, login: str, name: str, ref: str, files: dict[str, str]) -> str:
         """Push a new commit to `ref` (a branch, a tag or a pull/merge request ref); return it."""
         return push_commit(self.git_root / login, name, ref, files)
+
+    def location(self, host: str) -> dict[str, Any]:
+        """Where a `<kind>Config` says the forge is, for a forge at `host` (over http)."""
+        return {"host": host, "tls": False}
 
     def new_code(self, client_id: str, login: str) -> str:
         code = secrets.token_hex(10)
@@ -263,6 +273,9 @@ class ExpiringTokensForge(FakeForge):
     async def token_endpoint(self, request: Request) -> JSONResponse:
         """The OAuth token endpoint: the code and refresh grants, as a form."""
         form = dict(parse_qsl((await request.body()).decode()))  # no python-multipart here
+        if "client_id" not in form:  # the app's credentials as Basic auth (Bitbucket's way)
+            client_id, client_secret = basic_credentials(request.headers.get("authorization", "")) or ("", "")
+            form.update(client_id=client_id, client_secret=client_secret)
         if not self.app_matches(str(form.get("client_id", "")), str(form.get("client_secret", ""))):
             return JSONResponse({"error": "invalid_client", "error_description":
                                  "Client authentication failed due to unknown client."}, 401)

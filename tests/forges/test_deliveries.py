@@ -12,6 +12,7 @@ import pytest
 
 from prefect_pipelines.errors import InvalidInputError, SignatureError
 from prefect_pipelines.forges import FORGES, Skip, forge_class
+from prefect_pipelines.forges.bitbucketcloud import BitbucketCloud
 from prefect_pipelines.forges.gitea import Gitea
 from prefect_pipelines.forges.github import GitHub
 from prefect_pipelines.forges.gitlab import GitLab
@@ -132,6 +133,40 @@ class TestGitea:
             self.forge.verify("k", {}, body)
 
 
+class TestBitbucketCloud:
+    forge = BitbucketCloud("https://api.bitbucket.org/2.0")
+
+    def test_a_push_and_a_tag(self) -> None:
+        push = self.forge.parse("repo:push", payload("bitbucketcloud", "repo_push.json"))
+        assert (push.event, push.branch, push.ref) == ("push", "master", "refs/heads/master")
+        assert push.commit == "141977fedf5cf35aa290ac87d4b5177ac4cd9de1"
+        assert (push.message, push.author, push.email) == ("Update README", "Brad Rydzewski",
+                                                           "brad.rydzewski@gmail.com")
+        tag = self.forge.parse("repo:push", payload("bitbucketcloud", "repo_push-tag.json"))
+        assert (tag.event, tag.branch, tag.ref) == ("tag", "feature/x", "refs/tags/feature/x")
+
+    @pytest.mark.parametrize("event, name, head", [("pullrequest:created", "pullrequest_created.json", "507a576e59b3"),
+                                                   ("pullrequest:updated", "pullrequest_updated.json", "0704fc5beccc")])
+    def test_a_pull_request_fetches_its_source_branch(self, event: str, name: str, head: str) -> None:
+        delivery = self.forge.parse(event, payload("bitbucketcloud", name))
+        assert (delivery.event, delivery.branch, delivery.ref) == ("pull_request", "master", "refs/heads/develop")
+        assert delivery.commit == head and delivery.title == "Awesome new feature"
+
+    @pytest.mark.parametrize("event, name", [("repo:push", "repo_push-branch-deleted.json"),
+                                             ("pullrequest:fulfilled", "pullrequest_fulfilled.json"),
+                                             ("pullrequest:rejected", "pullrequest_rejected.json"),
+                                             ("repo:commit_status_created", "repo_commit_status_created.json")])
+    def test_what_runs_nothing(self, event: str, name: str) -> None:
+        with pytest.raises(Skip):
+            self.forge.parse(event, payload("bitbucketcloud", name))
+
+    def test_the_web_host_of_its_own_api_and_of_another(self) -> None:
+        assert self.forge.web_host == "bitbucket.org"
+        assert self.forge.repo_name("https://alice@bitbucket.org/team/app.git") == "team/app"
+        proxied = BitbucketCloud("http://127.0.0.1:8000/2.0")
+        assert proxied.token_url() == "http://127.0.0.1:8000/site/oauth2/access_token"
+
+
 class TestGitHub:
     forge = GitHub("")
 
@@ -149,7 +184,7 @@ def test_every_forge_names_its_headers_and_config_field() -> None:
     fields = {forge.config_field for forge in FORGES.values()}
     assert len(fields) == len(FORGES)
     for kind, forge in FORGES.items():
-        assert forge.kind == kind and forge.config_field == f"{kind}Config"
+        assert forge.kind == kind and forge.config_field.lower() == f"{kind}config"
         assert forge.headers.event.startswith("X-") and forge.headers.delivery.startswith("X-")
     with pytest.raises(InvalidInputError) as unknown:
         forge_class("svn")

@@ -19,9 +19,16 @@ def cluster_url(cluster: str) -> str:
     return f"/v3/clusters/{cluster}/clusterpipelines/{cluster}"
 
 
+def config_field(kind: str) -> str:
+    """The cluster pipeline's field for forge `kind` (`gitlabConfig`, `bitbucketCloudConfig`)."""
+    from prefect_pipelines.forges import FORGES
+
+    return FORGES[kind].config_field
+
+
 def app_config(fake: Any, client_id: str, client_secret: str | None) -> dict[str, Any]:
     """A `<kind>Config` for an app of the fake forge (over http)."""
-    config: dict[str, Any] = {"host": fake.host, "tls": False, "clientId": client_id}
+    config: dict[str, Any] = {**fake.location(fake.host), "clientId": client_id}
     if client_secret is not None:
         config["clientSecret"] = client_secret
     return config
@@ -40,7 +47,7 @@ def link(api: httpx.Client, fake: Any, kind: str, cluster: str, login: str,
     caller's new credential."""
     client_id, client_secret = app
     made = api.post(cluster_url(cluster), params={"action": "authapp"}, json={
-        f"{kind}Config": app_config(fake, client_id, client_secret),
+        config_field(kind): app_config(fake, client_id, client_secret),
         "code": fake.new_code(client_id, login)})
     assert made.status_code == 200, made.text
     return credential_of(api, login)

@@ -110,14 +110,21 @@ def http_backend(root: Path, environ: dict, body: bytes) -> tuple[str, list[tupl
     return status, headers, payload
 
 
-def basic_password(header: str) -> str | None:
-    """The password of an HTTP basic Authorization header."""
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """(user, password) of an HTTP basic Authorization header."""
     if not header.startswith("Basic "):
         return None
     try:
-        return base64.b64decode(header[6:]).decode().partition(":")[2]
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
     except ValueError:
         return None
+    return user, password
+
+
+def basic_password(header: str) -> str | None:
+    """The password of an HTTP basic Authorization header."""
+    found = basic_credentials(header)
+    return None if found is None else found[1]
 
 
 class GitServer:

@@ -230,18 +230,25 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-class ForgeConfig(ApiModel):
-    """A cluster's OAuth app on a forge as responses show it (never the secret)."""
+def _where(forge: type[Forge]) -> dict[str, Any]:
+    """The fields that say where a forge is: host and tls, or an apiUrl."""
+    if "apiUrl" in forge.config_keys:
+        return {"apiUrl": (str | None, Field(default=None, description=(
+            f"{forge.title}'s API (default its own); for a proxy, or a fake in tests.")))}
+    return {"host": (str, Field(default=forge.default_host,
+                                description=f"{forge.default_host} or a self-managed {forge.title} host.")),
+            "tls": (bool, Field(default=True, description="false: reach a self-managed host over http."))}
 
-    host: str
-    tls: bool
-    clientId: str
+
+def _config_out(forge: type[Forge]) -> type[ApiModel]:
+    """A forge's app as responses show it (never the secret)."""
+    return create_model(f"{forge.title.replace(' ', '')}Config", __base__=ApiModel,
+                        clientId=(str, ...), **{key: (field[0], ...) for key, field in _where(forge).items()})
 
 
 class _ForgeConfigIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    tls: bool = Field(default=True, description="false: reach a self-managed host over http.")
     clientId: str
     clientSecret: str | None = Field(default=None, description="Write-only.")
     redirectUrl: str | None = None
@@ -249,10 +256,8 @@ class _ForgeConfigIn(BaseModel):
 
 def _config_in(forge: type[Forge]) -> type[_ForgeConfigIn]:
     return create_model(
-        f"{forge.title}ConfigIn", __base__=_ForgeConfigIn,
-        __doc__=f"{forge.config_field} in a request; clientSecret is write-only.",
-        host=(str, Field(default=forge.default_host,
-                         description=f"{forge.default_host} or a self-managed {forge.title} host.")))
+        f"{forge.title.replace(' ', '')}ConfigIn", __base__=_ForgeConfigIn,
+        __doc__=f"{forge.config_field} in a request; clientSecret is write-only.", **_where(forge))
 
 
 # One `<kind>Config` per forge of the registry: adding a forge adds its fields here.
@@ -294,7 +299,7 @@ ClusterPipeline = create_model(
     authorizeUrls=(dict[SourceCodeType, str], Field(
         description="Per forge with an app: where a user's browser goes to grant it access "
                     "(the code it returns is what authapp and authuser take).")),
-    **{name: (ForgeConfig | None, ...) for name in CONFIG_IN})
+    **{forge.config_field: (_config_out(forge) | None, ...) for forge in FORGES.values()})
 
 
 class SourceCodeCredential(Resource):

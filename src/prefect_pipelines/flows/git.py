@@ -39,8 +39,8 @@ def clone(
 ) -> CloneResult:
     """Clone `branch` of `url` into the (empty) workspace and check out `commit` or its head.
 
-    A tag or pull-request `ref` (`refs/tags/v1`, `refs/pull/7/head`) is fetched instead
-    of the branch; the checkout is still named after `branch`.
+    A delivered `ref` (`refs/tags/v1`, `refs/pull/7/head`, a pull request's source branch)
+    is fetched instead of the branch; the checkout is still named after `branch`.
 
     Returns:
         The result, with the full commit hash on success.
@@ -58,7 +58,9 @@ def clone(
     env = git_env(header, allowed_schemes)
     ws = ctx.workspace
     depth_args = [f"--depth={depth}"] if depth > 0 else []
-    source_ref = ref if ref and not ref.startswith("refs/heads/") else f"refs/heads/{branch}"
+    # The delivered ref when there is one: a tag, a pull request's head, or (Bitbucket Cloud,
+    # which has no pull-request refs) the pull request's source branch.
+    source_ref = ref or f"refs/heads/{branch}"
     remote = f"refs/remotes/origin/{branch}"
     steps: list[tuple[str, list[str]]] = [
         ("init", ["git", "init", "-q", "--", str(ws)]),

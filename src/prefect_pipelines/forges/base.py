@@ -29,12 +29,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import anyio
 import httpx
 
-from prefect_pipelines.errors import InvalidInputError, SignatureError, UpstreamError
+from prefect_pipelines.errors import InvalidInputError, NotFoundError, SignatureError, UpstreamError
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
@@ -141,6 +141,8 @@ class Forge(ABC):
     kind: ClassVar[str]  # the `kind` of credentials and repositories, e.g. "gitlab"
     title: ClassVar[str]  # how messages name it, e.g. "GitLab"
     config_field: ClassVar[str]  # the cluster pipeline's field, e.g. "gitlabConfig"
+    # where the forge is, in its config: a host and tls, or (Bitbucket Cloud) an apiUrl
+    config_keys: ClassVar[tuple[str, ...]] = ("host", "tls")
     default_host: ClassVar[str]
     token_expires: ClassVar[bool]  # whether its OAuth tokens expire (and are refreshed)
     headers: ClassVar[DeliveryHeaders]
@@ -174,9 +176,21 @@ class Forge(ABC):
 
     # -- OAuth and the user -------------------------------------------------------------
 
+    authorize_params: ClassVar[Mapping[str, str]] = {"response_type": "code"}  # and the scopes
+
+    @property
     @abstractmethod
+    def authorize_endpoint(self) -> str:
+        """The forge's OAuth authorize page."""
+
     def authorize_url(self, app: OAuthApp, state: str = "") -> str:
         """Where a user's browser goes to grant the app access (with the scopes it needs)."""
+        query = {"client_id": app.client_id, **self.authorize_params}
+        if app.redirect_url:
+            query["redirect_uri"] = app.redirect_url
+        if state:
+            query["state"] = state
+        return f"{self.authorize_endpoint}?{urlencode(query)}"
 
     @abstractmethod
     async def exchange_code(self, app: OAuthApp, code: str) -> Token:
@@ -211,9 +225,17 @@ class Forge(ABC):
                           events: frozenset[str]) -> str:
         """Create a hook posting `events` (of EVENTS) to `url` with `secret`; its id."""
 
-    @abstractmethod
     async def delete_hook(self, token: str, repo: str, hook_id: str) -> None:
         """Delete a hook (one already gone is fine)."""
+        try:
+            await self.call(lambda: self.remove_hook(token, repo, hook_id),
+                            f"deleting webhook {hook_id} of {repo}")
+        except NotFoundError:
+            pass
+
+    @abstractmethod
+    def remove_hook(self, token: str, repo: str, hook_id: str) -> None:
+        """Delete a hook (blocking; the library's not-found error when it is gone)."""
 
     @abstractmethod
     def verify(self, secret: str, headers: Mapping[str, str], body: bytes) -> None:
@@ -266,17 +288,35 @@ class Forge(ABC):
         """Set a commit's status (pending, success, failure, error). Synchronous: the
         flow calls it from its own thread."""
 
-    @abstractmethod
     async def branches(self, token: str, repo: str) -> list[str]:
         """The repository's branches (every page)."""
+        return await self.call(lambda: self.branch_names(token, repo), f"listing the branches of {repo}")
 
     @abstractmethod
+    def branch_names(self, token: str, repo: str) -> list[str]:
+        """The repository's branches (blocking)."""
+
     async def branch_head(self, token: str, repo: str, branch: str) -> str:
         """The commit at the head of a branch (NotFoundError: no such branch)."""
+        return await self.call(lambda: self.head_of(token, repo, branch),
+                               f"reading branch {branch!r} of {repo}")
 
     @abstractmethod
+    def head_of(self, token: str, repo: str, branch: str) -> str:
+        """The commit at the head of a branch (blocking)."""
+
     async def read_file(self, token: str, repo: str, path: str, ref: str) -> bytes | None:
         """A file's content at a commit or branch; None when there is no such file."""
+        try:
+            return await self.call(lambda: self.file_content(token, repo, path, ref),
+                                   f"reading {path} of {repo} at {ref}")
+        except NotFoundError:
+            return None
+
+    @abstractmethod
+    def file_content(self, token: str, repo: str, path: str, ref: str) -> bytes | None:
+        """A file's content (blocking; the library's not-found error, or None for a path
+        that is not a file)."""
 
     @abstractmethod
     async def commit_file(self, token: str, repo: str, *, path: str, content: bytes,
@@ -314,22 +354,29 @@ class OAuth2Forge(Forge):
 
     token_expires = True
     token_path: ClassVar[str]
+    client_auth_basic: ClassVar[bool] = False  # the app's credentials as Basic auth, not form fields
     _CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
 
     def token_url(self) -> str:
         return f"{self.api_url}{self.token_path}"
 
     async def _token(self, app: OAuthApp, grant: dict[str, str], what: str) -> Token:
-        data = {"client_id": app.client_id, "client_secret": app.client_secret, **grant}
+        data = dict(grant)
+        auth = None
+        if self.client_auth_basic:
+            auth = httpx.BasicAuth(app.client_id, app.client_secret)
+        else:
+            data.update(client_id=app.client_id, client_secret=app.client_secret)
         if app.redirect_url:
             data["redirect_uri"] = app.redirect_url
         try:
             async with httpx.AsyncClient(timeout=TIMEOUT) as http:
-                response = await http.post(self.token_url(), data=data,
+                response = await http.post(self.token_url(), data=data, auth=auth,
                                            headers={"Accept": "application/json"})
         except httpx.HTTPError as exc:
-            raise InvalidInputError(f"{self.unreachable(exc, what).message}: check host and tls",
-                                    field_name=f"{self.config_field}.host") from None
+            where = " and ".join(self.config_keys)
+            raise InvalidInputError(f"{self.unreachable(exc, what).message}: check {where}",
+                                    field_name=f"{self.config_field}.{self.config_keys[0]}") from None
         try:
             answer = response.json()
         except ValueError:

@@ -14,17 +14,12 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
-import httpx
-
-from prefect_pipelines.errors import InvalidInputError, NotFoundError, UpstreamError
 from prefect_pipelines.forges.base import (
-    TIMEOUT,
     Delivery,
     DeliveryHeaders,
     ForgeUser,
-    OAuth2Forge,
     OAuthApp,
     Repository,
     Skip,
@@ -37,19 +32,14 @@ from prefect_pipelines.forges.base import (
     skip_ci,
     text,
 )
+from prefect_pipelines.forges.rest import Refused, RestForge
 
 SCOPES = "write:repository read:user"
 PULL_REQUEST_ACTIONS = frozenset({"opened", "reopened", "synchronized"})
 _PAGE = 50  # Gitea's default maximum page size
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-class Gitea(OAuth2Forge):
+class Gitea(RestForge):
     kind = "gitea"
     title = "Gitea"
     config_field = "giteaConfig"
@@ -61,39 +51,18 @@ class Gitea(OAuth2Forge):
     def api_url_of(cls, app: OAuthApp) -> str:
         return f"{'https' if app.tls else 'http'}://{app.host}"
 
-    def failure(self, exc: Exception, what: str) -> Exception:
-        if isinstance(exc, _Refused):
-            if exc.status == 401:
-                return InvalidInputError(f"Gitea refused the credentials while {what}: {exc.message}")
-            if exc.status == 404:
-                return NotFoundError(f"Gitea found nothing while {what} (or the token may not see it)")
-            if exc.status in (403, 409, 422):
-                return InvalidInputError(f"Gitea refused {what}: {exc.message}")
-            return UpstreamError(f"Gitea answered {exc.status} while {what}: {exc.message}")
-        if isinstance(exc, httpx.HTTPError):
-            return self.unreachable(exc, what)
-        return exc
+    auth_scheme = "token"
 
-    def _request(self, token: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One call of the API; a refusal (4xx, 5xx) raises _Refused with Gitea's message."""
-        with httpx.Client(base_url=f"{self.api_url}/api/v1", timeout=TIMEOUT,
-                          headers={"Authorization": f"token {token}",
-                                   "Accept": "application/json"}) as http:
-            response = http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            try:
-                message = str(response.json().get("message") or "no details")[:300]
-            except (ValueError, AttributeError):
-                message = "no details"
-            raise _Refused(response.status_code, message)
-        return response
+    @property
+    def api_base(self) -> str:
+        return f"{self.api_url}/api/v1"
 
     def _pages(self, token: str, path: str) -> list[dict[str, Any]]:
         """Every item of a paged list (pages of 50 until one is short)."""
         found: list[dict[str, Any]] = []
         page = 1
         while True:
-            chunk = self._request(token, "GET", path, params={"page": page, "limit": _PAGE}).json()
+            chunk = self.request(token, "GET", path, params={"page": page, "limit": _PAGE}).json()
             found.extend(item for item in chunk if isinstance(item, dict))
             if len(chunk) < _PAGE:
                 return found
@@ -106,17 +75,15 @@ class Gitea(OAuth2Forge):
 
     # -- OAuth and the user -------------------------------------------------------------
 
-    def authorize_url(self, app: OAuthApp, state: str = "") -> str:
-        query = {"client_id": app.client_id, "response_type": "code", "scope": SCOPES}
-        if app.redirect_url:
-            query["redirect_uri"] = app.redirect_url
-        if state:
-            query["state"] = state
-        return f"{self.api_url}/login/oauth/authorize?{urlencode(query)}"
+    authorize_params = {"response_type": "code", "scope": SCOPES}
+
+    @property
+    def authorize_endpoint(self) -> str:
+        return f"{self.api_url}/login/oauth/authorize"
 
     async def user(self, token: str) -> ForgeUser:
         def call() -> ForgeUser:
-            user = self._request(token, "GET", "/user").json()
+            user = self.request(token, "GET", "/user").json()
             login = text(user, "login")
             return ForgeUser(login=login, name=text(user, "full_name") or login,
                              avatar_url=text(user, "avatar_url"),
@@ -146,21 +113,15 @@ class Gitea(OAuth2Forge):
                          for event in events})
 
         def call() -> str:
-            hook = self._request(token, "POST", f"{self._repo_path(repo)}/hooks", json={
+            hook = self.request(token, "POST", f"{self._repo_path(repo)}/hooks", json={
                 "type": "gitea", "active": True, "events": wanted, "branch_filter": "*",
                 "config": {"url": url, "content_type": "json", "secret": secret}}).json()
             return str(hook["id"])
 
         return await self.call(call, f"creating a webhook on {repo}")
 
-    async def delete_hook(self, token: str, repo: str, hook_id: str) -> None:
-        def call() -> None:
-            self._request(token, "DELETE", f"{self._repo_path(repo)}/hooks/{int(hook_id)}")
-
-        try:
-            await self.call(call, f"deleting webhook {hook_id} of {repo}")
-        except NotFoundError:
-            pass
+    def remove_hook(self, token: str, repo: str, hook_id: str) -> None:
+        self.request(token, "DELETE", f"{self._repo_path(repo)}/hooks/{int(hook_id)}")
 
     def verify(self, secret: str, headers: Mapping[str, str], body: bytes) -> None:
         if headers.get("x-gitea-signature") is None and headers.get("x-forgejo-signature") is not None:
@@ -204,39 +165,30 @@ class Gitea(OAuth2Forge):
 
     def set_status(self, token: str, repo: str, sha: str, *, state: str, target_url: str,
                    description: str, context: str) -> None:
-        self._request(token, "POST", f"{self._repo_path(repo)}/statuses/{sha}", json={
+        self.request(token, "POST", f"{self._repo_path(repo)}/statuses/{sha}", json={
             "state": self.status_states[state], "target_url": target_url,
             "description": description[:140], "context": context})
 
-    async def branches(self, token: str, repo: str) -> list[str]:
-        def call() -> list[str]:
-            return [text(branch, "name") for branch in self._pages(token, f"{self._repo_path(repo)}/branches")]
+    def branch_names(self, token: str, repo: str) -> list[str]:
+        return [text(branch, "name") for branch in self._pages(token, f"{self._repo_path(repo)}/branches")]
 
-        return await self.call(call, f"listing the branches of {repo}")
-
-    async def branch_head(self, token: str, repo: str, branch: str) -> str:
-        def call() -> str:
-            found = self._request(token, "GET", f"{self._repo_path(repo)}/branches/{quote(branch, safe='')}")
-            return text(found.json(), "commit", "id")
-
-        return await self.call(call, f"reading branch {branch!r} of {repo}")
+    def head_of(self, token: str, repo: str, branch: str) -> str:
+        found = self.request(token, "GET", f"{self._repo_path(repo)}/branches/{quote(branch, safe='')}")
+        return text(found.json(), "commit", "id")
 
     def _contents(self, token: str, repo: str, path: str, ref: str) -> dict[str, Any] | None:
         try:
-            found = self._request(token, "GET", f"{self._repo_path(repo)}/contents/{quote(path)}",
+            found = self.request(token, "GET", f"{self._repo_path(repo)}/contents/{quote(path)}",
                                   params={"ref": ref}).json()
-        except _Refused as exc:
+        except Refused as exc:
             if exc.status == 404:
                 return None
             raise
         return found if isinstance(found, dict) and found.get("type") == "file" else None
 
-    async def read_file(self, token: str, repo: str, path: str, ref: str) -> bytes | None:
-        def call() -> bytes | None:
-            found = self._contents(token, repo, path, ref)
-            return None if found is None else base64.b64decode(text(found, "content"))
-
-        return await self.call(call, f"reading {path} of {repo} at {ref}")
+    def file_content(self, token: str, repo: str, path: str, ref: str) -> bytes | None:
+        found = self._contents(token, repo, path, ref)
+        return None if found is None else base64.b64decode(text(found, "content"))
 
     async def commit_file(self, token: str, repo: str, *, path: str, content: bytes,
                           branch: str, message: str) -> str:
@@ -244,10 +196,10 @@ class Gitea(OAuth2Forge):
             current = self._contents(token, repo, path, branch)
             body = {"content": base64.b64encode(content).decode(), "message": message, "branch": branch}
             if current is None:
-                made = self._request(token, "POST", f"{self._repo_path(repo)}/contents/{quote(path)}",
+                made = self.request(token, "POST", f"{self._repo_path(repo)}/contents/{quote(path)}",
                                      json=body)
             else:
-                made = self._request(token, "PUT", f"{self._repo_path(repo)}/contents/{quote(path)}",
+                made = self.request(token, "PUT", f"{self._repo_path(repo)}/contents/{quote(path)}",
                                      json={**body, "sha": text(current, "sha")})
             return text(made.json(), "commit", "sha")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
 
 import github
 import requests
@@ -88,13 +87,11 @@ class GitHub(Forge):
 
     # -- OAuth and the user -------------------------------------------------------------
 
-    def authorize_url(self, app: OAuthApp, state: str = "") -> str:
-        query = {"client_id": app.client_id, "scope": SCOPES}
-        if app.redirect_url:
-            query["redirect_uri"] = app.redirect_url
-        if state:
-            query["state"] = state
-        return f"{self._web_url()}/login/oauth/authorize?{urlencode(query)}"
+    authorize_params = {"scope": SCOPES}
+
+    @property
+    def authorize_endpoint(self) -> str:
+        return f"{self._web_url()}/login/oauth/authorize"
 
     async def exchange_code(self, app: OAuthApp, code: str) -> Token:
         def call() -> Token:
@@ -152,14 +149,8 @@ class GitHub(Forge):
 
         return await self.call(call, f"creating a webhook on {repo}")
 
-    async def delete_hook(self, token: str, repo: str, hook_id: str) -> None:
-        def call() -> None:
-            self._client(token).get_repo(repo, lazy=True).get_hook(int(hook_id)).delete()
-
-        try:
-            await self.call(call, f"deleting webhook {hook_id} of {repo}")
-        except NotFoundError:
-            pass
+    def remove_hook(self, token: str, repo: str, hook_id: str) -> None:
+        self._client(token).get_repo(repo, lazy=True).get_hook(int(hook_id)).delete()
 
     def verify(self, secret: str, headers: Mapping[str, str], body: bytes) -> None:
         check_hmac(secret, body, headers.get("x-hub-signature-256"), header="X-Hub-Signature-256",
@@ -194,29 +185,15 @@ class GitHub(Forge):
         commit.create_status(state=state, target_url=target_url or github.GithubObject.NotSet,
                              description=description[:140], context=context)
 
-    async def branches(self, token: str, repo: str) -> list[str]:
-        def call() -> list[str]:
-            return [branch.name for branch in self._client(token).get_repo(repo, lazy=True).get_branches()]
+    def branch_names(self, token: str, repo: str) -> list[str]:
+        return [branch.name for branch in self._client(token).get_repo(repo, lazy=True).get_branches()]
 
-        return await self.call(call, f"listing the branches of {repo}")
+    def head_of(self, token: str, repo: str, branch: str) -> str:
+        return self._client(token).get_repo(repo, lazy=True).get_branch(branch).commit.sha
 
-    async def branch_head(self, token: str, repo: str, branch: str) -> str:
-        def call() -> str:
-            return self._client(token).get_repo(repo, lazy=True).get_branch(branch).commit.sha
-
-        return await self.call(call, f"reading branch {branch!r} of {repo}")
-
-    async def read_file(self, token: str, repo: str, path: str, ref: str) -> bytes | None:
-        def call() -> bytes | None:
-            try:
-                found = self._client(token).get_repo(repo, lazy=True).get_contents(path, ref=ref)
-            except github.UnknownObjectException:
-                return None
-            if isinstance(found, list) or found.type != "file":
-                return None
-            return found.decoded_content
-
-        return await self.call(call, f"reading {path} of {repo} at {ref}")
+    def file_content(self, token: str, repo: str, path: str, ref: str) -> bytes | None:
+        found = self._client(token).get_repo(repo, lazy=True).get_contents(path, ref=ref)
+        return None if isinstance(found, list) or found.type != "file" else found.decoded_content
 
     async def commit_file(self, token: str, repo: str, *, path: str, content: bytes,
                           branch: str, message: str) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
 
 import gitlab
 import httpx
@@ -98,13 +97,11 @@ class GitLab(OAuth2Forge):
 
     # -- OAuth and the user -------------------------------------------------------------
 
-    def authorize_url(self, app: OAuthApp, state: str = "") -> str:
-        query = {"client_id": app.client_id, "response_type": "code", "scope": SCOPES}
-        if app.redirect_url:
-            query["redirect_uri"] = app.redirect_url
-        if state:
-            query["state"] = state
-        return f"{self.api_url}/oauth/authorize?{urlencode(query)}"
+    authorize_params = {"response_type": "code", "scope": SCOPES}
+
+    @property
+    def authorize_endpoint(self) -> str:
+        return f"{self.api_url}/oauth/authorize"
 
     async def user(self, token: str) -> ForgeUser:
         def call() -> ForgeUser:
@@ -146,14 +143,8 @@ class GitLab(OAuth2Forge):
 
         return await self.call(call, f"creating a webhook on {repo}")
 
-    async def delete_hook(self, token: str, repo: str, hook_id: str) -> None:
-        def call() -> None:
-            self._project(token, repo).hooks.delete(int(hook_id))
-
-        try:
-            await self.call(call, f"deleting webhook {hook_id} of {repo}")
-        except NotFoundError:
-            pass
+    def remove_hook(self, token: str, repo: str, hook_id: str) -> None:
+        self._project(token, repo).hooks.delete(int(hook_id))
 
     def verify(self, secret: str, headers: Mapping[str, str], body: bytes) -> None:
         check_token(secret, headers.get("x-gitlab-token"), header="X-Gitlab-Token")
@@ -212,28 +203,14 @@ class GitLab(OAuth2Forge):
         commit.statuses.create({"state": self.status_states[state], "target_url": target_url,
                                 "description": description[:140], "name": context})
 
-    async def branches(self, token: str, repo: str) -> list[str]:
-        def call() -> list[str]:
-            return [branch.name for branch in self._project(token, repo).branches.list(iterator=True)]
+    def branch_names(self, token: str, repo: str) -> list[str]:
+        return [branch.name for branch in self._project(token, repo).branches.list(iterator=True)]
 
-        return await self.call(call, f"listing the branches of {repo}")
+    def head_of(self, token: str, repo: str, branch: str) -> str:
+        return str(self._project(token, repo).branches.get(branch).commit["id"])
 
-    async def branch_head(self, token: str, repo: str, branch: str) -> str:
-        def call() -> str:
-            return str(self._project(token, repo).branches.get(branch).commit["id"])
-
-        return await self.call(call, f"reading branch {branch!r} of {repo}")
-
-    async def read_file(self, token: str, repo: str, path: str, ref: str) -> bytes | None:
-        def call() -> bytes | None:
-            try:
-                return bytes(self._project(token, repo).files.raw(file_path=path, ref=ref))
-            except gitlab_errors.GitlabError as exc:
-                if exc.response_code == 404:
-                    return None
-                raise
-
-        return await self.call(call, f"reading {path} of {repo} at {ref}")
+    def file_content(self, token: str, repo: str, path: str, ref: str) -> bytes | None:
+        return bytes(self._project(token, repo).files.raw(file_path=path, ref=ref))
 
     async def commit_file(self, token: str, repo: str, *, path: str, content: bytes,
                           branch: str, message: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from prefect.exceptions import ObjectNotFound
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 _CLUSTER = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _HOST = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
 _URL = re.compile(r"https?://[^\s]+")
-_FIELDS = {"host", "tls", "clientId", "clientSecret", "redirectUrl"}
+_FIELDS = {"clientId", "clientSecret", "redirectUrl"}  # and the forge's config_keys
 
 
 def check_cluster_id(cluster_id: str) -> str:
@@ -45,22 +46,31 @@ class ForgeConfigInput:
     client_id: str
     client_secret: str | None = field(repr=False)
     redirect_url: str = ""
+    api_url: str = ""  # Bitbucket Cloud's apiUrl, when given
 
     @classmethod
     def parse(cls, forge: type[Forge], data: Any, *, need_secret: bool) -> ForgeConfigInput:
         name = forge.config_field
         if not isinstance(data, dict):
             raise InvalidInputError(f"{name} must be an object", field_name=name)
-        unknown = sorted(set(data) - _FIELDS)
+        unknown = sorted(set(data) - _FIELDS - set(forge.config_keys))
         if unknown:
             raise InvalidInputError(f"{unknown[0]} is not a known field", field_name=f"{name}.{unknown[0]}")
-        host = data.get("host", forge.default_host)
-        if not isinstance(host, str) or not _HOST.fullmatch(host):
-            raise InvalidInputError(f"host must be a host name (and port), like {forge.default_host}",
-                                    field_name=f"{name}.host")
-        tls = data.get("tls", True)
-        if not isinstance(tls, bool):
-            raise InvalidInputError("tls must be true or false", field_name=f"{name}.tls")
+        api_url = ""
+        if "apiUrl" in forge.config_keys:
+            api_url = data.get("apiUrl") or ""
+            if not isinstance(api_url, str) or api_url and not _URL.fullmatch(api_url):
+                raise InvalidInputError("apiUrl must be an http(s) URL", field_name=f"{name}.apiUrl")
+            parts = urlsplit(api_url or forge.api_url_of(OAuthApp("", True, "", "")))
+            host, tls = parts.netloc, parts.scheme == "https"
+        else:
+            host = data.get("host", forge.default_host)
+            if not isinstance(host, str) or not _HOST.fullmatch(host):
+                raise InvalidInputError(f"host must be a host name (and port), like {forge.default_host}",
+                                        field_name=f"{name}.host")
+            tls = data.get("tls", True)
+            if not isinstance(tls, bool):
+                raise InvalidInputError("tls must be true or false", field_name=f"{name}.tls")
         client_id = data.get("clientId")
         if not isinstance(client_id, str) or not client_id.strip():
             raise InvalidInputError("clientId is required", field_name=f"{name}.clientId",
@@ -77,11 +87,11 @@ class ForgeConfigInput:
             raise InvalidInputError("redirectUrl must be an http(s) URL",
                                     field_name=f"{name}.redirectUrl")
         return cls(forge=forge, host=host, tls=tls, client_id=client_id, client_secret=secret,
-                   redirect_url=redirect)
+                   redirect_url=redirect, api_url=api_url.rstrip("/"))
 
     def app(self, secret: str) -> OAuthApp:
         return OAuthApp(host=self.host, tls=self.tls, client_id=self.client_id,
-                        client_secret=secret, redirect_url=self.redirect_url)
+                        client_secret=secret, redirect_url=self.redirect_url, api_url=self.api_url)
 
 
 def parse_configs(data: dict[str, Any], *, need_secret: bool) -> dict[str, ForgeConfigInput]:
@@ -103,11 +113,16 @@ class ClusterRecord:
                                "deploy": self.deploy, "authorizeUrls": {}}
         for kind, forge in FORGES.items():
             app = self.apps.get(kind)
-            out[forge.config_field] = None if app is None else {
-                "host": app.host, "tls": app.tls, "clientId": app.client_id}
+            out[forge.config_field] = None if app is None else _shown(forge, app)
             if app is not None:
                 out["authorizeUrls"][kind] = forge(forge.api_url_of(app)).authorize_url(app)
         return out
+
+
+def _shown(forge: type[Forge], app: OAuthApp) -> dict[str, Any]:
+    """A forge's app as the cluster shows it: where it is and its client id."""
+    where = {"host": app.host, "tls": app.tls, "apiUrl": forge.api_url_of(app)}
+    return {**{key: where[key] for key in forge.config_keys}, "clientId": app.client_id}
 
 
 async def _record(client: PrefectClient, block: GitHubAppConfig) -> ClusterRecord:

@@ -222,6 +222,14 @@ def fake_bitbucketcloud():  # type: ignore[no-untyped-def]
     yield from _serving(FakeBitbucketCloud(STATE / "bitbucketcloud-git"))
 
 
+@pytest.fixture(scope="session")
+def fake_bitbucketserver():  # type: ignore[no-untyped-def]
+    """A fake Bitbucket Data Center on loopback (REST API, OAuth, and git over HTTP)."""
+    from tests.fakes.bitbucketserver import FakeBitbucketServer
+
+    yield from _serving(FakeBitbucketServer(STATE / "bitbucketserver-git"))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     proc = _prefect.get("proc")
     if isinstance(proc, Proc):

@@ -11,8 +11,6 @@ fake's repositories.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import uuid
 from typing import Any
@@ -21,7 +19,7 @@ import httpx
 import pytest
 
 from tests.support.api import assert_error, new_project, script_step, step_log, wait_state
-from tests.support.forges import FIXTURES, cluster_url, link, statuses
+from tests.support.forges import FIXTURES, cluster_url, link, send_bitbucket, statuses
 from tests.support.procs import wait_for
 from tests.support.webhooks import delivery
 
@@ -34,14 +32,7 @@ def bitbucket_delivery(name: str, **changes: Any) -> dict[str, Any]:
 
 def send(facade_url: str, pipeline: str, event: str, payload: dict[str, Any], secret: str | None,
          request_id: str | None = None) -> httpx.Response:
-    """POST a delivery as Bitbucket Cloud sends it: X-Hub-Signature `sha256=<hex HMAC>`."""
-    body = json.dumps(payload).encode()
-    headers = {"X-Event-Key": event, "X-Request-UUID": request_id or str(uuid.uuid4()),
-               "X-Hook-UUID": str(uuid.uuid4()), "Content-Type": "application/json"}
-    if secret is not None:
-        headers["X-Hub-Signature"] = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return httpx.post(f"{facade_url}/hooks", params={"pipelineId": pipeline}, content=body,
-                      headers=headers, timeout=60)
+    return send_bitbucket(facade_url, pipeline, event, payload, secret, request_id, cloud=True)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.usefixtures("worker")
 # kind -> (title, what its API's file and commit paths end in)
 FORGES = {"gitlab": ("GitLab", "/repository/files/.rancher-pipeline.yml", "/repository/commits"),
           "gitea": ("Gitea", "/contents/.rancher-pipeline.yml", "/contents/.rancher-pipeline.yml"),
-          "bitbucketcloud": ("Bitbucket Cloud", "/.rancher-pipeline.yml", "/src")}
+          "bitbucketcloud": ("Bitbucket Cloud", "/.rancher-pipeline.yml", "/src"),
+          "bitbucketserver": ("Bitbucket Data Center", "/raw/.rancher-pipeline.yml",
+                              "/browse/.rancher-pipeline.yml")}
 
 
 @pytest.fixture(params=list(FORGES))

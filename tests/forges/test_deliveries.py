@@ -13,6 +13,7 @@ import pytest
 from prefect_pipelines.errors import InvalidInputError, SignatureError
 from prefect_pipelines.forges import FORGES, Skip, forge_class
 from prefect_pipelines.forges.bitbucketcloud import BitbucketCloud
+from prefect_pipelines.forges.bitbucketserver import BitbucketServer
 from prefect_pipelines.forges.gitea import Gitea
 from prefect_pipelines.forges.github import GitHub
 from prefect_pipelines.forges.gitlab import GitLab
@@ -165,6 +166,41 @@ class TestBitbucketCloud:
         assert self.forge.repo_name("https://alice@bitbucket.org/team/app.git") == "team/app"
         proxied = BitbucketCloud("http://127.0.0.1:8000/2.0")
         assert proxied.token_url() == "http://127.0.0.1:8000/site/oauth2/access_token"
+
+
+class TestBitbucketServer:
+    forge = BitbucketServer("https://bitbucket.example.com")
+
+    def test_refs_changed_is_a_push_or_a_tag(self) -> None:
+        push = self.forge.parse("repo:refs_changed", payload("bitbucketserver", "repo_refs_changed.json"))
+        assert (push.event, push.branch, push.ref) == ("push", "renovate-all", "refs/heads/renovate-all")
+        assert push.commit == "76797d54bca87db6d1e3e82ee40622c7908aa514" and push.author == "Renovate Bot"
+        tag = self.forge.parse("repo:refs_changed", payload("bitbucketserver", "repo_refs_changed-tag.json"))
+        assert (tag.event, tag.branch, tag.commit) == ("tag", "v1.1.0", "823b2230a56056231c9425d63758fa87078a66b4")
+
+    @pytest.mark.parametrize("event, name", [("pr:opened", "pr_opened.json"),
+                                             ("pr:from_ref_updated", "pr_from_ref_updated.json")])
+    def test_a_pull_request_builds_its_from_ref(self, event: str, name: str) -> None:
+        data = payload("bitbucketserver", name)
+        delivery = self.forge.parse(event, data)
+        pull = data["pullRequest"]
+        assert delivery.event == "pull_request" and delivery.branch == pull["toRef"]["displayId"]
+        assert delivery.commit == pull["fromRef"]["latestCommit"]
+        assert delivery.ref == f"refs/pull-requests/{pull['id']}/from"
+
+    @pytest.mark.parametrize("event, name", [("repo:refs_changed", "repo_refs_changed-branch-deleted.json"),
+                                             ("pr:merged", "pr_merged.json"), ("pr:declined", "pr_declined.json"),
+                                             ("pr:modified", "pr_modified.json")])
+    def test_what_runs_nothing(self, event: str, name: str) -> None:
+        with pytest.raises(Skip):
+            self.forge.parse(event, payload("bitbucketserver", name))
+        with pytest.raises(Skip, match="pong"):
+            self.forge.parse("diagnostics:ping", {"test": True})
+
+    def test_repositories_are_named_by_project_key(self) -> None:
+        assert self.forge.repo_name("https://bitbucket.example.com/scm/dev/app.git") == "DEV/app"
+        assert self.forge.repo_name("https://me@bitbucket.example.com/scm/~me/mine.git") == "~me/mine"
+        assert self.forge.repo_name("https://elsewhere.example.com/scm/dev/app.git") is None
 
 
 class TestGitHub:

@@ -69,13 +69,29 @@ def send_gitlab(facade_url: str, pipeline: str, event: str, payload: dict[str, A
                       content=json.dumps(payload).encode(), headers=headers, timeout=60)
 
 
-def send_gitea(facade_url: str, pipeline: str, event: str, payload: dict[str, Any],
-               secret: str | None, delivery_id: str | None = None) -> httpx.Response:
-    """POST a delivery as Gitea sends it: X-Gitea-Signature, the hex HMAC-SHA256 of the body."""
+def send_signed(facade_url: str, pipeline: str, payload: dict[str, Any], secret: str | None, *,
+                headers: dict[str, str], signature: str, prefix: str = "sha256=") -> httpx.Response:
+    """POST a delivery with `headers`, signed as the forge signs it: `signature` holds
+    `prefix` + the hex HMAC-SHA256 of the body (unsigned when `secret` is None)."""
     body = json.dumps(payload).encode()
-    headers = {"X-Gitea-Event": event, "X-Gitea-Delivery": delivery_id or str(uuid.uuid4()),
-               "Content-Type": "application/json"}
+    headers = {**headers, "Content-Type": "application/json"}
     if secret is not None:
-        headers["X-Gitea-Signature"] = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        headers[signature] = prefix + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return httpx.post(f"{facade_url}/hooks", params={"pipelineId": pipeline}, content=body,
                       headers=headers, timeout=60)
+
+
+def send_gitea(facade_url: str, pipeline: str, event: str, payload: dict[str, Any],
+               secret: str | None, delivery_id: str | None = None) -> httpx.Response:
+    """A delivery as Gitea sends it: X-Gitea-Signature, the bare hex HMAC-SHA256 of the body."""
+    return send_signed(facade_url, pipeline, payload, secret, signature="X-Gitea-Signature", prefix="",
+                       headers={"X-Gitea-Event": event, "X-Gitea-Delivery": delivery_id or str(uuid.uuid4())})
+
+
+def send_bitbucket(facade_url: str, pipeline: str, event: str, payload: dict[str, Any],
+                   secret: str | None, request_id: str | None = None, *, cloud: bool = True) -> httpx.Response:
+    """A delivery as Bitbucket Cloud (or Data Center) sends it: X-Hub-Signature `sha256=<hex>`."""
+    delivery = {"X-Request-UUID": request_id or str(uuid.uuid4()), "X-Hook-UUID": str(uuid.uuid4())} if cloud \
+        else {"X-Request-Id": request_id or str(uuid.uuid4())}
+    return send_signed(facade_url, pipeline, payload, secret, signature="X-Hub-Signature",
+                       headers={"X-Event-Key": event, **delivery})

@@ -17,11 +17,12 @@ from prefect_pipelines.forges.base import (
     Token,
 )
 from prefect_pipelines.forges.bitbucketcloud import BitbucketCloud
+from prefect_pipelines.forges.bitbucketserver import BitbucketServer
 from prefect_pipelines.forges.gitea import Gitea
 from prefect_pipelines.forges.github import GitHub
 from prefect_pipelines.forges.gitlab import GitLab
 
-FORGES: dict[str, type[Forge]] = {forge.kind: forge for forge in (GitHub, GitLab, Gitea, BitbucketCloud)}
+FORGES: dict[str, type[Forge]] = {forge.kind: forge for forge in (GitHub, GitLab, Gitea, BitbucketCloud, BitbucketServer)}
 DEFAULT_KIND = GitHub.kind
 
 __all__ = ["DEFAULT_KIND", "EVENTS", "FORGES", "Delivery", "Forge", "ForgeUser", "OAuthApp",

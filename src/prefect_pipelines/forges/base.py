@@ -427,6 +427,22 @@ def check_hmac(secret: str, body: bytes, given: str | None, *, header: str, pref
         raise SignatureError(f"the delivery's {header} does not match the pipeline's secret")
 
 
+def check_hub_signature(secret: str, headers: Mapping[str, str], body: bytes) -> None:
+    """`X-Hub-Signature: sha256=<hex HMAC-SHA256>` (Bitbucket Cloud's and Data Center's)."""
+    check_hmac(secret, body, headers.get("x-hub-signature"), header="X-Hub-Signature", prefix="sha256=")
+
+
+def clone_href(links: Any, name: str) -> str:
+    """The clone URL named `name` (http, https) of a repository's links, without the user
+    name Bitbucket puts in it."""
+    clones = links.get("clone") if isinstance(links, dict) else None
+    url = next((text(c, "href") for c in clones or [] if text(c, "name") == name), "")
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
+
+
 def check_token(secret: str, given: str | None, *, header: str) -> None:
     """The delivery carries the secret itself (GitLab), compared in constant time."""
     if not given:

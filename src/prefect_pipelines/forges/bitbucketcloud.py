@@ -28,7 +28,8 @@ from prefect_pipelines.forges.base import (
     Repository,
     Skip,
     basic_header,
-    check_hmac,
+    check_hub_signature,
+    clone_href,
     commit_at,
     first_line,
     skip_ci,
@@ -119,12 +120,9 @@ class BitbucketCloud(RestForge):
             for repo in self._pages(token, "/repositories", role="member"):
                 full_name = text(repo, "full_name")
                 level = levels.get(full_name, "read")
-                clones = repo.get("links", {}).get("clone", []) if isinstance(repo.get("links"), dict) else []
-                url = next((text(c, "href") for c in clones if text(c, "name") == "https"), "")
-                parts = urlsplit(url)
-                url = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl() if url else ""
                 out.append(Repository(
-                    full_name=full_name, url=url, html_url=text(repo, "links", "html", "href"),
+                    full_name=full_name, url=clone_href(repo.get("links"), "https"),
+                    html_url=text(repo, "links", "html", "href"),
                     pull=True, push=level in ("write", "admin"), admin=level == "admin",
                     language=text(repo, "language"), default_branch=text(repo, "mainbranch", "name")))
             return out
@@ -151,8 +149,7 @@ class BitbucketCloud(RestForge):
         self.request(token, "DELETE", f"{self._repo_path(repo)}/hooks/{quote(hook_id, safe='')}")
 
     def verify(self, secret: str, headers: Mapping[str, str], body: bytes) -> None:
-        check_hmac(secret, body, headers.get("x-hub-signature"), header="X-Hub-Signature",
-                   prefix="sha256=")
+        check_hub_signature(secret, headers, body)
 
     @staticmethod
     def _push(payload: dict[str, Any]) -> Delivery:

@@ -2,7 +2,7 @@
 (repo:push for branches and tags, pullrequest:created / updated) signed with
 X-Hub-Signature, build statuses and clones with the token. What it shares with GitLab and
 Gitea (refresh, refused codes, pipeline files through the API) is in
-test_forge_tokens.py.
+test_forges.py.
 
 Bitbucket Cloud is a fake on loopback (tests/fakes/bitbucketcloud.py) reached through
 `apiUrl`; deliveries are the payloads of tests/fixtures/bitbucketcloud/ pointed at the

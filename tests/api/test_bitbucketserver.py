@@ -2,7 +2,7 @@
 repositories, webhooks (repo:refs_changed for branches and tags, pr:opened and
 pr:from_ref_updated) signed with X-Hub-Signature, build statuses and clones with the
 token as a Bearer header. What it shares with the other OAuth 2 forges (refresh, refused
-codes, pipeline files through the API) is in test_forge_tokens.py.
+codes, pipeline files through the API) is in test_forges.py.
 
 Data Center is a fake on loopback (tests/fakes/bitbucketserver.py); deliveries are the
 payloads of tests/fixtures/bitbucketserver/ pointed at the fake's repositories.

@@ -1,7 +1,7 @@
 """Gitea (and Forgejo): the cluster's OAuth app, credentials and repositories, webhooks
 (push, tag, pull request) signed with X-Gitea-Signature, commit statuses and clones with
 the token. What it shares with GitLab (refresh, refused codes, pipeline files through the
-API) is in test_forge_tokens.py.
+API) is in test_forges.py.
 
 Gitea is a fake on loopback (tests/fakes/gitea.py) that the forge's own client talks to;
 deliveries are the payloads of tests/fixtures/gitea/ pointed at the fake's repositories.

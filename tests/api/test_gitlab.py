@@ -141,21 +141,6 @@ class TestRepositories:
         assert any(r["url"].endswith("/brand-new-on-gitlab.git") for r in refreshed.json()["data"])
 
 
-    @pytest.mark.parametrize("status", [429, 503])
-    def test_a_forge_that_fails_or_rate_limits_is_a_424_naming_it(  # type: ignore[no-untyped-def]
-            self, api, gitlab_setup, fake_gitlab, status: int) -> None:
-        credential = gitlab_setup["alice_credential"]["id"]
-        before = api.get("/v3/sourcecoderepositories", params={"sourceCodeCredentialId": credential}).json()
-        fake_gitlab.failing["/api/v4/projects"] = status
-        try:
-            failed = api.post(f"/v3/sourcecodecredentials/{credential}", params={"action": "refreshrepos"})
-        finally:
-            del fake_gitlab.failing["/api/v4/projects"]
-        assert f"GitLab answered {status}" in assert_error(failed, 424)["message"]
-        after = api.get("/v3/sourcecoderepositories", params={"sourceCodeCredentialId": credential}).json()
-        assert after["data"] == before["data"]  # the cached list is kept
-
-
 def _hooked(api, setup, fake, **flags: bool) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     project = new_project(api)
     name = f"gl-{uuid.uuid4().hex[:4]}"

@@ -131,6 +131,13 @@ class FakeBitbucketCloud(ExpiringTokensForge):
             scan.add(hook["secret"], f"the webhook token of hook {hook['uuid']}")
             return {k: v for k, v in hook.items() if k != "secret"}
 
+        @app.get(f"{api}/hooks")
+        async def list_hooks(workspace: str, slug: str, request: Request,
+                             authorization: str | None = Header(default=None)) -> dict[str, Any]:
+            self._repo(workspace, slug, authorization, "admin")
+            return self._page(request, [{k: v for k, v in h.items() if k != "secret"}
+                                        for h in self.hooks.get(f"{workspace}/{slug}", {}).values()])
+
         @app.delete(f"{api}/hooks/{{uid}}", status_code=204)
         async def delete_hook(workspace: str, slug: str, uid: str,
                               authorization: str | None = Header(default=None)) -> Response:

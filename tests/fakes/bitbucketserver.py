@@ -141,6 +141,13 @@ class FakeBitbucketServer(ExpiringTokensForge):
             scan.add(hook["configuration"].get("secret"), f"the webhook token of hook {hook_id}")
             return {**hook, "configuration": {}}
 
+        @app.get(f"{api}/webhooks")
+        async def list_hooks(key: str, slug: str, request: Request,
+                             authorization: str | None = Header(default=None)) -> dict[str, Any]:
+            repo = self._repo(key, slug, authorization, "REPO_ADMIN")
+            return self._page(request, [{**h, "configuration": {}} for h in
+                                        self.hooks.get(f"{repo['project']['key']}/{slug}", {}).values()])
+
         @app.delete(f"{api}/webhooks/{{hook_id}}", status_code=204)
         async def delete_hook(key: str, slug: str, hook_id: int,
                               authorization: str | None = Header(default=None)) -> Response:

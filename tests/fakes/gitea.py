@@ -109,6 +109,14 @@ class FakeGitea(ExpiringTokensForge):
             scan.add(hook["config"].get("secret"), f"the webhook token of hook {hook_id}")
             return {**hook, "config": {k: v for k, v in hook["config"].items() if k != "secret"}}
 
+        @app.get(f"{api}/hooks")
+        async def list_hooks(owner: str, name: str, request: Request, page: int = 1, limit: int = 30,
+                             authorization: str | None = Header(default=None)) -> JSONResponse:
+            self._repo(owner, name, authorization, "admin")
+            hooks = [{**h, "config": {k: v for k, v in h["config"].items() if k != "secret"}}
+                     for h in self.hooks.get(f"{owner}/{name}", {}).values()]
+            return self._page(request, hooks, page, limit)
+
         @app.delete(f"{api}/hooks/{{hook_id}}", status_code=204)
         async def delete_hook(owner: str, name: str, hook_id: int,
                               authorization: str | None = Header(default=None)) -> Response:

@@ -131,6 +131,13 @@ class FakeGitHub(FakeForge):
             shown["config"] = {k: ("********" if k == "secret" else v) for k, v in hook["config"].items()}
             return shown
 
+        @app.get("/api/v3/repos/{owner}/{repo}/hooks")
+        async def list_hooks(owner: str, repo: str, authorization: str | None = Header(default=None)
+                             ) -> list[dict[str, Any]]:
+            self._repo(owner, repo, self._user_for(authorization))
+            return [{**hook, "config": {k: ("********" if k == "secret" else v) for k, v in hook["config"].items()}}
+                    for hook in self.hooks.get(f"{owner}/{repo}", {}).values()]
+
         @app.get("/api/v3/repos/{owner}/{repo}/hooks/{hook_id}")
         async def get_hook(owner: str, repo: str, hook_id: int,
                            authorization: str | None = Header(default=None)) -> dict[str, Any]:

@@ -120,6 +120,13 @@ class FakeGitLab(ExpiringTokensForge):
             scan.add(hook["token"], f"the webhook token of hook {hook_id}")
             return {k: v for k, v in hook.items() if k != "token"}  # GitLab never shows it
 
+        @app.get(f"{api}/hooks")
+        async def list_hooks(owner: str, name: str, request: Request, page: int = 1, per_page: int = 20,
+                             authorization: str | None = Header(default=None)) -> JSONResponse:
+            self._project(owner, name, authorization, MAINTAINER)
+            hooks = [{k: v for k, v in h.items() if k != "token"} for h in self.hooks.get(f"{owner}/{name}", {}).values()]
+            return self._page(request, hooks, page, per_page)
+
         @app.delete(f"{api}/hooks/{{hook_id}}", status_code=204)
         async def delete_hook(owner: str, name: str, hook_id: int,
                               authorization: str | None = Header(default=None)) -> Response:

@@ -225,6 +225,15 @@ class Forge(ABC):
                           events: frozenset[str]) -> str:
         """Create a hook posting `events` (of EVENTS) to `url` with `secret`; its id."""
 
+    async def find_hooks(self, token: str, repo: str, url: str) -> list[str]:
+        """The ids of the repository's hooks that post to `url` (every page)."""
+        found = await self.call(lambda: self.hooks_of(token, repo), f"listing the webhooks of {repo}")
+        return [hook_id for hook_id, hook_url in found if hook_url == url]
+
+    @abstractmethod
+    def hooks_of(self, token: str, repo: str) -> list[tuple[str, str]]:
+        """(id, URL) of every hook of the repository (blocking)."""
+
     async def delete_hook(self, token: str, repo: str, hook_id: str) -> None:
         """Delete a hook (one already gone is fine)."""
         try:

@@ -145,6 +145,9 @@ class BitbucketCloud(RestForge):
 
         return await self.call(call, f"creating a webhook on {repo}")
 
+    def hooks_of(self, token: str, repo: str) -> list[tuple[str, str]]:
+        return [(text(hook, "uuid"), text(hook, "url")) for hook in self._pages(token, f"{self._repo_path(repo)}/hooks")]
+
     def remove_hook(self, token: str, repo: str, hook_id: str) -> None:
         self.request(token, "DELETE", f"{self._repo_path(repo)}/hooks/{quote(hook_id, safe='')}")
 

@@ -158,6 +158,10 @@ class BitbucketServer(RestForge):
 
         return await self.call(call, f"creating a webhook on {repo}")
 
+    def hooks_of(self, token: str, repo: str) -> list[tuple[str, str]]:
+        return [(str(hook.get("id")), text(hook, "url"))
+                for hook in self._pages(token, f"{self._repo_path(repo)}/webhooks")]
+
     def remove_hook(self, token: str, repo: str, hook_id: str) -> None:
         self.request(token, "DELETE", f"{self._repo_path(repo)}/webhooks/{int(hook_id)}")
 

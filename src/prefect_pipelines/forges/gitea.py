@@ -120,6 +120,10 @@ class Gitea(RestForge):
 
         return await self.call(call, f"creating a webhook on {repo}")
 
+    def hooks_of(self, token: str, repo: str) -> list[tuple[str, str]]:
+        return [(str(hook.get("id")), text(hook, "config", "url"))
+                for hook in self._pages(token, f"{self._repo_path(repo)}/hooks")]
+
     def remove_hook(self, token: str, repo: str, hook_id: str) -> None:
         self.request(token, "DELETE", f"{self._repo_path(repo)}/hooks/{int(hook_id)}")
 

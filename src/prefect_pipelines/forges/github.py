@@ -149,6 +149,10 @@ class GitHub(Forge):
 
         return await self.call(call, f"creating a webhook on {repo}")
 
+    def hooks_of(self, token: str, repo: str) -> list[tuple[str, str]]:
+        return [(str(hook.id), str(hook.config.get("url", ""))) for hook in
+                self._client(token).get_repo(repo, lazy=True).get_hooks()]
+
     def remove_hook(self, token: str, repo: str, hook_id: str) -> None:
         self._client(token).get_repo(repo, lazy=True).get_hook(int(hook_id)).delete()
 

@@ -143,6 +143,9 @@ class GitLab(OAuth2Forge):
 
         return await self.call(call, f"creating a webhook on {repo}")
 
+    def hooks_of(self, token: str, repo: str) -> list[tuple[str, str]]:
+        return [(str(hook.id), hook.url) for hook in self._project(token, repo).hooks.list(iterator=True)]
+
     def remove_hook(self, token: str, repo: str, hook_id: str) -> None:
         self._project(token, repo).hooks.delete(int(hook_id))
 

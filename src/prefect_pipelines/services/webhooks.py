@@ -118,9 +118,13 @@ async def sync_hook(client: PrefectClient, *, project_id: str, pipeline_id: str,
     if block.webhook_id:
         await remove_hook(client, block)
     if target is not None:
+        url = hook_url(settings, project_id, pipeline_id)
+        # A hook of this pipeline that a failed save left behind would post twice.
+        for leftover in await target.forge.find_hooks(target.token, target.full_name, url):
+            await target.forge.delete_hook(target.token, target.full_name, leftover)
         block.webhook_id = await target.forge.create_hook(
-            target.token, target.full_name, url=hook_url(settings, project_id, pipeline_id),
-            secret=block.token.get_secret_value(), events=events)
+            target.token, target.full_name, url=url, secret=block.token.get_secret_value(),
+            events=events)
         block.webhook_repo = target.full_name
         block.webhook_kind = target.forge.kind
         block.webhook_events = sorted(events)

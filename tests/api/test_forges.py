@@ -1,12 +1,15 @@
-"""What every forge with OAuth 2 tokens that expire does alike (GitLab, Gitea): a refused
-code or secret or an unreachable host saves nothing; a token is refreshed before use, and
-a refresh the forge refuses asks for a new link; a pipeline's file is read and committed
-through the forge's API, not git.
+"""What the forges do alike. Every forge: a hook that a failed save left behind is removed
+before the pipeline's hook is made; a forge that answers 5xx or rate-limits is a 424
+naming it. Every forge whose OAuth 2 tokens expire (GitLab, Gitea, Bitbucket Cloud and
+Data Center): a refused code or secret or an unreachable host saves nothing; a token is
+refreshed before use, and a refresh the forge refuses asks for a new link; a pipeline's
+file is read and committed through the forge's API, not git.
 
 Each forge is its fake on loopback, talked to by the forge's real client."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -14,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from prefect_pipelines.forges import FORGES as FORGE_TYPES
+from prefect_pipelines.forges import Forge, OAuthApp
 from tests.support.api import assert_error, new_project, script_step, step_log, wait_state
 from tests.support.forges import app_config, cluster_url, config_field, link
 from tests.support.procs import free_port
@@ -28,10 +33,76 @@ FORGES = {"gitlab": ("GitLab", "/repository/files/.rancher-pipeline.yml", "/repo
                               "/browse/.rancher-pipeline.yml")}
 
 
+# kind -> the path of its repository list, the first call of refreshrepos
+REPOSITORY_LISTS = {"github": "/api/v3/user/repos", "gitlab": "/api/v4/projects",
+                    "gitea": "/api/v1/user/repos", "bitbucketcloud": "/2.0/user/permissions/repositories",
+                    "bitbucketserver": "/rest/api/1.0/repos"}
+
+
 @pytest.fixture(params=list(FORGES))
 def forge(request):  # type: ignore[no-untyped-def]
-    """(kind, its fake)."""
+    """(kind, its fake), for the forges whose tokens expire."""
     return request.param, request.getfixturevalue(f"fake_{request.param}")
+
+
+@pytest.fixture(params=list(REPOSITORY_LISTS))
+def any_forge(request):  # type: ignore[no-untyped-def]
+    """(kind, its fake), for every forge."""
+    return request.param, request.getfixturevalue(f"fake_{request.param}")
+
+
+def _client_of(kind: str, fake: Any) -> Forge:
+    """The forge's own client, on the fake."""
+    forge_type = FORGE_TYPES[kind]
+    location = fake.location(fake.host)
+    app = OAuthApp(host=fake.host, tls=False, client_id="", client_secret="",
+                   api_url=location.get("apiUrl", ""))
+    return forge_type(forge_type.api_url_of(app))
+
+
+def test_a_hook_left_behind_is_replaced_not_doubled(api, any_forge) -> None:  # type: ignore[no-untyped-def]
+    kind, fake = any_forge
+    cluster = f"c-left{uuid.uuid4().hex[:6]}"
+    user = fake.add_user(f"h-{cluster}")
+    repo = fake.add_repo(user.login, "hooked", branches={"main": {"a.txt": "a\n"}})
+    credential = link(api, fake, kind, cluster, user.login, fake.add_app())
+    client = _client_of(kind, fake)
+    project = new_project(api)
+
+    def create(name: str) -> None:
+        made = api.post(f"/v3/projects/{project}/pipelines", json={
+            "name": name, "triggerWebhook": True, "stages": [{"name": "c", "steps": [{"sourceCodeConfig": {
+                "url": repo["clone_url"], "branch": "main", "sourceCodeCredentialId": credential["id"]}}]}]})
+        assert made.status_code == 201, made.text
+
+    create("first")
+    [(_, first_url)] = client.hooks_of(fake.users[user.login].token, repo["full_name"])
+    second_url = first_url.replace(f"{project}:first", f"{project}:second")
+    token = fake.users[user.login].token
+    leftover = asyncio.run(client.create_hook(token, repo["full_name"], url=second_url, secret="stale",
+                                              events=frozenset({"push"})))
+    create("second")
+    hooks = client.hooks_of(fake.users[user.login].token, repo["full_name"])
+    seconds = [hook_id for hook_id, url in hooks if url == second_url]
+    assert len(seconds) == 1 and seconds[0] != leftover and len(hooks) == 2
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_forge_that_fails_or_rate_limits_is_a_424_naming_it(api, any_forge, status: int) -> None:  # type: ignore[no-untyped-def]
+    kind, fake = any_forge
+    cluster = f"c-fail{uuid.uuid4().hex[:6]}"
+    user = fake.add_user(f"f-{cluster}")
+    fake.add_repo(user.login, "kept")
+    credential = link(api, fake, kind, cluster, user.login, fake.add_app())
+    before = api.get("/v3/sourcecoderepositories", params={"sourceCodeCredentialId": credential["id"]}).json()
+    fake.failing[REPOSITORY_LISTS[kind]] = status
+    try:
+        failed = api.post(f"/v3/sourcecodecredentials/{credential['id']}", params={"action": "refreshrepos"})
+    finally:
+        del fake.failing[REPOSITORY_LISTS[kind]]
+    assert f"{FORGE_TYPES[kind].title} answered {status}" in assert_error(failed, 424)["message"]
+    after = api.get("/v3/sourcecoderepositories", params={"sourceCodeCredentialId": credential["id"]}).json()
+    assert after["data"] == before["data"] and len(after["data"]) == 1  # the cached list is kept
 
 
 @pytest.mark.parametrize("action", ["authapp", "authuser"])

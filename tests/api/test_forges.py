@@ -224,3 +224,43 @@ def test_an_expiring_token_is_refreshed_and_a_refused_refresh_asks_for_a_new_lin
         assert again.status_code == 200 and again.json()["state"] == "active"
     finally:
         fake.token_lifetime = lifetime
+
+
+def test_a_github_app_kept_before_forge_apps_is_read_then_moved(api, fake_github) -> None:  # type: ignore[no-untyped-def]
+    """A cluster configured before each forge's app had its own block kept its GitHub app
+    in its settings block: it is shown and used as the cluster's GitHub app, and the next
+    save of that app moves it to its own block."""
+    from prefect.client.orchestration import get_client
+
+    from prefect_pipelines.blocks import ForgeApp, GitHubAppConfig
+    from prefect_pipelines.vocabulary import cluster_block_name, forge_app_block_name
+
+    cluster = f"c-old{uuid.uuid4().hex[:6]}"
+    client_id, secret = fake_github.add_app()
+
+    async def blocks(save: bool = False) -> tuple[GitHubAppConfig, ForgeApp | None]:
+        async with get_client() as client:
+            if save:
+                await GitHubAppConfig(cluster_id=cluster, host=fake_github.host, tls=False, client_id=client_id,
+                                      client_secret=secret).asave(cluster_block_name(cluster), client=client)
+            settings = await GitHubAppConfig.aload(cluster_block_name(cluster), client=client)
+            try:
+                app = await ForgeApp.aload(forge_app_block_name(cluster, "github"), client=client)
+            except ValueError:
+                app = None
+            return settings, app
+
+    asyncio.run(blocks(save=True))
+    shown = api.get(cluster_url(cluster)).json()
+    assert shown["githubConfig"] == {"host": fake_github.host, "tls": False, "clientId": client_id}
+    user = fake_github.add_user(f"o-{cluster}")
+    linked = api.post(cluster_url(cluster), params={"action": "authuser"},
+                      json={"code": fake_github.new_code(client_id, user.login)})
+    assert linked.status_code == 200 and linked.json()["kind"] == "github", linked.text
+    # Saving the app again (its stored secret kept) moves it out of the settings block.
+    moved = api.put(cluster_url(cluster), json={"githubConfig": app_config(fake_github, client_id, None)})
+    assert moved.status_code == 200, moved.text
+    settings, app = asyncio.run(blocks())
+    assert settings.client_id == "" and settings.client_secret.get_secret_value() == ""
+    assert app is not None and app.client_id == client_id and app.client_secret.get_secret_value() == secret
+    assert api.get(cluster_url(cluster)).json()["githubConfig"]["clientId"] == client_id

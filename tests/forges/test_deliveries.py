@@ -123,6 +123,15 @@ class TestGitea:
         with pytest.raises(Skip):
             self.forge.parse(event, payload("gitea", name))
 
+    def test_forgejo_s_own_header_names_are_read_too(self) -> None:
+        body = (FIXTURES / "gitea" / "push.json").read_bytes()
+        delivery_id, delivery = self.forge.delivery(
+            {"X-Forgejo-Event": "push", "X-Forgejo-Delivery": "f-1"}, body)
+        assert delivery_id == "f-1" and delivery.branch == "develop"
+        with pytest.raises(InvalidInputError) as missing:
+            self.forge.delivery({"X-Forgejo-Event": "push"}, body)
+        assert missing.value.field_name == "X-Gitea-Delivery"
+
     def test_the_signature_is_a_bare_hex_hmac_gitea_s_or_forgejo_s(self) -> None:
         body = b'{"ref": "x"}'
         digest = hmac.new(b"k", body, hashlib.sha256).hexdigest()

@@ -129,10 +129,13 @@ class Skip(Exception):
 
 @dataclass(frozen=True)
 class DeliveryHeaders:
-    """The headers a forge's deliveries carry: the event's name and the delivery's id."""
+    """The headers a forge's deliveries carry: the event's name and the delivery's id
+    (and the names a fork of the forge may use instead: Forgejo's for Gitea's)."""
 
     event: str
     delivery: str
+    event_alias: str = ""
+    delivery_alias: str = ""
 
 
 class Forge(ABC):
@@ -278,12 +281,12 @@ class Forge(ABC):
 
     def delivery(self, headers: Mapping[str, str], body: bytes) -> tuple[str, Delivery]:
         """(delivery id, what it asks to build) of a verified delivery."""
-        event = headers.get(self.headers.event)
+        event = headers.get(self.headers.event) or headers.get(self.headers.event_alias)
         if not event:
             raise InvalidInputError(f"the delivery has no {self.headers.event} header",
                                     field_name=self.headers.event)
         delivery = self.parse(event, json_object(body))
-        delivery_id = headers.get(self.headers.delivery) or ""
+        delivery_id = headers.get(self.headers.delivery) or headers.get(self.headers.delivery_alias) or ""
         if not delivery_id:
             raise InvalidInputError(f"the delivery has no {self.headers.delivery} header",
                                     field_name=self.headers.delivery)

@@ -44,7 +44,8 @@ class Gitea(RestForge):
     title = "Gitea"
     config_field = "giteaConfig"
     default_host = "gitea.com"
-    headers = DeliveryHeaders(event="X-Gitea-Event", delivery="X-Gitea-Delivery")
+    headers = DeliveryHeaders(event="X-Gitea-Event", delivery="X-Gitea-Delivery",
+                              event_alias="X-Forgejo-Event", delivery_alias="X-Forgejo-Delivery")
     token_path = "/login/oauth/access_token"
 
     @classmethod

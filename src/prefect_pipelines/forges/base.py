@@ -213,20 +213,33 @@ class Forge(ABC):
         """
         raise InvalidInputError(f"{self.title} tokens are not refreshed")
 
-    @abstractmethod
     async def user(self, token: str) -> ForgeUser:
         """The account a token belongs to."""
+        return await self.call(lambda: self.account(token), "reading the user")
 
     @abstractmethod
+    def account(self, token: str) -> ForgeUser:
+        """The account a token belongs to (blocking)."""
+
     async def repositories(self, token: str) -> list[Repository]:
         """Every repository the token's user can see (every page)."""
+        return await self.call(lambda: self.repository_list(token), "listing repositories")
+
+    @abstractmethod
+    def repository_list(self, token: str) -> list[Repository]:
+        """Every repository the token's user can see (blocking)."""
 
     # -- hooks and deliveries -----------------------------------------------------------
 
-    @abstractmethod
     async def create_hook(self, token: str, repo: str, *, url: str, secret: str,
                           events: frozenset[str]) -> str:
         """Create a hook posting `events` (of EVENTS) to `url` with `secret`; its id."""
+        return await self.call(lambda: self.add_hook(token, repo, url=url, secret=secret, events=events),
+                               f"creating a webhook on {repo}")
+
+    @abstractmethod
+    def add_hook(self, token: str, repo: str, *, url: str, secret: str, events: frozenset[str]) -> str:
+        """Create a hook (blocking); its id."""
 
     async def find_hooks(self, token: str, repo: str, url: str) -> list[str]:
         """The ids of the repository's hooks that post to `url` (every page)."""
@@ -319,21 +332,35 @@ class Forge(ABC):
 
     async def read_file(self, token: str, repo: str, path: str, ref: str) -> bytes | None:
         """A file's content at a commit or branch; None when there is no such file."""
-        try:
-            return await self.call(lambda: self.file_content(token, repo, path, ref),
-                                   f"reading {path} of {repo} at {ref}")
-        except NotFoundError:
-            return None
+        return await self.call(lambda: self.file_or_none(token, repo, path, ref),
+                               f"reading {path} of {repo} at {ref}")
 
     @abstractmethod
     def file_content(self, token: str, repo: str, path: str, ref: str) -> bytes | None:
         """A file's content (blocking; the library's not-found error, or None for a path
         that is not a file)."""
 
-    @abstractmethod
     async def commit_file(self, token: str, repo: str, *, path: str, content: bytes,
                           branch: str, message: str) -> str:
         """Create or update a file on a branch; the new commit."""
+        return await self.call(
+            lambda: self.write_file(token, repo, path=path, content=content, branch=branch, message=message),
+            f"committing {path} to {repo} ({branch})")
+
+    @abstractmethod
+    def write_file(self, token: str, repo: str, *, path: str, content: bytes, branch: str,
+                   message: str) -> str:
+        """Create or update a file on a branch (blocking); the new commit."""
+
+    def file_or_none(self, token: str, repo: str, path: str, ref: str) -> bytes | None:
+        """A file's content, or None when the forge has no such file (blocking; what is
+        "not found" is the forge's own `failure` mapping)."""
+        try:
+            return self.file_content(token, repo, path, ref)
+        except Exception as exc:
+            if isinstance(self.failure(exc, ""), NotFoundError):
+                return None
+            raise
 
     @abstractmethod
     def clone_header(self, token: str) -> str:

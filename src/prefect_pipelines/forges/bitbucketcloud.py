@@ -102,48 +102,39 @@ class BitbucketCloud(RestForge):
     def authorize_endpoint(self) -> str:
         return f"{self.web_url}/site/oauth2/authorize"
 
-    async def user(self, token: str) -> ForgeUser:
-        def call() -> ForgeUser:
-            user = self.request(token, "GET", "/user").json()
-            login = text(user, "username") or text(user, "nickname")
-            return ForgeUser(login=login, name=text(user, "display_name") or login,
-                             avatar_url=text(user, "links", "avatar", "href"),
-                             html_url=text(user, "links", "html", "href"))
+    def account(self, token: str) -> ForgeUser:
+        user = self.request(token, "GET", "/user").json()
+        login = text(user, "username") or text(user, "nickname")
+        return ForgeUser(login=login, name=text(user, "display_name") or login,
+                         avatar_url=text(user, "links", "avatar", "href"),
+                         html_url=text(user, "links", "html", "href"))
 
-        return await self.call(call, "reading the user")
-
-    async def repositories(self, token: str) -> list[Repository]:
-        def call() -> list[Repository]:
-            levels = {text(item, "repository", "full_name"): text(item, "permission")
-                      for item in self._pages(token, "/user/permissions/repositories")}
-            out = []
-            for repo in self._pages(token, "/repositories", role="member"):
-                full_name = text(repo, "full_name")
-                level = levels.get(full_name, "read")
-                out.append(Repository(
-                    full_name=full_name, url=clone_href(repo.get("links"), "https"),
-                    html_url=text(repo, "links", "html", "href"),
-                    pull=True, push=level in ("write", "admin"), admin=level == "admin",
-                    language=text(repo, "language"), default_branch=text(repo, "mainbranch", "name")))
-            return out
-
-        return await self.call(call, "listing repositories")
+    def repository_list(self, token: str) -> list[Repository]:
+        levels = {text(item, "repository", "full_name"): text(item, "permission")
+                  for item in self._pages(token, "/user/permissions/repositories")}
+        out = []
+        for repo in self._pages(token, "/repositories", role="member"):
+            full_name = text(repo, "full_name")
+            level = levels.get(full_name, "read")
+            out.append(Repository(
+                full_name=full_name, url=clone_href(repo.get("links"), "https"),
+                html_url=text(repo, "links", "html", "href"),
+                pull=True, push=level in ("write", "admin"), admin=level == "admin",
+                language=text(repo, "language"), default_branch=text(repo, "mainbranch", "name")))
+        return out
 
     # -- hooks and deliveries -----------------------------------------------------------
 
-    async def create_hook(self, token: str, repo: str, *, url: str, secret: str,
-                          events: frozenset[str]) -> str:
+    def add_hook(self, token: str, repo: str, *, url: str, secret: str,
+                 events: frozenset[str]) -> str:
         wanted = sorted({"repo:push"} if events & {"push", "tag"} else set())
         if "pull_request" in events:
             wanted += sorted(PULL_REQUEST_EVENTS)
 
-        def call() -> str:
-            hook = self.request(token, "POST", f"{self._repo_path(repo)}/hooks", json={
-                "description": "prefect-pipelines", "url": url, "active": True, "secret": secret,
-                "events": wanted}).json()
-            return text(hook, "uuid")
-
-        return await self.call(call, f"creating a webhook on {repo}")
+        hook = self.request(token, "POST", f"{self._repo_path(repo)}/hooks", json={
+            "description": "prefect-pipelines", "url": url, "active": True, "secret": secret,
+            "events": wanted}).json()
+        return text(hook, "uuid")
 
     def hooks_of(self, token: str, repo: str) -> list[tuple[str, str]]:
         return [(text(hook, "uuid"), text(hook, "url")) for hook in self._pages(token, f"{self._repo_path(repo)}/hooks")]
@@ -208,16 +199,13 @@ class BitbucketCloud(RestForge):
     def file_content(self, token: str, repo: str, path: str, ref: str) -> bytes | None:
         return self.request(token, "GET", f"{self._repo_path(repo)}/src/{quote(ref, safe='')}/{quote(path)}").content
 
-    async def commit_file(self, token: str, repo: str, *, path: str, content: bytes,
-                          branch: str, message: str) -> str:
-        def call() -> str:
-            # A form field named after the file is its content (the API also takes
-            # multipart; a pipeline file is text).
-            made = self.request(token, "POST", f"{self._repo_path(repo)}/src", data={
-                path: content.decode("utf-8"), "message": message, "branch": branch})
-            return made.headers.get("location", "").rstrip("/").rsplit("/", 1)[-1]
-
-        return await self.call(call, f"committing {path} to {repo} ({branch})")
+    def write_file(self, token: str, repo: str, *, path: str, content: bytes,
+                   branch: str, message: str) -> str:
+        # A form field named after the file is its content (the API also takes
+        # multipart; a pipeline file is text).
+        made = self.request(token, "POST", f"{self._repo_path(repo)}/src", data={
+            path: content.decode("utf-8"), "message": message, "branch": branch})
+        return made.headers.get("location", "").rstrip("/").rsplit("/", 1)[-1]
 
     def clone_header(self, token: str) -> str:
         return basic_header("x-token-auth", token)

@@ -102,36 +102,29 @@ class BitbucketServer(RestForge):
 
     # -- the user and the repositories ----------------------------------------------------
 
-    async def user(self, token: str) -> ForgeUser:
-        def call() -> ForgeUser:
-            whoami = self.request(token, "GET", f"{self.api_url}/plugins/servlet/applinks/whoami")
-            login = whoami.text.strip()
-            user = self.request(token, "GET", f"/users/{quote(login, safe='')}").json()
-            slug = text(user, "slug") or login
-            links = user.get("links", {}).get("self", []) if isinstance(user.get("links"), dict) else []
-            return ForgeUser(login=login, name=text(user, "displayName") or login,
-                             avatar_url=f"{self.api_url}/users/{quote(slug, safe='')}/avatar.png",
-                             html_url=text(links, 0, "href") or f"{self.api_url}/users/{slug}")
+    def account(self, token: str) -> ForgeUser:
+        whoami = self.request(token, "GET", f"{self.api_url}/plugins/servlet/applinks/whoami")
+        login = whoami.text.strip()
+        user = self.request(token, "GET", f"/users/{quote(login, safe='')}").json()
+        slug = text(user, "slug") or login
+        links = user.get("links", {}).get("self", []) if isinstance(user.get("links"), dict) else []
+        return ForgeUser(login=login, name=text(user, "displayName") or login,
+                         avatar_url=f"{self.api_url}/users/{quote(slug, safe='')}/avatar.png",
+                         html_url=text(links, 0, "href") or f"{self.api_url}/users/{slug}")
 
-        return await self.call(call, "reading the user")
-
-    async def repositories(self, token: str) -> list[Repository]:
-        def call() -> list[Repository]:
-            def names(permission: str) -> set[str]:
-                return {self._name_of(repo) for repo in self._pages(token, "/repos", permission=permission)}
-
-            admin, write = names("REPO_ADMIN"), names("REPO_WRITE")
-            out = []
-            for repo in self._pages(token, "/repos", permission="REPO_READ"):
-                name = self._name_of(repo)
-                out.append(Repository(
-                    full_name=name, url=clone_href(repo.get("links"), "http"),
-                    html_url=text(repo, "links", "self", 0, "href"), pull=True,
-                    push=name in write or name in admin, admin=name in admin,
-                    default_branch=self._default_branch(token, name)))
-            return out
-
-        return await self.call(call, "listing repositories")
+    def repository_list(self, token: str) -> list[Repository]:
+        def names(permission: str) -> set[str]:
+            return {self._name_of(repo) for repo in self._pages(token, "/repos", permission=permission)}
+        admin, write = names("REPO_ADMIN"), names("REPO_WRITE")
+        out = []
+        for repo in self._pages(token, "/repos", permission="REPO_READ"):
+            name = self._name_of(repo)
+            out.append(Repository(
+                full_name=name, url=clone_href(repo.get("links"), "http"),
+                html_url=text(repo, "links", "self", 0, "href"), pull=True,
+                push=name in write or name in admin, admin=name in admin,
+                default_branch=self._default_branch(token, name)))
+        return out
 
     @staticmethod
     def _name_of(repo: dict[str, Any]) -> str:
@@ -145,18 +138,15 @@ class BitbucketServer(RestForge):
 
     # -- hooks and deliveries -----------------------------------------------------------
 
-    async def create_hook(self, token: str, repo: str, *, url: str, secret: str,
-                          events: frozenset[str]) -> str:
+    def add_hook(self, token: str, repo: str, *, url: str, secret: str,
+                 events: frozenset[str]) -> str:
         wanted = (["repo:refs_changed"] if events & {"push", "tag"} else []) + (
             ["pr:from_ref_updated", "pr:opened"] if "pull_request" in events else [])
 
-        def call() -> str:
-            hook = self.request(token, "POST", f"{self._repo_path(repo)}/webhooks", json={
-                "name": "prefect-pipelines", "url": url, "active": True, "events": wanted,
-                "configuration": {"secret": secret}}).json()
-            return str(hook["id"])
-
-        return await self.call(call, f"creating a webhook on {repo}")
+        hook = self.request(token, "POST", f"{self._repo_path(repo)}/webhooks", json={
+            "name": "prefect-pipelines", "url": url, "active": True, "events": wanted,
+            "configuration": {"secret": secret}}).json()
+        return str(hook["id"])
 
     def hooks_of(self, token: str, repo: str) -> list[tuple[str, str]]:
         return [(str(hook.get("id")), text(hook, "url"))
@@ -224,26 +214,15 @@ class BitbucketServer(RestForge):
     def file_content(self, token: str, repo: str, path: str, ref: str) -> bytes | None:
         return self.request(token, "GET", f"{self._repo_path(repo)}/raw/{quote(path)}", params={"at": ref}).content
 
-    async def commit_file(self, token: str, repo: str, *, path: str, content: bytes,
-                          branch: str, message: str) -> str:
-        def call() -> str:
-            fields = {"message": message, "branch": branch}
-            current = self.head_of(token, repo, branch)
-            if self.file_content_or_none(token, repo, path, current) is not None:
-                fields["sourceCommitId"] = current
-            made = self.request(token, "PUT", f"{self._repo_path(repo)}/browse/{quote(path)}",
-                                data=fields, files={"content": (path.rsplit("/", 1)[-1], content)})
-            return text(made.json(), "id")
-
-        return await self.call(call, f"committing {path} to {repo} ({branch})")
-
-    def file_content_or_none(self, token: str, repo: str, path: str, ref: str) -> bytes | None:
-        try:
-            return self.file_content(token, repo, path, ref)
-        except Refused as exc:
-            if exc.status == 404:
-                return None
-            raise
+    def write_file(self, token: str, repo: str, *, path: str, content: bytes,
+                   branch: str, message: str) -> str:
+        fields = {"message": message, "branch": branch}
+        current = self.head_of(token, repo, branch)
+        if self.file_or_none(token, repo, path, current) is not None:
+            fields["sourceCommitId"] = current
+        made = self.request(token, "PUT", f"{self._repo_path(repo)}/browse/{quote(path)}",
+                            data=fields, files={"content": (path.rsplit("/", 1)[-1], content)})
+        return text(made.json(), "id")
 
     def clone_header(self, token: str) -> str:
         return f"Bearer {token}"

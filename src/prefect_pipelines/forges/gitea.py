@@ -82,44 +82,35 @@ class Gitea(RestForge):
     def authorize_endpoint(self) -> str:
         return f"{self.api_url}/login/oauth/authorize"
 
-    async def user(self, token: str) -> ForgeUser:
-        def call() -> ForgeUser:
-            user = self.request(token, "GET", "/user").json()
-            login = text(user, "login")
-            return ForgeUser(login=login, name=text(user, "full_name") or login,
-                             avatar_url=text(user, "avatar_url"),
-                             html_url=text(user, "html_url") or f"{self.api_url}/{login}")
+    def account(self, token: str) -> ForgeUser:
+        user = self.request(token, "GET", "/user").json()
+        login = text(user, "login")
+        return ForgeUser(login=login, name=text(user, "full_name") or login,
+                         avatar_url=text(user, "avatar_url"),
+                         html_url=text(user, "html_url") or f"{self.api_url}/{login}")
 
-        return await self.call(call, "reading the user")
-
-    async def repositories(self, token: str) -> list[Repository]:
-        def call() -> list[Repository]:
-            out = []
-            for repo in self._pages(token, "/user/repos"):
-                permissions = repo.get("permissions") if isinstance(repo.get("permissions"), dict) else {}
-                out.append(Repository(
-                    full_name=text(repo, "full_name"), url=text(repo, "clone_url"),
-                    html_url=text(repo, "html_url"), pull=permissions.get("pull") is True,
-                    push=permissions.get("push") is True, admin=permissions.get("admin") is True,
-                    language=text(repo, "language"), default_branch=text(repo, "default_branch")))
-            return out
-
-        return await self.call(call, "listing repositories")
+    def repository_list(self, token: str) -> list[Repository]:
+        out = []
+        for repo in self._pages(token, "/user/repos"):
+            permissions = repo.get("permissions") if isinstance(repo.get("permissions"), dict) else {}
+            out.append(Repository(
+                full_name=text(repo, "full_name"), url=text(repo, "clone_url"),
+                html_url=text(repo, "html_url"), pull=permissions.get("pull") is True,
+                push=permissions.get("push") is True, admin=permissions.get("admin") is True,
+                language=text(repo, "language"), default_branch=text(repo, "default_branch")))
+        return out
 
     # -- hooks and deliveries -----------------------------------------------------------
 
-    async def create_hook(self, token: str, repo: str, *, url: str, secret: str,
-                          events: frozenset[str]) -> str:
+    def add_hook(self, token: str, repo: str, *, url: str, secret: str,
+                 events: frozenset[str]) -> str:
         wanted = sorted({{"push": "push", "tag": "create", "pull_request": "pull_request"}[event]
                          for event in events})
 
-        def call() -> str:
-            hook = self.request(token, "POST", f"{self._repo_path(repo)}/hooks", json={
-                "type": "gitea", "active": True, "events": wanted, "branch_filter": "*",
-                "config": {"url": url, "content_type": "json", "secret": secret}}).json()
-            return str(hook["id"])
-
-        return await self.call(call, f"creating a webhook on {repo}")
+        hook = self.request(token, "POST", f"{self._repo_path(repo)}/hooks", json={
+            "type": "gitea", "active": True, "events": wanted, "branch_filter": "*",
+            "config": {"url": url, "content_type": "json", "secret": secret}}).json()
+        return str(hook["id"])
 
     def hooks_of(self, token: str, repo: str) -> list[tuple[str, str]]:
         return [(str(hook.get("id")), text(hook, "config", "url"))
@@ -195,20 +186,17 @@ class Gitea(RestForge):
         found = self._contents(token, repo, path, ref)
         return None if found is None else base64.b64decode(text(found, "content"))
 
-    async def commit_file(self, token: str, repo: str, *, path: str, content: bytes,
-                          branch: str, message: str) -> str:
-        def call() -> str:
-            current = self._contents(token, repo, path, branch)
-            body = {"content": base64.b64encode(content).decode(), "message": message, "branch": branch}
-            if current is None:
-                made = self.request(token, "POST", f"{self._repo_path(repo)}/contents/{quote(path)}",
-                                     json=body)
-            else:
-                made = self.request(token, "PUT", f"{self._repo_path(repo)}/contents/{quote(path)}",
-                                     json={**body, "sha": text(current, "sha")})
-            return text(made.json(), "commit", "sha")
-
-        return await self.call(call, f"committing {path} to {repo} ({branch})")
+    def write_file(self, token: str, repo: str, *, path: str, content: bytes,
+                   branch: str, message: str) -> str:
+        current = self._contents(token, repo, path, branch)
+        body = {"content": base64.b64encode(content).decode(), "message": message, "branch": branch}
+        if current is None:
+            made = self.request(token, "POST", f"{self._repo_path(repo)}/contents/{quote(path)}",
+                                 json=body)
+        else:
+            made = self.request(token, "PUT", f"{self._repo_path(repo)}/contents/{quote(path)}",
+                                 json={**body, "sha": text(current, "sha")})
+        return text(made.json(), "commit", "sha")
 
     def clone_header(self, token: str) -> str:
         return basic_header("oauth2", token)

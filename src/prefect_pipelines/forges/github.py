@@ -112,42 +112,33 @@ class GitHub(Forge):
                                         field_name="githubConfig.host") from None
             raise
 
-    async def user(self, token: str) -> ForgeUser:
-        def call() -> ForgeUser:
-            user = self._client(token).get_user()
-            return ForgeUser(login=user.login, name=user.name or user.login,
-                             avatar_url=user.avatar_url or "", html_url=user.html_url or "")
+    def account(self, token: str) -> ForgeUser:
+        user = self._client(token).get_user()
+        return ForgeUser(login=user.login, name=user.name or user.login,
+                         avatar_url=user.avatar_url or "", html_url=user.html_url or "")
 
-        return await self.call(call, "reading the user")
-
-    async def repositories(self, token: str) -> list[Repository]:
-        def call() -> list[Repository]:
-            out = []
-            for repo in self._client(token).get_user().get_repos():
-                permissions = repo.permissions
-                out.append(Repository(
-                    full_name=repo.full_name, url=repo.clone_url, html_url=repo.html_url,
-                    pull=bool(permissions and permissions.pull),
-                    push=bool(permissions and permissions.push),
-                    admin=bool(permissions and permissions.admin),
-                    language=repo.language or "", default_branch=repo.default_branch or ""))
-            return out
-
-        return await self.call(call, "listing repositories")
+    def repository_list(self, token: str) -> list[Repository]:
+        out = []
+        for repo in self._client(token).get_user().get_repos():
+            permissions = repo.permissions
+            out.append(Repository(
+                full_name=repo.full_name, url=repo.clone_url, html_url=repo.html_url,
+                pull=bool(permissions and permissions.pull),
+                push=bool(permissions and permissions.push),
+                admin=bool(permissions and permissions.admin),
+                language=repo.language or "", default_branch=repo.default_branch or ""))
+        return out
 
     # -- hooks and deliveries -----------------------------------------------------------
 
-    async def create_hook(self, token: str, repo: str, *, url: str, secret: str,
-                          events: frozenset[str]) -> str:
+    def add_hook(self, token: str, repo: str, *, url: str, secret: str,
+                 events: frozenset[str]) -> str:
         wanted = sorted({"pull_request" if event == "pull_request" else "push" for event in events})
 
-        def call() -> str:
-            hook = self._client(token).get_repo(repo).create_hook(
-                "web", {"url": url, "content_type": "json", "secret": secret, "insecure_ssl": "0"},
-                events=wanted, active=True)
-            return str(hook.id)
-
-        return await self.call(call, f"creating a webhook on {repo}")
+        hook = self._client(token).get_repo(repo).create_hook(
+            "web", {"url": url, "content_type": "json", "secret": secret, "insecure_ssl": "0"},
+            events=wanted, active=True)
+        return str(hook.id)
 
     def hooks_of(self, token: str, repo: str) -> list[tuple[str, str]]:
         return [(str(hook.id), str(hook.config.get("url", ""))) for hook in
@@ -199,21 +190,18 @@ class GitHub(Forge):
         found = self._client(token).get_repo(repo, lazy=True).get_contents(path, ref=ref)
         return None if isinstance(found, list) or found.type != "file" else found.decoded_content
 
-    async def commit_file(self, token: str, repo: str, *, path: str, content: bytes,
-                          branch: str, message: str) -> str:
-        def call() -> str:
-            project = self._client(token).get_repo(repo, lazy=True)
-            try:
-                current = project.get_contents(path, ref=branch)
-            except github.UnknownObjectException:
-                current = None
-            if current is None or isinstance(current, list):
-                made = project.create_file(path, message, content, branch=branch)
-            else:
-                made = project.update_file(path, message, content, current.sha, branch=branch)
-            return made["commit"].sha
-
-        return await self.call(call, f"committing {path} to {repo} ({branch})")
+    def write_file(self, token: str, repo: str, *, path: str, content: bytes,
+                   branch: str, message: str) -> str:
+        project = self._client(token).get_repo(repo, lazy=True)
+        try:
+            current = project.get_contents(path, ref=branch)
+        except github.UnknownObjectException:
+            current = None
+        if current is None or isinstance(current, list):
+            made = project.create_file(path, message, content, branch=branch)
+        else:
+            made = project.update_file(path, message, content, current.sha, branch=branch)
+        return made["commit"].sha
 
     def clone_header(self, token: str) -> str:
         return basic_header("x-access-token", token)

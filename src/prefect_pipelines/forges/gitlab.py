@@ -103,45 +103,36 @@ class GitLab(OAuth2Forge):
     def authorize_endpoint(self) -> str:
         return f"{self.api_url}/oauth/authorize"
 
-    async def user(self, token: str) -> ForgeUser:
-        def call() -> ForgeUser:
-            client = self._client(token)
-            client.auth()
-            user = client.user
-            assert user is not None
-            return ForgeUser(login=user.username, name=getattr(user, "name", "") or user.username,
-                             avatar_url=getattr(user, "avatar_url", "") or "",
-                             html_url=getattr(user, "web_url", "") or "")
+    def account(self, token: str) -> ForgeUser:
+        client = self._client(token)
+        client.auth()
+        user = client.user
+        assert user is not None
+        return ForgeUser(login=user.username, name=getattr(user, "name", "") or user.username,
+                         avatar_url=getattr(user, "avatar_url", "") or "",
+                         html_url=getattr(user, "web_url", "") or "")
 
-        return await self.call(call, "reading the user")
-
-    async def repositories(self, token: str) -> list[Repository]:
-        def call() -> list[Repository]:
-            out = []
-            for project in self._client(token).projects.list(
-                    membership=True, min_access_level=_REPORTER, iterator=True, order_by="id",
-                    sort="asc"):
-                level = _access_level(getattr(project, "permissions", None))
-                out.append(Repository(
-                    full_name=project.path_with_namespace, url=project.http_url_to_repo,
-                    html_url=project.web_url, pull=level >= _REPORTER, push=level >= _DEVELOPER,
-                    admin=level >= _MAINTAINER, default_branch=getattr(project, "default_branch", "") or ""))
-            return out
-
-        return await self.call(call, "listing repositories")
+    def repository_list(self, token: str) -> list[Repository]:
+        out = []
+        for project in self._client(token).projects.list(
+                membership=True, min_access_level=_REPORTER, iterator=True, order_by="id",
+                sort="asc"):
+            level = _access_level(getattr(project, "permissions", None))
+            out.append(Repository(
+                full_name=project.path_with_namespace, url=project.http_url_to_repo,
+                html_url=project.web_url, pull=level >= _REPORTER, push=level >= _DEVELOPER,
+                admin=level >= _MAINTAINER, default_branch=getattr(project, "default_branch", "") or ""))
+        return out
 
     # -- hooks and deliveries -----------------------------------------------------------
 
-    async def create_hook(self, token: str, repo: str, *, url: str, secret: str,
-                          events: frozenset[str]) -> str:
-        def call() -> str:
-            hook = self._project(token, repo).hooks.create({
-                "url": url, "token": secret, "enable_ssl_verification": url.startswith("https:"),
-                "push_events": "push" in events, "tag_push_events": "tag" in events,
-                "merge_requests_events": "pull_request" in events})
-            return str(hook.id)
-
-        return await self.call(call, f"creating a webhook on {repo}")
+    def add_hook(self, token: str, repo: str, *, url: str, secret: str,
+                 events: frozenset[str]) -> str:
+        hook = self._project(token, repo).hooks.create({
+            "url": url, "token": secret, "enable_ssl_verification": url.startswith("https:"),
+            "push_events": "push" in events, "tag_push_events": "tag" in events,
+            "merge_requests_events": "pull_request" in events})
+        return str(hook.id)
 
     def hooks_of(self, token: str, repo: str) -> list[tuple[str, str]]:
         return [(str(hook.id), hook.url) for hook in self._project(token, repo).hooks.list(iterator=True)]
@@ -215,24 +206,21 @@ class GitLab(OAuth2Forge):
     def file_content(self, token: str, repo: str, path: str, ref: str) -> bytes | None:
         return bytes(self._project(token, repo).files.raw(file_path=path, ref=ref))
 
-    async def commit_file(self, token: str, repo: str, *, path: str, content: bytes,
-                          branch: str, message: str) -> str:
-        def call() -> str:
-            project = self._project(token, repo)
-            try:
-                project.files.head(path, ref=branch)
-                action = "update"
-            except gitlab_errors.GitlabError as exc:
-                if exc.response_code != 404:
-                    raise
-                action = "create"
-            made = project.commits.create({
-                "branch": branch, "commit_message": message, "actions": [{
-                    "action": action, "file_path": path, "encoding": "base64",
-                    "content": base64.b64encode(content).decode()}]})
-            return str(made.id)
-
-        return await self.call(call, f"committing {path} to {repo} ({branch})")
+    def write_file(self, token: str, repo: str, *, path: str, content: bytes,
+                   branch: str, message: str) -> str:
+        project = self._project(token, repo)
+        try:
+            project.files.head(path, ref=branch)
+            action = "update"
+        except gitlab_errors.GitlabError as exc:
+            if exc.response_code != 404:
+                raise
+            action = "create"
+        made = project.commits.create({
+            "branch": branch, "commit_message": message, "actions": [{
+                "action": action, "file_path": path, "encoding": "base64",
+                "content": base64.b64encode(content).decode()}]})
+        return str(made.id)
 
     def clone_header(self, token: str) -> str:
         return basic_header("oauth2", token)

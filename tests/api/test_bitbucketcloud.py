@@ -19,15 +19,10 @@ import httpx
 import pytest
 
 from tests.support.api import assert_error, new_project, script_step, step_log, wait_state
-from tests.support.forges import FIXTURES, cluster_url, link, send_bitbucket, statuses
+from tests.support.forges import cluster_url, forge_delivery, link, send_bitbucket, statuses
 from tests.support.procs import wait_for
-from tests.support.webhooks import delivery
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-def bitbucket_delivery(name: str, **changes: Any) -> dict[str, Any]:
-    return delivery(name, fixtures=FIXTURES / "bitbucketcloud", **changes)
 
 
 def send(facade_url: str, pipeline: str, event: str, payload: dict[str, Any], secret: str | None,
@@ -102,7 +97,7 @@ def test_a_push_a_tag_and_a_pull_request_run_and_report(api, facade, hooked, fak
                                                           bitbucket_setup) -> None:
     fake, login, ref, secret = fake_bitbucketcloud, bitbucket_setup["user"].login, hooked["ref"], hooked["secret"]
     pushed = fake.push(login, "service", "refs/heads/main", {"hello.txt": "pushed to main\n"})
-    push = bitbucket_delivery("repo_push.json", **{"push.changes.0.new.name": "main",
+    push = forge_delivery("bitbucketcloud", "repo_push.json", **{"push.changes.0.new.name": "main",
                                                    "push.changes.0.new.target.hash": pushed})
     request_id = str(uuid.uuid4())
     assert send(facade.url, ref, "repo:push", push, secret, request_id).status_code == 202
@@ -118,14 +113,14 @@ def test_a_push_a_tag_and_a_pull_request_run_and_report(api, facade, hooked, fak
     assert reported[-1]["name"] == f"prefect-pipelines/{hooked['name']}"
     assert reported[-1]["url"].endswith(f"/pipelineexecutions/{hooked['name']}-1")
     tagged = fake.push(login, "service", "refs/tags/v2.0", {"hello.txt": "tagged\n"})
-    tag = bitbucket_delivery("repo_push-tag.json", **{"push.changes.0.new.name": "v2.0",
+    tag = forge_delivery("bitbucketcloud", "repo_push-tag.json", **{"push.changes.0.new.name": "v2.0",
                                                       "push.changes.0.new.target.hash": tagged})
     assert send(facade.url, ref, "repo:push", tag, secret).status_code == 202
     second = wait_state(api, hooked["project"], f"{hooked['name']}-2")
     assert second["state"] == "success" and (second["event"], second["branch"]) == ("tag", "v2.0")
     # A pull request names its source commit by 12 characters; its source branch is fetched.
     proposed = fake.push(login, "service", "refs/heads/feature", {"hello.txt": "proposed\n"})
-    opened = bitbucket_delivery("pullrequest_created.json", **{
+    opened = forge_delivery("bitbucketcloud", "pullrequest_created.json", **{
         "pullrequest.source.commit.hash": proposed[:12], "pullrequest.source.branch.name": "feature",
         "pullrequest.destination.branch.name": "main"})
     assert send(facade.url, ref, "pullrequest:created", opened, secret).status_code == 202
@@ -140,17 +135,17 @@ def test_a_push_a_tag_and_a_pull_request_run_and_report(api, facade, hooked, fak
 def test_deliveries_that_run_nothing(api, facade, hooked, bitbucket_setup) -> None:  # type: ignore[no-untyped-def]
     ref, secret = hooked["ref"], hooked["secret"]
     commit = bitbucket_setup["repo"]["commits"]["main"]
-    push = bitbucket_delivery("repo_push.json", **{"push.changes.0.new.name": "main",
+    push = forge_delivery("bitbucketcloud", "repo_push.json", **{"push.changes.0.new.name": "main",
                                                    "push.changes.0.new.target.hash": commit})
     assert_error(send(facade.url, ref, "repo:push", push, "wrong-secret"), 401)
     assert_error(send(facade.url, ref, "repo:push", push, None), 401)
-    other = bitbucket_delivery("repo_push.json", **{"push.changes.0.new.name": "not-built",
+    other = forge_delivery("bitbucketcloud", "repo_push.json", **{"push.changes.0.new.name": "not-built",
                                                     "push.changes.0.new.target.hash": commit})
     assert "not built" in send(facade.url, ref, "repo:push", other, secret).json()["message"]
     for event, name in (("repo:push", "repo_push-branch-deleted.json"),
                         ("pullrequest:fulfilled", "pullrequest_fulfilled.json"),
                         ("pullrequest:rejected", "pullrequest_rejected.json"),
                         ("repo:commit_status_created", "repo_commit_status_created.json")):
-        answer = send(facade.url, ref, event, bitbucket_delivery(name), secret)
+        answer = send(facade.url, ref, event, forge_delivery("bitbucketcloud", name), secret)
         assert answer.status_code == 200, (name, answer.text)
     assert api.get(f"/v3/projects/{hooked['project']}/pipelineexecutions").json()["data"] == []

@@ -18,15 +18,10 @@ import httpx
 import pytest
 
 from tests.support.api import assert_error, new_project, script_step, step_log, wait_state
-from tests.support.forges import FIXTURES, cluster_url, link, send_bitbucket, statuses
+from tests.support.forges import cluster_url, forge_delivery, link, send_bitbucket, statuses
 from tests.support.procs import wait_for
-from tests.support.webhooks import delivery
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-def dc_delivery(name: str, **changes: Any) -> dict[str, Any]:
-    return delivery(name, fixtures=FIXTURES / "bitbucketserver", **changes)
 
 
 def send(facade_url: str, pipeline: str, event: str, payload: dict[str, Any], secret: str | None,
@@ -102,7 +97,7 @@ def test_a_push_a_tag_and_a_pull_request_run_and_report(api, facade, hooked, fak
     fake, ref, secret = fake_bitbucketserver, hooked["ref"], hooked["secret"]
     owner = f"scm/{fake.project_of(dc_setup['user'].login).lower()}"
     pushed = fake.push(owner, "service", "refs/heads/main", {"hello.txt": "pushed to main\n"})
-    push = dc_delivery("repo_refs_changed.json", **{
+    push = forge_delivery("bitbucketserver", "repo_refs_changed.json", **{
         "changes.0.refId": "refs/heads/main", "changes.0.ref.id": "refs/heads/main",
         "changes.0.ref.displayId": "main", "changes.0.toHash": pushed})
     request_id = str(uuid.uuid4())
@@ -118,12 +113,12 @@ def test_a_push_a_tag_and_a_pull_request_run_and_report(api, facade, hooked, fak
     assert [s["state"] for s in reported] == ["INPROGRESS", "SUCCESSFUL"]
     assert reported[-1]["url"].endswith(f"/pipelineexecutions/{hooked['name']}-1")
     tagged = fake.push(owner, "service", "refs/tags/v1.1.0", {"hello.txt": "tagged\n"})
-    tag = dc_delivery("repo_refs_changed-tag.json", **{"changes.0.toHash": tagged})
+    tag = forge_delivery("bitbucketserver", "repo_refs_changed-tag.json", **{"changes.0.toHash": tagged})
     assert send(facade.url, ref, "repo:refs_changed", tag, secret).status_code == 202
     second = wait_state(api, hooked["project"], f"{hooked['name']}-2")
     assert second["state"] == "success" and (second["event"], second["branch"]) == ("tag", "v1.1.0")
     proposed = fake.push(owner, "service", "refs/pull-requests/7/from", {"hello.txt": "proposed\n"})
-    opened = dc_delivery("pr_opened.json", **{"pullRequest.id": 7, "pullRequest.fromRef.latestCommit": proposed,
+    opened = forge_delivery("bitbucketserver", "pr_opened.json", **{"pullRequest.id": 7, "pullRequest.fromRef.latestCommit": proposed,
                                               "pullRequest.toRef.displayId": "main"})
     assert send(facade.url, ref, "pr:opened", opened, secret).status_code == 202
     third = wait_state(api, hooked["project"], f"{hooked['name']}-3")
@@ -134,7 +129,7 @@ def test_a_push_a_tag_and_a_pull_request_run_and_report(api, facade, hooked, fak
 
 def test_deliveries_that_run_nothing(api, facade, hooked, dc_setup) -> None:  # type: ignore[no-untyped-def]
     ref, secret = hooked["ref"], hooked["secret"]
-    push = dc_delivery("repo_refs_changed.json", **{"changes.0.toHash": dc_setup["repo"]["commits"]["main"]})
+    push = forge_delivery("bitbucketserver", "repo_refs_changed.json", **{"changes.0.toHash": dc_setup["repo"]["commits"]["main"]})
     assert_error(send(facade.url, ref, "repo:refs_changed", push, "wrong-secret"), 401)
     assert_error(send(facade.url, ref, "repo:refs_changed", push, None), 401)
     assert "not built" in send(facade.url, ref, "repo:refs_changed", push, secret).json()["message"]
@@ -142,6 +137,6 @@ def test_deliveries_that_run_nothing(api, facade, hooked, dc_setup) -> None:  # 
     for event, name in (("repo:refs_changed", "repo_refs_changed-branch-deleted.json"),
                         ("pr:merged", "pr_merged.json"), ("pr:declined", "pr_declined.json"),
                         ("pr:modified", "pr_modified.json")):
-        answer = send(facade.url, ref, event, dc_delivery(name), secret)
+        answer = send(facade.url, ref, event, forge_delivery("bitbucketserver", name), secret)
         assert answer.status_code == 200, (name, answer.text)
     assert api.get(f"/v3/projects/{hooked['project']}/pipelineexecutions").json()["data"] == []

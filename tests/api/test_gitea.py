@@ -13,21 +13,22 @@ import hashlib
 import hmac
 import json
 import uuid
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.support.api import assert_error, new_project, script_step, step_log, wait_state
-from tests.support.forges import FIXTURES, cluster_url, credential_of, link, send_gitea, statuses
+from tests.support.forges import (
+    cluster_url,
+    credential_of,
+    forge_delivery,
+    link,
+    send_gitea,
+    statuses,
+)
 from tests.support.procs import wait_for
-from tests.support.webhooks import delivery
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-def gitea_delivery(name: str, **changes: Any) -> dict[str, Any]:
-    return delivery(name, fixtures=FIXTURES / "gitea", **changes)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ def test_the_hook_is_a_signed_gitea_hook_removed_with_the_pipeline(api, hooked, 
 def test_a_push_a_tag_and_a_pull_request_run_and_report(api, facade, hooked, fake_gitea, gitea_setup) -> None:  # type: ignore[no-untyped-def]
     login, ref, secret = gitea_setup["alice"].login, hooked["ref"], hooked["secret"]
     pushed = fake_gitea.push(login, "service", "refs/heads/dev", {"hello.txt": "pushed to dev\n"})
-    push = gitea_delivery("push.json", ref="refs/heads/dev", after=pushed, **{"commits.0.id": pushed})
+    push = forge_delivery("gitea", "push.json", ref="refs/heads/dev", after=pushed, **{"commits.0.id": pushed})
     delivery_id = str(uuid.uuid4())
     assert send_gitea(facade.url, ref, "push", push, secret, delivery_id).status_code == 202
     first = wait_state(api, hooked["project"], f"{hooked['name']}-1")
@@ -119,15 +120,15 @@ def test_a_push_a_tag_and_a_pull_request_run_and_report(api, facade, hooked, fak
     assert reported[-1]["context"] == f"prefect-pipelines/{hooked['name']}"
     # A tag runs from its create event; the push Gitea also sends for it runs nothing.
     tagged = fake_gitea.push(login, "service", "refs/tags/v1.0.0", {"hello.txt": "tagged\n"})
-    tag_push = gitea_delivery("push.json", ref="refs/tags/v1.0.0", after=tagged)
+    tag_push = forge_delivery("gitea", "push.json", ref="refs/tags/v1.0.0", after=tagged)
     assert "create event runs it" in send_gitea(facade.url, ref, "push", tag_push, secret).json()["message"]
-    create = gitea_delivery("create-tag.json", sha=tagged)
+    create = forge_delivery("gitea", "create-tag.json", sha=tagged)
     assert send_gitea(facade.url, ref, "create", create, secret).status_code == 202
     second = wait_state(api, hooked["project"], f"{hooked['name']}-2")
     assert second["state"] == "success" and (second["event"], second["branch"]) == ("tag", "v1.0.0")
     assert second["commit"] == tagged and "tagged" in step_log(api, hooked["project"], f"{hooked['name']}-2", 0, 1)
     proposed = fake_gitea.push(login, "service", "refs/pull/1/head", {"hello.txt": "proposed\n"})
-    opened = gitea_delivery("pull_request-opened.json", **{"pull_request.head.sha": proposed,
+    opened = forge_delivery("gitea", "pull_request-opened.json", **{"pull_request.head.sha": proposed,
                                                           "pull_request.base.ref": "main"})
     assert send_gitea(facade.url, ref, "pull_request", opened, secret).status_code == 202
     third = wait_state(api, hooked["project"], f"{hooked['name']}-3")
@@ -139,7 +140,7 @@ def test_a_push_a_tag_and_a_pull_request_run_and_report(api, facade, hooked, fak
 def test_deliveries_that_run_nothing(api, facade, hooked, gitea_setup) -> None:  # type: ignore[no-untyped-def]
     ref, secret = hooked["ref"], hooked["secret"]
     commit = gitea_setup["repo"]["commits"]["main"]
-    push = gitea_delivery("push.json", ref="refs/heads/main", after=commit)
+    push = forge_delivery("gitea", "push.json", ref="refs/heads/main", after=commit)
     assert_error(send_gitea(facade.url, ref, "push", push, "wrong-secret"), 401)
     assert_error(send_gitea(facade.url, ref, "push", push, None), 401)
     body = json.dumps(push).encode()
@@ -147,11 +148,11 @@ def test_deliveries_that_run_nothing(api, facade, hooked, gitea_setup) -> None: 
         "X-Gitea-Event": "push", "X-Gitea-Delivery": str(uuid.uuid4()), "Content-Type": "application/json",
         "X-Forgejo-Signature": hmac.new(b"wrong", body, hashlib.sha256).hexdigest()})
     assert_error(forgejo, 401)
-    other = gitea_delivery("push.json", ref="refs/heads/not-built", after=commit)
+    other = forge_delivery("gitea", "push.json", ref="refs/heads/not-built", after=commit)
     assert "not built" in send_gitea(facade.url, ref, "push", other, secret).json()["message"]
     for event, name in (("pull_request", "pull_request-closed.json"), ("pull_request", "pull_request-merged.json"),
                         ("delete", "delete-branch.json"), ("issues", "issues-opened.json")):
-        answer = send_gitea(facade.url, ref, event, gitea_delivery(name), secret)
+        answer = send_gitea(facade.url, ref, event, forge_delivery("gitea", name), secret)
         assert answer.status_code == 200, (name, answer.text)
     assert api.get(f"/v3/projects/{hooked['project']}/pipelineexecutions").json()["data"] == []
 

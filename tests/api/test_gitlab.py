@@ -18,21 +18,16 @@ import pytest
 from tests.fakes.gitlab import REPORTER
 from tests.support.api import assert_error, new_project, script_step, step_log, wait_state
 from tests.support.forges import (
-    FIXTURES,
     app_config,
     cluster_url,
-    credential_of,
+    forge_delivery,
+    link,
     send_gitlab,
     statuses,
 )
 from tests.support.procs import wait_for
-from tests.support.webhooks import delivery
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-def gitlab_delivery(name: str, **changes: Any) -> dict[str, Any]:
-    return delivery(name, fixtures=FIXTURES / "gitlab", **changes)
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +46,7 @@ def gitlab_setup(api: httpx.Client, facade, tokens, fake_gitlab):  # type: ignor
     fake.add_repo(bob.login, "bob-private", branches={"main": {"bob.txt": "bob only\n"}})
     for i in range(104):  # with the two above, more than one page of 100 projects
         fake.add_repo(alice.login, f"filler-{i:03d}")
-    made = api.post(cluster_url(cluster), params={"action": "authapp"}, json={
-        "gitlabConfig": app_config(fake, client_id, client_secret),
-        "code": fake.new_code(client_id, alice.login)})
-    assert made.status_code == 200, made.text
+    alice_credential = link(api, fake, "gitlab", cluster, alice.login, (client_id, client_secret))
     with httpx.Client(base_url=facade.url, headers={"Authorization": f"Bearer {tokens['bob']}"},
                       timeout=60) as bob_api:
         linked = bob_api.post(cluster_url(cluster), params={"action": "authuser"}, json={
@@ -62,7 +54,7 @@ def gitlab_setup(api: httpx.Client, facade, tokens, fake_gitlab):  # type: ignor
         assert linked.status_code == 200, linked.text
         yield {"cluster": cluster, "client_id": client_id, "client_secret": client_secret,
                "alice": alice, "bob": bob, "repo": repo, "bob_api": bob_api,
-               "alice_credential": credential_of(api, alice.login), "bob_credential": linked.json()}
+               "alice_credential": alice_credential, "bob_credential": linked.json()}
 
 
 class TestOAuth:
@@ -182,7 +174,7 @@ class TestWebhooks:
             self, api, facade, hooked, fake_gitlab, gitlab_setup) -> None:
         login = gitlab_setup["alice"].login
         commit = fake_gitlab.push(login, "service", "refs/heads/dev", {"hello.txt": "pushed to dev\n"})
-        payload = gitlab_delivery("push.json", ref="refs/heads/dev", checkout_sha=commit, after=commit,
+        payload = forge_delivery("gitlab", "push.json", ref="refs/heads/dev", checkout_sha=commit, after=commit,
                                   **{"commits.-1.id": commit})
         delivery_id = str(uuid.uuid4())
         response = send_gitlab(facade.url, hooked["ref"], "Push Hook", payload, hooked["secret"], delivery_id)
@@ -209,13 +201,13 @@ class TestWebhooks:
     def test_a_tag_and_a_merge_request_run(self, api, facade, hooked, fake_gitlab, gitlab_setup) -> None:  # type: ignore[no-untyped-def]
         login = gitlab_setup["alice"].login
         tagged = fake_gitlab.push(login, "service", "refs/tags/v1.0.0", {"hello.txt": "tagged\n"})
-        tag = gitlab_delivery("tag_push.json", checkout_sha=tagged, after=tagged)
+        tag = forge_delivery("gitlab", "tag_push.json", checkout_sha=tagged, after=tagged)
         assert send_gitlab(facade.url, hooked["ref"], "Tag Push Hook", tag, hooked["secret"]).status_code == 202
         first = wait_state(api, hooked["project"], f"{hooked['name']}-1")
         assert first["state"] == "success" and first["event"] == "tag" and first["branch"] == "v1.0.0"
         assert first["commit"] == tagged and first["ref"] == "refs/tags/v1.0.0"
         proposed = fake_gitlab.push(login, "service", "refs/merge-requests/1/head", {"hello.txt": "proposed\n"})
-        opened = gitlab_delivery("merge_request-open.json", **{
+        opened = forge_delivery("gitlab", "merge_request-open.json", **{
             "object_attributes.last_commit.id": proposed, "object_attributes.target_branch": "main"})
         answer = send_gitlab(facade.url, hooked["ref"], "Merge Request Hook", opened, hooked["secret"])
         assert answer.status_code == 202, answer.text
@@ -228,21 +220,21 @@ class TestWebhooks:
     def test_deliveries_that_run_nothing(self, api, facade, hooked, gitlab_setup) -> None:  # type: ignore[no-untyped-def]
         ref, secret = hooked["ref"], hooked["secret"]
         commit = gitlab_setup["repo"]["commits"]["main"]
-        push = gitlab_delivery("push.json", ref="refs/heads/main", checkout_sha=commit, after=commit)
+        push = forge_delivery("gitlab", "push.json", ref="refs/heads/main", checkout_sha=commit, after=commit)
         assert_error(send_gitlab(facade.url, ref, "Push Hook", push, "wrong-token"), 401)
         assert_error(send_gitlab(facade.url, ref, "Push Hook", push, None), 401)
-        other = gitlab_delivery("push.json", ref="refs/heads/not-built", checkout_sha=commit, after=commit)
+        other = forge_delivery("gitlab", "push.json", ref="refs/heads/not-built", checkout_sha=commit, after=commit)
         assert "not built" in send_gitlab(facade.url, ref, "Push Hook", other, secret).json()["message"]
-        deleted = gitlab_delivery("push-branch-deleted.json")
+        deleted = forge_delivery("gitlab", "push-branch-deleted.json")
         assert "deleted" in send_gitlab(facade.url, ref, "Push Hook", deleted, secret).json()["message"]
         for name in ("merge_request-close.json", "merge_request-merge.json"):
-            answer = send_gitlab(facade.url, ref, "Merge Request Hook", gitlab_delivery(name), secret)
+            answer = send_gitlab(facade.url, ref, "Merge Request Hook", forge_delivery("gitlab", name), secret)
             assert answer.status_code == 200 and "nothing to build" in answer.json()["message"], answer.text
-        retitled = gitlab_delivery("merge_request-update.json", **{"object_attributes.oldrev": None})
+        retitled = forge_delivery("gitlab", "merge_request-update.json", **{"object_attributes.oldrev": None})
         answer = send_gitlab(facade.url, ref, "Merge Request Hook", retitled, secret)
         assert "without new commits" in answer.json()["message"]
-        wiki = send_gitlab(facade.url, ref, "Wiki Page Hook", gitlab_delivery("wiki_page.json"), secret)
+        wiki = send_gitlab(facade.url, ref, "Wiki Page Hook", forge_delivery("gitlab", "wiki_page.json"), secret)
         assert wiki.status_code == 200 and "runs nothing" in wiki.json()["message"]
-        bad = gitlab_delivery("push.json", ref="refs/heads/main", checkout_sha="not-a-commit")
+        bad = forge_delivery("gitlab", "push.json", ref="refs/heads/main", checkout_sha="not-a-commit")
         assert_error(send_gitlab(facade.url, ref, "Push Hook", bad, secret), 422, field="checkout_sha")
         assert api.get(f"/v3/projects/{hooked['project']}/pipelineexecutions").json()["data"] == []

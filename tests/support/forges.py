@@ -53,6 +53,13 @@ def link(api: httpx.Client, fake: Any, kind: str, cluster: str, login: str,
     return credential_of(api, login)
 
 
+def forge_delivery(kind: str, name: str, **changes: Any) -> dict[str, Any]:
+    """A fixture payload of forge `kind` (tests/fixtures/<kind>/) with dotted paths changed."""
+    from tests.support.webhooks import delivery
+
+    return delivery(name, fixtures=FIXTURES / kind, **changes)
+
+
 def statuses(fake: Any, full_name: str, commit: str, count: int) -> list[dict[str, Any]] | None:
     found = fake.statuses.get(f"{full_name}@{commit}", [])
     return found if len(found) >= count else None

@@ -20,7 +20,7 @@ from prefect_pipelines.flows.executors.docker import (
 )
 from prefect_pipelines.flows.output import StepOutput
 from prefect_pipelines.translator import PipelineConfig, RunIdentity, compile_plan
-from prefect_pipelines.translator.plan import ResolvedStep
+from prefect_pipelines.translator.plan import ResolvedStep, StepDefaults
 
 CTX = StepContext(label="test/0", workspace=Path("/srv/ws/run-1"), env={"CICD_GIT_BRANCH": "main"},
                   output=StepOutput("test/0", flow_run_id=None, task_run_id=None), token=StopToken(),
@@ -28,10 +28,13 @@ CTX = StepContext(label="test/0", workspace=Path("/srv/ws/run-1"), env={"CICD_GI
                           "io.prefect-pipelines.step": "1/0"})
 
 
-def resolved(step: dict[str, object], *, branch: str = "main") -> ResolvedStep:
-    """The step compiled and resolved as a run of branch `branch` would."""
+def resolved(step: dict[str, object], *, branch: str = "main",
+             defaults: StepDefaults = StepDefaults()) -> ResolvedStep:
+    """The step compiled and resolved as a run of branch `branch` in a project of
+    `defaults` would."""
     config = PipelineConfig.model_validate({"stages": [{"name": "s", "steps": [step]}]})
-    plan = compile_plan(config, identity=RunIdentity("p", "c-1:p-1", 3), branch=branch)
+    plan = compile_plan(config, identity=RunIdentity("p", "c-1:p-1", 3), branch=branch,
+                        defaults=defaults)
     return plan.resolve(plan.steps()[0])
 
 
@@ -86,6 +89,28 @@ def test_a_publish_step_builds_then_pushes_its_tag() -> None:
         "decode": True, "auth_config": login}
     hub = resolved({"publishImageConfig": {"tag": "team/app"}}).publish
     assert hub is not None and (hub.registry, push_spec(hub, None)["tag"]) == ("", "latest")
+
+
+def test_limits_and_privilege_reach_the_container_and_the_build() -> None:
+    step = resolved({"runScriptConfig": {"image": "busybox", "shellScript": "make"},
+                     "cpuRequest": "500m", "cpuLimit": "1.5", "memoryRequest": "32Mi",
+                     "privileged": True},
+                    defaults=StepDefaults(memory_limit="1Gi", allow_privileged=True))
+    assert step.script is not None
+    spec = container_spec(step.script, ctx=CTX, network="none")
+    assert {key: spec[key] for key in ("nano_cpus", "cpu_shares", "mem_limit", "memswap_limit",
+                                       "mem_reservation", "privileged")} == {
+        "nano_cpus": 1_500_000_000, "cpu_shares": 512, "mem_limit": 2**30,
+        "memswap_limit": 2**30, "mem_reservation": 32 * 2**20, "privileged": True}
+    plain = resolved({"runScriptConfig": {"image": "busybox", "shellScript": "make"}})
+    assert plain.script is not None
+    assert not {"nano_cpus", "cpu_shares", "mem_limit", "memswap_limit", "mem_reservation",
+                "privileged"} & set(container_spec(plain.script, ctx=CTX, network=None))
+    publish = resolved({"publishImageConfig": {"tag": "team/app"}, "memoryLimit": "256Mi",
+                        "cpuRequest": "2", "cpuLimit": "2"}).publish
+    assert publish is not None
+    assert build_spec(publish, workspace=Path("/w"), pull=False, network=None)["container_limits"] == {
+        "memory": 256 * 2**20, "memswap": 256 * 2**20, "cpushares": 2048}
 
 
 @pytest.mark.parametrize(("text", "bases"), [

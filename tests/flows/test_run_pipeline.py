@@ -242,6 +242,39 @@ class TestFailures:
         assert "timed out after 0.08 minute(s) (the pipeline's timeout)" in state.message
 
 
+class TestLimits:
+    def test_a_step_over_its_memory_limit_fails_out_of_memory(self) -> None:
+        # dd's 200 MiB block is allocated and written: past the 64Mi limit, swap included.
+        definition = stages([{**script("echo allocating\ndd if=/dev/zero of=/dev/null bs=200M count=1"),
+                              "memoryLimit": "64Mi"}])
+        state, flow_run_id = run_definition(definition)
+        assert state.is_failed()
+        assert state.message == "stage 'stage0' failed: step stage0 / 1: out of memory (limit 64Mi)"
+        assert "out of memory (limit 64Mi)" in step_log(flow_run_id, 0, 0)
+        assert "exit" not in task_runs(flow_run_id)[(0, 0)].state.message
+        ok = stages([{**script("dd if=/dev/zero of=/dev/null bs=16M count=1 && echo fits"),
+                      "memoryLimit": "64Mi", "cpuLimit": "500m", "cpuRequest": "250m"}])
+        state, flow_run_id = run_definition(ok)
+        assert state.is_completed(), state.message
+        assert "fits" in step_log(flow_run_id, 0, 0)
+
+    def test_privileged_reaches_the_container(self) -> None:
+        # The effective capabilities say whether the container is privileged. This
+        # machine's sandbox refuses privileged containers: then the step fails with the
+        # engine's own message (and elsewhere it runs with every capability).
+        plain = "grep CapEff /proc/self/status"
+        state, flow_run_id = run_definition(stages([script(plain)]))
+        assert state.is_completed(), state.message
+        default_caps = step_log(flow_run_id, 0, 0).split("CapEff:")[1].split()[0]
+        state, flow_run_id = run_definition(stages([{**script(plain), "privileged": True}]))
+        if state.is_completed():
+            caps = step_log(flow_run_id, 0, 0).split("CapEff:")[1].split()[0]
+            assert int(caps, 16) > int(default_caps, 16)
+        else:
+            assert "could not create the container" in state.message or "the container failed" in state.message
+            assert "operation not permitted" in state.message, state.message
+
+
 class TestCancellation:
     def test_cancelling_stops_the_containers(self, docker_client) -> None:  # type: ignore[no-untyped-def]
         pipeline_id = f"cancel-{uuid.uuid4().hex[:8]}"

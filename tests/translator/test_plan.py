@@ -6,7 +6,13 @@ import pytest
 
 from prefect_pipelines.translator import RunIdentity, Trigger, compile_plan, parse_pipeline
 from prefect_pipelines.translator import errors as e
-from prefect_pipelines.translator.plan import expand_image_reference, repo_name, split_reference
+from prefect_pipelines.translator.plan import (
+    StepDefaults,
+    StepLimits,
+    expand_image_reference,
+    repo_name,
+    split_reference,
+)
 
 CONFIG = parse_pipeline({
     "stages": [
@@ -250,3 +256,40 @@ def test_publish_registry_is_where_the_tag_is_pushed(tag: str, registry: str, pu
     plan = compile_plan(config, identity=IDENTITY, branch="main")
     publish = plan.resolve(plan.steps()[1]).publish
     assert publish is not None and (publish.tag, publish.registry) == (pushed, registry)
+
+
+def _limited(step: dict[str, object], defaults: StepDefaults = StepDefaults()) -> StepLimits:
+    config = parse_pipeline({"stages": [{"name": "s", "steps": [
+        {"runScriptConfig": {"image": "busybox", "shellScript": "true"}, **step}]}]})
+    plan = compile_plan(config, identity=RunIdentity("p", "c-1:p-1", 1), defaults=defaults)
+    resolved = plan.resolve(plan.steps()[0])
+    assert resolved.script is not None
+    return resolved.script.limits
+
+
+def test_a_step_s_limits_are_its_own_else_its_project_s_each_alone() -> None:
+    own = _limited({"cpuRequest": "250m", "cpuLimit": 1, "memoryRequest": "32Mi", "memoryLimit": "1Gi"})
+    assert own == StepLimits(cpu_request_nanos=250_000_000, cpu_limit_nanos=10**9,
+                             memory_request_bytes=32 * 2**20, memory_limit_bytes=2**30,
+                             memory_limit="1Gi")
+    project = StepDefaults.from_settings({"cpuLimit": "2", "memoryLimit": "512M", "executorQuota": 3})
+    mixed = _limited({"memoryLimit": "64Mi"}, project)
+    assert (mixed.cpu_limit_nanos, mixed.memory_limit_bytes, mixed.memory_limit) == (
+        2 * 10**9, 64 * 2**20, "64Mi")
+    assert _limited({}) == StepLimits()
+
+
+def test_a_request_over_the_project_s_limit_names_the_step_and_the_setting() -> None:
+    with pytest.raises(e.StepLimitsError) as caught:
+        _limited({"memoryRequest": "128Mi"}, StepDefaults(memory_limit="64Mi"))
+    assert caught.value.path == "stages[0].steps[0].memoryRequest"
+    assert "settings.memoryLimit" in caught.value.message
+
+
+def test_privileged_steps_run_only_where_the_project_allows_them() -> None:
+    with pytest.raises(e.PrivilegedStepError) as caught:
+        _limited({"privileged": True})
+    assert caught.value.path == "stages[0].steps[0].privileged"
+    assert "allowPrivileged" in caught.value.message
+    assert _limited({"privileged": True}, StepDefaults(allow_privileged=True)).privileged
+    assert not _limited({}, StepDefaults(allow_privileged=True)).privileged

@@ -103,7 +103,16 @@ INVALID = [
     ("step is a string", pipeline(["echo"]), e.WrongTypeError, "stages[0].steps[0]"),
     ("step with no config", pipeline([{"timeout": 3}]), e.StepKindError, "stages[0].steps[0]"),
     ("step with two configs", pipeline([{**RUN, **PUBLISH}]), e.StepKindError, "stages[0].steps[0]"),
-    ("unknown step key", pipeline([{**RUN, "privileged": True}]), e.UnknownFieldError, "stages[0].steps[0].privileged"),
+    ("unknown step key", pipeline([{**RUN, "priviliged": True}]), e.UnknownFieldError, "stages[0].steps[0].priviliged"),
+    ("memory not a quantity", pipeline([{**RUN, "memoryLimit": "64MB"}]), e.InvalidValueError, "stages[0].steps[0].memoryLimit"),
+    ("memory under the engine's least", pipeline([{**RUN, "memoryLimit": "4Mi"}]), e.InvalidValueError, "stages[0].steps[0].memoryLimit"),
+    ("cpu in memory units", pipeline([{**RUN, "cpuLimit": "1Gi"}]), e.InvalidValueError, "stages[0].steps[0].cpuLimit"),
+    ("cpu under a thousandth", pipeline([{**RUN, "cpuRequest": "0.0001"}]), e.InvalidValueError, "stages[0].steps[0].cpuRequest"),
+    ("cpu a boolean", pipeline([{**RUN, "cpuLimit": True}]), e.WrongTypeError, "stages[0].steps[0].cpuLimit"),
+    ("memory request over its limit", pipeline([{**RUN, "memoryRequest": "1Gi", "memoryLimit": "512Mi"}]), e.StepLimitsError, "stages[0].steps[0].memoryRequest"),
+    ("cpu request over its limit", pipeline([{**RUN, "cpuRequest": "2", "cpuLimit": "500m"}]), e.StepLimitsError, "stages[0].steps[0].cpuRequest"),
+    ("limits of a clone", {"stages": [{"name": "c", "steps": [{"sourceCodeConfig": {"url": "https://h/r.git", "branch": "main"}, "memoryLimit": "64Mi"}]}]}, e.InvalidValueError, "stages[0].steps[0].memoryLimit"),
+    ("privileged publish", pipeline([{**PUBLISH, "privileged": True}]), e.InvalidValueError, "stages[0].steps[0].privileged"),
     ("config not a mapping", pipeline([{"runScriptConfig": "echo"}]), e.WrongTypeError, "stages[0].steps[0].runScriptConfig"),
     ("missing image", pipeline([with_step(RUN, image=None)]), e.MissingFieldError, "stages[1].steps[0].runScriptConfig.image".replace("stages[1]", "stages[0]")),
     ("image with a space", pipeline([with_step(RUN, image="bad image")]), e.InvalidValueError, "stages[0].steps[0].runScriptConfig.image"),
@@ -209,7 +218,7 @@ def test_min_cron_interval_is_a_setting() -> None:
 def test_every_error_kind_is_exercised() -> None:
     """A new error class must come with a row in the table above."""
     used = {case[2] for case in INVALID}
-    run_time_only = {e.BranchRequiredError, e.BranchMismatchError, e.ImageTagError,
+    run_time_only = {e.BranchRequiredError, e.BranchMismatchError, e.ImageTagError, e.PrivilegedStepError,
                      e.YamlSyntaxError, e.YamlLimitError}
     defined = {cls for cls in vars(e).values()
                if isinstance(cls, type) and issubclass(cls, e.PipelineSpecError)

@@ -347,9 +347,14 @@ class ProjectSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     executorQuota: int | None = Field(default=None, description="Most executions running at once.")
-    cpuLimit: str | None = Field(default=None, description="Default CPU limit of a step.")
-    memoryLimit: str | None = Field(default=None, description="Default memory limit of a step.")
-    allowPrivileged: bool | None = Field(default=None, description="Admins only.")
+    cpuRequest: str | None = Field(default=None, description="CPU request of a step that sets "
+                                   "none (500m, 1).")
+    cpuLimit: str | None = Field(default=None, description="CPU limit of a step that sets none.")
+    memoryRequest: str | None = Field(default=None, description="Memory request of a step that "
+                                      "sets none (64Mi, 1Gi).")
+    memoryLimit: str | None = Field(default=None, description="Memory limit of a step that sets none.")
+    allowPrivileged: bool | None = Field(default=None, description="Whether steps may set "
+                                         "privileged: true (admins only).")
 
 
 class ProjectIn(BaseModel):

@@ -45,7 +45,7 @@ from prefect_pipelines.services.runs import (
     publish_report,
     record_definition,
     record_steps,
-    trigger_refusal,
+    run_policy,
 )
 from prefect_pipelines.services.statuses import CommitStatus
 from prefect_pipelines.settings import Settings, get_settings
@@ -63,6 +63,7 @@ from prefect_pipelines.translator import (
 from prefect_pipelines.translator.branches import repository_branch
 from prefect_pipelines.translator.executions import api_state
 from prefect_pipelines.translator.pipeline_file import clone_only, file_names, parse_pipeline_file
+from prefect_pipelines.translator.plan import OPERATOR_DEFAULTS
 from prefect_pipelines.translator.spec import run_variables
 from prefect_pipelines.vocabulary import (
     CONTAINER_EXECUTION,
@@ -574,15 +575,17 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
             run=run_number,
         )
         credential = bool(config.source and config.source.source_code_credential_id)
-        if flow_run.deployment_id is not None and (
-                credential or run_trigger.triggered_by in ("cron", "webhook")):
-            refusal = trigger_refusal(flow_run, project_id, credential=credential)
+        defaults = OPERATOR_DEFAULTS  # `exec`: the operator's own run
+        if flow_run.deployment_id is not None:
+            refusal, defaults = run_policy(
+                flow_run, project_id, credential=credential,
+                check_creator=credential or run_trigger.triggered_by in ("cron", "webhook"))
             if refusal is not None:
                 logger.error("%s", refusal)
                 console.status(refusal)
                 return Failed(message=refusal)
         plan = compile_plan(config, identity=identity, trigger=run_trigger, branch=branch,
-                            variables=variables)
+                            variables=variables, defaults=defaults)
     except PipelineSpecError as exc:
         logger.error("cannot run this pipeline: %s", exc)
         console.status(f"cannot run this pipeline: {exc}")
@@ -724,7 +727,7 @@ def _read_pipeline_file(run: _Run, repository: PipelineConfig, pipeline: dict[st
                                      max_bytes=run.settings.max_pipeline_bytes)
         old = run.plan
         plan = compile_plan(config, identity=old.identity, trigger=old.trigger, branch=old.branch,
-                            variables=old.extra_env)
+                            variables=old.extra_env, defaults=old.defaults)
         plan = replace(plan, source_file=name)
         if run.flow_run.deployment_id is not None:
             record_definition(run.flow_run, {**pipeline, **config.to_dict()})

@@ -49,6 +49,7 @@ from prefect_pipelines.translator import (
 from prefect_pipelines.translator.branches import repository_branch
 from prefect_pipelines.translator.executions import flow_run_state, iso
 from prefect_pipelines.translator.mapping import StoredDefinition, creator_of
+from prefect_pipelines.translator.plan import StepDefaults, step_limits
 from prefect_pipelines.translator.schedule import next_fire_time
 from prefect_pipelines.vocabulary import (
     ENTRYPOINT,
@@ -229,6 +230,7 @@ async def create_pipeline(client: PrefectClient, *, project_id: str, config: Pip
     assert config.name is not None
     await _check_credential(client, config, creator_id)
     await check_env_from(client, project_id, config)
+    await check_step_limits(client, project_id, config)
     block_name = secrets_block_name(project_id, config.name)
     block = PipelineSecrets(project_id=project_id, pipeline_id=config.name,
                             token=secrets.token_urlsafe(32))
@@ -249,6 +251,16 @@ async def create_pipeline(client: PrefectClient, *, project_id: str, config: Pip
         await _delete_secrets(client, project_id, config.name)
         raise
     return await read_pipeline(client, project_id=project_id, pipeline_id=config.name)
+
+
+async def check_step_limits(client: PrefectClient, project_id: str, config: PipelineConfig) -> None:
+    """Every step's limits and privilege hold in its project (as its runs will hold them):
+    a 422 naming the step's field otherwise. A repository's file is held to them as it runs."""
+    project = await read_project(client, project_id)
+    defaults = StepDefaults.from_settings(project.settings if project else None)
+    for i, stage in enumerate(config.stages or []):
+        for j, step in enumerate(stage.steps):
+            step_limits(step, defaults, f"stages[{i}].steps[{j}]")
 
 
 async def _check_credential(client: PrefectClient, config: PipelineConfig, user_id: str) -> None:
@@ -332,6 +344,7 @@ async def update_pipeline(client: PrefectClient, *, project_id: str, pipeline_id
         )
     current = await read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
     await check_env_from(client, project_id, config)
+    await check_step_limits(client, project_id, config)
     creator = current.creator_id
     if StoredDefinition(current.definition).repository != StoredDefinition(config.model_dump(by_alias=True)).repository:
         # A new repository or credential: the caller's own credential, and the pipeline

@@ -42,9 +42,11 @@ from prefect_pipelines.services.dockercredentials import adopt_operator_logins, 
 from prefect_pipelines.services.documents import block_ids, find_documents
 from prefect_pipelines.services.secrets import put_secret
 from prefect_pipelines.services.tokens import check_user_id
-from prefect_pipelines.translator.errors import ImageTagError
+from prefect_pipelines.translator.errors import ImageTagError, PipelineSpecError
 from prefect_pipelines.translator.mapping import StoredDefinition, creator_of
 from prefect_pipelines.translator.plan import split_reference
+from prefect_pipelines.translator.quantities import cpu_quantity, memory_quantity
+from prefect_pipelines.translator.spec import check_requests
 from prefect_pipelines.vocabulary import FLOW_NAME, TAG_PROJECT, split_deployment_name
 
 if TYPE_CHECKING:
@@ -60,7 +62,10 @@ _ID_CHARS = string.ascii_lowercase + string.digits
 _PAGE = 200
 _odd: set[str] = set()
 MAX_QUOTA = 100_000
-SETTINGS = {"executorQuota": int, "cpuLimit": str, "memoryLimit": str, "allowPrivileged": bool}
+SETTINGS = {"executorQuota": int, "cpuRequest": str, "cpuLimit": str, "memoryRequest": str,
+            "memoryLimit": str, "allowPrivileged": bool}
+_QUANTITIES = {"cpuRequest": cpu_quantity, "cpuLimit": cpu_quantity,
+               "memoryRequest": memory_quantity, "memoryLimit": memory_quantity}
 
 
 def _now() -> str:
@@ -167,7 +172,23 @@ def check_settings(settings: Any) -> dict[str, Any]:
             raise InvalidInputError(
                 f"settings.executorQuota must be between {-MAX_QUOTA} and {MAX_QUOTA} "
                 "(0 or less: no limit)", field_name="settings.executorQuota")
+        if key in _QUANTITIES:
+            try:
+                _QUANTITIES[key](value)
+            except PipelineSpecError as exc:
+                raise InvalidInputError(f"settings.{key}: {exc.message}",
+                                        field_name=f"settings.{key}") from None
     return dict(settings)
+
+
+def check_step_defaults(settings: dict[str, Any]) -> None:
+    """A project's requests are not over its limits (its settings as they will be)."""
+    try:
+        check_requests(settings.get("cpuRequest"), settings.get("cpuLimit"),
+                       settings.get("memoryRequest"), settings.get("memoryLimit"))
+    except PipelineSpecError as exc:
+        raise InvalidInputError(f"settings.{exc.path}: {exc.message}",
+                                field_name=f"settings.{exc.path}") from None
 
 
 async def create_project(client: PrefectClient, *, cluster_id: str, name: str,
@@ -216,7 +237,9 @@ async def update_project(client: PrefectClient, project: Project, *, name: str |
     if description is not None:
         project.description = description
     if settings is not None:
-        project.settings = {**project.settings, **check_settings(settings)}
+        merged = {**project.settings, **check_settings(settings)}
+        check_step_defaults(merged)
+        project.settings = merged
     found = await _read(client, PipelinesProject, _project_block(project.id))
     if found is None:
         raise NotFoundError(f"project {project.id!r} not found")

@@ -17,7 +17,7 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from prefect_pipelines.services.client import pipelines_client, shared_sync_client
 from prefect_pipelines.services.executions import task_runs_of
 from prefect_pipelines.services.numbering import claim_run_number
-from prefect_pipelines.services.projects import may_run, refused_run
+from prefect_pipelines.services.projects import may_run, read_project, refused_run
 from prefect_pipelines.translator import RunPlan
 from prefect_pipelines.translator.executions import (
     Steps,
@@ -26,6 +26,7 @@ from prefect_pipelines.translator.executions import (
     step_records,
 )
 from prefect_pipelines.translator.mapping import creator_of, run_number_of
+from prefect_pipelines.translator.plan import StepDefaults
 from prefect_pipelines.vocabulary import (
     LABEL_STEPS,
     TAG_EXECUTION,
@@ -67,19 +68,27 @@ def ensure_run_number(flow_run: FlowRun, pipeline_id: str) -> int:
     return run_coro_as_sync(take())
 
 
-def trigger_refusal(flow_run: FlowRun, project_id: str, *, credential: bool = False) -> str | None:
-    """Why a run may not run, or None: a cron or webhook run acts for its pipeline's
-    creator (as the deployment names them now), and a run that clones with a credential
-    (`credential`) uses the creator's; either needs the creator to still be a member."""
-    async def check() -> str | None:
+def run_policy(flow_run: FlowRun, project_id: str, *, check_creator: bool,
+               credential: bool = False) -> tuple[str | None, StepDefaults]:
+    """What a project's run is held to, read in one session: why it may not run (None
+    when it may), and its project's step defaults (limits, privileged steps).
+
+    With `check_creator` (a cron or webhook run, or one that clones with a credential,
+    `credential`) the run acts for its pipeline's creator, as the deployment names them
+    now, who must still be a member of the project."""
+    async def read() -> tuple[str | None, StepDefaults]:
         async with pipelines_client() as client:
+            project = await read_project(client, project_id)
+            defaults = StepDefaults.from_settings(project.settings if project else None)
+            if not check_creator:
+                return None, defaults
             deployment = await client.read_deployment(flow_run.deployment_id)
             creator = creator_of(deployment.tags)
             if await may_run(client, project_id, creator):
-                return None
-            return refused_run(project_id, creator, credential=credential)
+                return None, defaults
+            return refused_run(project_id, creator, credential=credential), defaults
 
-    return run_coro_as_sync(check())
+    return run_coro_as_sync(read())
 
 
 def record_steps(flow_run_id: UUID, *, label: bool = True) -> Steps | None:

@@ -23,7 +23,9 @@ user reads it (`stages[1].steps[0].runScriptConfig.image`), and says what is wro
     ├── CronTooFrequentError             a schedule that fires too often
     ├── BranchRequiredError              no branch given and none can be derived
     ├── BranchMismatchError              the branch asked for is excluded by the pattern
-    └── ImageTagError                    an image tag that cannot be expanded
+    ├── ImageTagError                    an image tag that cannot be expanded
+    ├── StepLimitsError                  CPU or memory limits that cannot be met
+    └── PrivilegedStepError              a privileged step in a project that does not allow them
 """
 
 from __future__ import annotations
@@ -141,3 +143,11 @@ class BranchMismatchError(PipelineSpecError):
 
 class ImageTagError(PipelineSpecError):
     """An image reference that cannot be expanded into a valid tag."""
+
+
+class StepLimitsError(PipelineSpecError):
+    """A step's CPU or memory request over its limit (its own or its project's)."""
+
+
+class PrivilegedStepError(PipelineSpecError):
+    """`privileged: true` in a project whose admin has not allowed privileged steps."""

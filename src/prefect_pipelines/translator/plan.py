@@ -24,13 +24,18 @@ from prefect_pipelines.translator.errors import (
     BranchMismatchError,
     ImageTagError,
     PipelineSpecError,
+    PrivilegedStepError,
+    StepLimitsError,
 )
+from prefect_pipelines.translator.quantities import cpu_nanos, memory_bytes
 from prefect_pipelines.translator.spec import (
+    LIMITS,
     EnvFromSecret,
     PipelineConfig,
     RunScriptConfig,
     Step,
     When,
+    check_requests,
 )
 from prefect_pipelines.vocabulary import step_tags
 
@@ -92,6 +97,86 @@ class RunIdentity:
 
 
 @dataclass(frozen=True)
+class StepDefaults:
+    """What a project says of its steps (its settings, Rancher's executor settings): the
+    limits a step that sets none of its own gets, and whether a step may run privileged
+    (`allowPrivileged`, which only an admin sets). Quantities as checked by the project's
+    settings."""
+
+    cpu_request: str | None = None
+    cpu_limit: str | None = None
+    memory_request: str | None = None
+    memory_limit: str | None = None
+    allow_privileged: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, object] | None) -> StepDefaults:
+        """The defaults of a project's `settings` (cpuRequest, cpuLimit, memoryRequest,
+        memoryLimit, allowPrivileged)."""
+        settings = settings or {}
+
+        def text(name: str) -> str | None:
+            value = settings.get(name)
+            return value if isinstance(value, str) and value else None
+
+        return cls(cpu_request=text("cpuRequest"), cpu_limit=text("cpuLimit"),
+                   memory_request=text("memoryRequest"), memory_limit=text("memoryLimit"),
+                   allow_privileged=settings.get("allowPrivileged") is True)
+
+
+# What a run outside any project (`prefect-pipelines exec`, the operator's own) may do.
+OPERATOR_DEFAULTS = StepDefaults(allow_privileged=True)
+
+
+@dataclass(frozen=True)
+class StepLimits:
+    """A step's CPU and memory, in the engine's units (None: no limit), and whether it
+    runs privileged. `memory_limit` keeps the quantity as written, for the message of a
+    step that goes over it."""
+
+    cpu_request_nanos: int | None = None
+    cpu_limit_nanos: int | None = None
+    memory_request_bytes: int | None = None
+    memory_limit_bytes: int | None = None
+    memory_limit: str | None = None
+    privileged: bool = False
+
+
+def step_limits(spec: Step, defaults: StepDefaults, where: str = "") -> StepLimits:
+    """The limits a step runs with: its own, else its project's (each one alone), checked
+    together (a request over the limit it gets is refused, naming the step's field).
+
+    Raises:
+        StepLimitsError: a request over its limit.
+        PrivilegedStepError: a privileged step where the project does not allow them.
+    """
+    if spec.privileged and not defaults.allow_privileged:
+        raise PrivilegedStepError(
+            "this project does not allow privileged steps: an admin allows them with the "
+            "project's settings.allowPrivileged").at(f"{where}.privileged" if where else "privileged")
+    if spec.source_code_config is not None:
+        return StepLimits()
+    values = {name: getattr(spec, name) or getattr(defaults, name) for name in LIMITS}
+    try:
+        check_requests(**values)
+    except StepLimitsError as exc:  # the step's own are checked with the definition
+        kind = "cpu" if exc.path == "cpuRequest" else "memory"
+        given = [f"settings.{kind}{part}" for part in ("Request", "Limit")
+                 if getattr(spec, f"{kind}_{part.lower()}") is None]
+        raise StepLimitsError(f"{exc.message}, with the project's {' and '.join(given)}",
+                              f"{where}.{exc.path}" if where else exc.path) from None
+    return StepLimits(
+        cpu_request_nanos=cpu_nanos(values["cpu_request"]) if values["cpu_request"] else None,
+        cpu_limit_nanos=cpu_nanos(values["cpu_limit"]) if values["cpu_limit"] else None,
+        memory_request_bytes=(memory_bytes(values["memory_request"])
+                              if values["memory_request"] else None),
+        memory_limit_bytes=memory_bytes(values["memory_limit"]) if values["memory_limit"] else None,
+        memory_limit=values["memory_limit"],
+        privileged=spec.privileged,
+    )
+
+
+@dataclass(frozen=True)
 class StepPlan:
     """One step, placed in its stage."""
 
@@ -102,6 +187,7 @@ class StepPlan:
     timeout_seconds: float | None
     skip: str | None = None  # why the step does not run on this branch and event
     status: tuple[str, ...] = ("success",)  # its `when.status`, else its stage's
+    limits: StepLimits = StepLimits()  # its CPU, memory and privilege
 
     @property
     def ignores_failure(self) -> bool:
@@ -175,6 +261,7 @@ class RunPlan:
     repo_url: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)  # the run's variables
     source_file: str = ""  # the repository's pipeline file the plan was read from, if any
+    defaults: StepDefaults = StepDefaults()  # the project's, which its steps were held to
 
     def steps(self) -> list[StepPlan]:
         """All steps, stage by stage."""
@@ -242,6 +329,7 @@ class ScriptStep:
     shell_script: str | None
     secrets: tuple[EnvFromSecret, ...] = ()
     secrets_withheld: bool = False
+    limits: StepLimits = StepLimits()
 
     @property
     def is_shell(self) -> bool:
@@ -260,6 +348,7 @@ class PublishStep:
     dockerfile: str
     context: str
     push: bool
+    limits: StepLimits = StepLimits()
 
 
 @dataclass(frozen=True)
@@ -331,6 +420,7 @@ def resolve_step(plan: RunPlan, step: StepPlan, commit: str = "") -> ResolvedSte
             shell_script=config.shell_script if config.is_shell else None,
             secrets=() if withheld else tuple(secrets),
             secrets_withheld=withheld,
+            limits=step.limits,
         )
         # The step's own env, then the run's variables over it; CICD_* always the pipeline's.
         env = {"CI": "true", **spec.env_map(), **plan.extra_env, **cicd}
@@ -348,7 +438,8 @@ def resolve_step(plan: RunPlan, step: StepPlan, commit: str = "") -> ResolvedSte
         registry, repository, image_tag = split_reference(tag)
         publish = PublishStep(tag=tag, registry=registry, repository=repository,
                               image_tag=image_tag, dockerfile=config_.dockerfile_path,
-                              context=config_.build_context, push=config_.push_remote)
+                              context=config_.build_context, push=config_.push_remote,
+                              limits=step.limits)
         return ResolvedStep(step, base, publish=publish)
     return ResolvedStep(step, base)
 
@@ -430,6 +521,7 @@ def compile_plan(
     trigger: Trigger | None = None,
     branch: str | None = None,
     variables: dict[str, str] | None = None,
+    defaults: StepDefaults = StepDefaults(),
 ) -> RunPlan:
     """Compile a validated definition into the plan of one execution.
 
@@ -439,9 +531,12 @@ def compile_plan(
         trigger: who or what started the run (default: a user).
         branch: the branch asked for; derived from the clone step when not given.
         variables: the run's variables (checked by `spec.run_variables`).
+        defaults: the project's step limits and whether it allows privileged steps
+            (default: no limits, no privileged steps).
 
     Raises:
         BranchRequiredError, BranchMismatchError, InvalidValueError: about the branch.
+        StepLimitsError, PrivilegedStepError: a step's limits or privilege (`step_limits`).
         ImageTagError: a step's image or tag does not resolve (see `check_resolves`).
     """
     trigger = trigger or Trigger()
@@ -470,6 +565,7 @@ def compile_plan(
                 timeout_seconds=float(step.timeout) * 60 if step.timeout else None,
                 skip=stage_skip or (step.when.skip_reason(resolved, event) if step.when else None),
                 status=_status(step.when) or stage_status,
+                limits=step_limits(step, defaults, f"stages[{i}].steps[{j}]"),
             )
             for j, step in enumerate(stage.steps)
         )
@@ -486,6 +582,7 @@ def compile_plan(
         timeout_seconds=pipeline_seconds,
         repo_url=source.url if source else "",
         extra_env=dict(variables or {}),
+        defaults=defaults,
     )
     check_resolves(plan)
     return plan

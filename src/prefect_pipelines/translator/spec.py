@@ -39,8 +39,15 @@ from prefect_pipelines.translator.errors import (
     ShellFieldsError,
     SourceStepPlacementError,
     StepKindError,
+    StepLimitsError,
     UnsafePathError,
     WrongTypeError,
+)
+from prefect_pipelines.translator.quantities import (
+    cpu_nanos,
+    cpu_quantity,
+    memory_bytes,
+    memory_quantity,
 )
 from prefect_pipelines.translator.schedule import validate_cron
 from prefect_pipelines.vocabulary import CLONE_STAGE
@@ -198,12 +205,41 @@ def _registry(value: str) -> str:
     return value
 
 
+def check_requests(cpu_request: str | None, cpu_limit: str | None,
+                   memory_request: str | None, memory_limit: str | None) -> None:
+    """A request may not be over its limit (as in Kubernetes, and the engine refuses a
+    memory reservation over the limit).
+
+    Raises:
+        StepLimitsError: naming the request.
+    """
+    if cpu_request and cpu_limit and cpu_nanos(cpu_request) > cpu_nanos(cpu_limit):
+        raise StepLimitsError(
+            f"{cpu_request} is more than the CPU limit ({cpu_limit})").at("cpuRequest")
+    if memory_request and memory_limit and memory_bytes(memory_request) > memory_bytes(memory_limit):
+        raise StepLimitsError(
+            f"{memory_request} is more than the memory limit ({memory_limit})").at("memoryRequest")
+
+
 NonBlank = Annotated[str, AfterValidator(_not_blank)]
 Glob = Annotated[str, AfterValidator(_glob)]
 ImageRef = Annotated[str, AfterValidator(_no_whitespace)]
 WorkspacePath = Annotated[str, AfterValidator(_relative_path)]
 Minutes = Annotated[int | float, BeforeValidator(_number), AfterValidator(_positive_minutes)]
 Argv = Annotated[str | list[str] | None, BeforeValidator(_str_or_str_list)]
+
+
+def _quantity_text(value: Any) -> Any:
+    """`cpuLimit: 2` in YAML is a number: the quantity `2`."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return format(value, "f").rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+    return value
+
+
+CpuQuantity = Annotated[str, BeforeValidator(_quantity_text), AfterValidator(cpu_quantity)]
+MemoryQuantity = Annotated[str, BeforeValidator(_quantity_text), AfterValidator(memory_quantity)]
+# Where each of a step's limits applies: script steps' containers and publish steps' builds.
+LIMITS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
 
 
 class SpecModel(BaseModel):
@@ -438,6 +474,20 @@ class Step(SpecModel):
     when: When | None = Field(default=None, description="When the step runs.")
     failure: Literal["fail", "ignore"] = Field(
         default="fail", description="ignore: the step's failure does not fail its stage.")
+    cpu_request: CpuQuantity | None = Field(
+        default=None, description="CPUs the step is sure of (500m, 1): its share when the host "
+        "is busy (docker CPU shares).")
+    cpu_limit: CpuQuantity | None = Field(
+        default=None, description="The most CPU the step uses (500m, 2): docker's --cpus.")
+    memory_request: MemoryQuantity | None = Field(
+        default=None, description="Memory the step is sure of (64Mi, 1Gi): docker's "
+        "--memory-reservation.")
+    memory_limit: MemoryQuantity | None = Field(
+        default=None, description="The most memory the step uses (64Mi, 1Gi), swap included: "
+        "over it the step fails, out of memory.")
+    privileged: bool = Field(
+        default=False, description="Run a runScriptConfig step's container privileged (only in "
+        "projects whose admin set allowPrivileged).")
 
     @model_validator(mode="before")
     @classmethod
@@ -487,6 +537,19 @@ class Step(SpecModel):
             for name in self.env or {}:
                 if name in names:
                     raise EnvEntryError(f"{name} is set twice").at(f"env.{name}")
+        return self
+
+    @model_validator(mode="after")
+    def _limits(self) -> Step:
+        given = [to_camel(name) for name in LIMITS if getattr(self, name) is not None]
+        if given and self.source_code_config is not None:
+            raise InvalidValueError(
+                f"{given[0]} does not apply to a sourceCodeConfig step: the clone runs in the "
+                "worker, not in a container").at(given[0])
+        if self.privileged and self.run_script_config is None:
+            raise InvalidValueError(
+                "privileged applies to runScriptConfig steps only").at("privileged")
+        check_requests(self.cpu_request, self.cpu_limit, self.memory_request, self.memory_limit)
         return self
 
     def env_map(self) -> dict[str, str]:

@@ -26,6 +26,7 @@ from prefect_pipelines.translator.errors import ImageTagError
 from prefect_pipelines.translator.plan import (
     PublishStep,
     ScriptStep,
+    StepLimits,
     split_reference,
     workspace_path,
 )
@@ -165,13 +166,13 @@ class DockerExecutor:
                 sink.remove()
             return StepResult(None, message=f"the docker engine stopped answering: {exc}")
         try:
-            return self._run_container(container, ctx, sink)
+            return self._run_container(container, ctx, sink, step.limits.memory_limit)
         finally:
             if sink is not None:
                 sink.remove()
 
-    def _run_container(self, container: Any, ctx: StepContext,
-                       sink: _OutputFile | None) -> StepResult:
+    def _run_container(self, container: Any, ctx: StepContext, sink: _OutputFile | None,
+                       memory_limit: str | None = None) -> StepResult:
         if ctx.token.stopped:  # stopped before it started: do not start it at all
             _remove(container)
             return StepResult(None, stopped=ctx.token.reason)
@@ -188,6 +189,10 @@ class DockerExecutor:
                 for chunk in attached:
                     ctx.output.write_bytes(chunk)
                 exit_code = container.wait().get("StatusCode")
+            if memory_limit and exit_code and not ctx.token.stopped and _out_of_memory(container):
+                # Any process of it killed for memory (the script may go on and end
+                # otherwise): the reason, not the code, is what people need to read.
+                return StepResult(exit_code, message=f"out of memory (limit {memory_limit})")
             if exit_code in (137, 143) and not ctx.token.stopped:  # SIGKILL, SIGTERM
                 killed = self._why_killed(container, exit_code)
                 if killed:
@@ -415,16 +420,52 @@ def container_spec(step: ScriptStep, *, ctx: StepContext, network: str | None,
         "name": _container_name(ctx),
         "log_config": {"type": "none"},  # the output is ours to keep, not the engine's
         "detach": True,
+        **limit_spec(step.limits),
     }
+
+
+def limit_spec(limits: StepLimits) -> dict[str, Any]:
+    """The `containers.create` arguments of a step's limits (none for what it does not
+    limit): a CPU limit as `nano_cpus` (docker's --cpus), a CPU request as `cpu_shares`
+    (1024 a CPU: its share when the host is busy), a memory limit as `mem_limit` with
+    swap the same (so the limit is what it may use, swap included), a memory request
+    as `mem_reservation`, and `privileged`."""
+    spec: dict[str, Any] = {}
+    if limits.cpu_limit_nanos is not None:
+        spec["nano_cpus"] = limits.cpu_limit_nanos
+    if limits.cpu_request_nanos is not None:
+        spec["cpu_shares"] = _shares(limits.cpu_request_nanos)
+    if limits.memory_limit_bytes is not None:
+        spec["mem_limit"] = spec["memswap_limit"] = limits.memory_limit_bytes
+    if limits.memory_request_bytes is not None:
+        spec["mem_reservation"] = limits.memory_request_bytes
+    if limits.privileged:
+        spec["privileged"] = True
+    return spec
+
+
+def _shares(nanos: int) -> int:
+    return max(2, nanos * 1024 // 10**9)  # the engine's smallest share is 2
 
 
 def build_spec(step: PublishStep, *, workspace: Path, pull: bool,
                network: str | None) -> dict[str, Any]:
     """The engine's `build` arguments for a resolved publish step in `workspace`
     (intermediate containers always removed, output decoded)."""
-    return {"path": workspace_path(str(workspace), step.context),
+    spec = {"path": workspace_path(str(workspace), step.context),
             "dockerfile": workspace_path(str(workspace), step.dockerfile), "tag": step.tag,
             "rm": True, "forcerm": True, "pull": pull, "decode": True, "network_mode": network}
+    # The SDK's build takes memory and CPU shares for each container of the build, no
+    # CPU limit (the engine's cpuquota is not among its container_limits).
+    limits = step.limits
+    container_limits: dict[str, int] = {}
+    if limits.memory_limit_bytes is not None:
+        container_limits["memory"] = container_limits["memswap"] = limits.memory_limit_bytes
+    if limits.cpu_request_nanos is not None:
+        container_limits["cpushares"] = _shares(limits.cpu_request_nanos)
+    if container_limits:
+        spec["container_limits"] = container_limits
+    return spec
 
 
 def push_spec(step: PublishStep, auth: dict[str, str] | None) -> dict[str, Any]:
@@ -509,6 +550,15 @@ def remove_containers(base_url: str | None, container_ids: list[str]) -> int:
         except (docker.errors.DockerException, *_ENGINE_ERRORS):  # gone already, or busy
             pass
     return removed
+
+
+def _out_of_memory(container: Any) -> bool:
+    """Whether the engine killed a process of the container for going over its memory."""
+    try:
+        container.reload()
+    except (docker.errors.DockerException, *_ENGINE_ERRORS):
+        return False
+    return bool((container.attrs.get("State") or {}).get("OOMKilled"))
 
 
 def _kill(container: Any) -> None:

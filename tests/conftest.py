@@ -183,6 +183,16 @@ def api(facade, tokens):  # type: ignore[no-untyped-def]
         yield client
 
 
+@pytest.fixture(scope="session")
+def bob_api(facade, tokens):  # type: ignore[no-untyped-def]
+    """An HTTP client of the facade, authenticated as bob (not an admin)."""
+    import httpx
+
+    with httpx.Client(base_url=facade.url, timeout=60,
+                      headers={"Authorization": f"Bearer {tokens['bob']}"}) as client:
+        yield client
+
+
 def _serving(fake):  # type: ignore[no-untyped-def]
     """A fake forge, serving on loopback until the end of the session."""
     fake.start()

@@ -107,6 +107,18 @@ class Settings(BaseSettings):
         default=20, gt=0, description="Longest a `run` call waits for its turn to start a "
         "run in one facade before it is answered 503 with Retry-After.",
     )
+    notify_sweep_seconds: float = Field(
+        default=30, gt=0, description="How often a facade looks for finished executions "
+        "whose notifications nobody sent (no facade ran as they ended, or the one that "
+        "claimed them stopped), and sends them.")
+    notify_window_minutes: float = Field(
+        default=60, gt=0, description="How far back a starting facade looks for finished "
+        "executions whose notifications were not sent.")
+    notify_attempts: int = Field(
+        default=3, ge=1, le=10, description="How often a notification is tried before it "
+        "is given up (logged on the execution).")
+    notify_timeout_seconds: float = Field(
+        default=15, gt=0, description="How long one try of a notification may take.")
     delivery_sweep_seconds: float = Field(
         default=30, gt=0, description="How often a facade looks for recorded webhook "
         "deliveries whose facade stopped before making their runs, and makes them; a "

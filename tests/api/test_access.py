@@ -86,9 +86,12 @@ def probes(world: dict[str, Any]) -> dict[tuple[str, str], list[Probe]]:
         ("DELETE", "/v3/projects/{project_id}/pipelines/{pipeline_id}"): [Probe(f"{base}/pipelines/ghost")],
         ("POST", "/v3/projects/{project_id}/pipelines/{pipeline_id}"): [
             Probe(f"{base}/pipelines/ghost", {"action": action})
-            for action in ("run", "activate", "deactivate")],
+            for action in ("run", "activate", "deactivate", "clearcache")],
         ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}/view"): [Probe(f"{base}/pipelines/p/view")],
         ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}/export"): [Probe(f"{base}/pipelines/p/export")],
+        # `p`'s badge is not public: without a token it is refused as any project read
+        ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}/badge.svg"): [
+            Probe(f"{base}/pipelines/p/badge.svg")],
         # `p` stores its definition: these answer 409 to whoever may call them
         ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}/branches"): [Probe(f"{base}/pipelines/p/branches")],
         ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}/configs"): [Probe(f"{base}/pipelines/p/configs")],
@@ -134,6 +137,12 @@ def probes(world: dict[str, Any]) -> dict[tuple[str, str], list[Probe]]:
         ("POST", "/v3/clusters/{cluster_id}/clusterpipelines/{pipeline_id}"): [
             Probe(f"{cluster}/c-acc-none", {"action": action}, {})
             for action in ("authapp", "authuser", "deploy", "destroy", "revokeapp")],
+        ("GET", "/v3/notifiers"): [Probe("/v3/notifiers")],
+        ("POST", "/v3/notifiers"): [Probe("/v3/notifiers", json={"clusterId": "c-acc"})],  # no name: 422
+        ("GET", "/v3/notifiers/{notifier_id}"): [Probe("/v3/notifiers/c-acc:n-ghost")],  # 404
+        ("PUT", "/v3/notifiers/{notifier_id}"): [
+            Probe("/v3/notifiers/c-acc:n-ghost", json={"webhookConfig": {"url": "http://127.0.0.1:9/"}})],
+        ("DELETE", "/v3/notifiers/{notifier_id}"): [Probe("/v3/notifiers/c-acc:n-ghost")],
         ("GET", "/v3/sourcecodecredentials"): [Probe("/v3/sourcecodecredentials")],
         ("GET", "/v3/sourcecodecredentials/{credential_id}"): [Probe("/v3/sourcecodecredentials/ghost")],
         ("DELETE", "/v3/sourcecodecredentials/{credential_id}"): [Probe("/v3/sourcecodecredentials/ghost")],
@@ -168,7 +177,7 @@ def refusal(role: str, need: Need) -> tuple[int, str]:
 def test_the_table_follows_the_role_table() -> None:
     """The README's role table, as an oracle for api/access.py: under a project, reading
     needs read-only, changing needs member; the project itself and its bindings are
-    changed by owners; a cluster's GitHub app by admins."""
+    changed by owners; a cluster's GitHub app and notifiers by admins."""
     for (method, path), rule in RULES.items():
         needs = {rule.need, *rule.actions.values()}
         if path.startswith(("/v3/projects/{project_id}/secrets", "/v3/projects/{project_id}/dockercredentials")):
@@ -192,6 +201,8 @@ def test_the_table_follows_the_role_table() -> None:
                 assert rule.need is Need.ADMIN, path
             else:
                 assert needs == {Need.ADMIN}, (method, path)
+        elif path.startswith("/v3/notifiers"):  # admins make them, anyone names them
+            assert needs == ({Need.USER} if method == "GET" else {Need.ADMIN}), (method, path)
         elif path in ("/v3", "/healthz", "/hooks"):
             assert needs == {Need.ANYONE}, (method, path)
         else:  # a user's own projects list, credentials and repositories

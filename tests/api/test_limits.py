@@ -3,7 +3,6 @@ defaults and its admin's `allowPrivileged`, held at save and at run time."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from tests.support.api import (
@@ -22,11 +21,9 @@ PRIVILEGED = {**script_step("true"), "privileged": True}
 
 
 @pytest.fixture
-def owner(facade, api, tokens):  # type: ignore[no-untyped-def]
+def owner(bob_api):  # type: ignore[no-untyped-def]
     """bob (no admin) and a project he owns, which alice (an admin) can change."""
-    with httpx.Client(base_url=facade.url, timeout=60,
-                      headers={"Authorization": f"Bearer {tokens['bob']}"}) as client:
-        yield client, new_project(client)
+    return bob_api, new_project(bob_api)
 
 
 def test_project_step_defaults_are_quantities_and_requests_stay_under_limits(owner) -> None:  # type: ignore[no-untyped-def]

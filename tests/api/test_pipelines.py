@@ -53,7 +53,8 @@ class TestCrud:
         assert self_url.endswith(f"/v3/projects/{project}/pipelines/build")
         assert {"update", "remove", "view", "export"} <= set(created["links"])
         assert created["actions"] == {"run": f"{self_url}?action=run",
-                                      "deactivate": f"{self_url}?action=deactivate"}
+                                      "deactivate": f"{self_url}?action=deactivate",
+                                      "clearcache": f"{self_url}?action=clearcache"}
         # It is a Prefect deployment of run-pipeline, named and tagged by project.
         deployment = prefect_deployment(project, "build")
         assert f"project:{project}" in deployment.tags and "pipeline:build" in deployment.tags
@@ -306,3 +307,67 @@ class TestRunVariables:
         schema = prefect_deployment(project, "form").parameter_openapi_schema
         assert schema["properties"]["env"]["description"].startswith("run variables, NAME -> value")
         assert "branch to build" in schema["properties"]["branch"]["description"]
+
+
+def test_a_badge_shows_the_last_finished_run_and_is_public_only_when_asked(api, facade) -> None:  # type: ignore[no-untyped-def]
+    project = new_project(api)
+    create(api, project, definition("badged", [script_step('[ "$CICD_GIT_BRANCH" != bad ]')],
+                                    branch=["*"]))
+    anonymous = httpx.Client(base_url=facade.url, timeout=30)
+    url = f"/v3/projects/{project}/pipelines/badged/badge.svg"
+
+    def badge(client: httpx.Client = api, **params: str) -> httpx.Response:
+        answer = client.get(url, params=params)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("image/svg+xml")
+        return answer
+
+    first = badge()
+    assert "build: unknown" in first.text and first.headers["cache-control"] == "private, max-age=30"
+    assert_error(anonymous.get(url), 401)
+    # A pipeline that does not exist answers a stranger without a token the same.
+    assert anonymous.get(f"/v3/projects/{project}/pipelines/ghost/badge.svg").status_code == 401
+    assert anonymous.get("/v3/projects/nope/pipelines/ghost/badge.svg").status_code == 401
+    wait_state(api, project, run(api, project, "badged", branch="main")["id"])
+    passed = badge()
+    assert "build: success" in passed.text and "#4c1" in passed.text
+    # Unchanged: the client's copy is current.
+    again = api.get(url, headers={"If-None-Match": passed.headers["etag"]})
+    assert again.status_code == 304 and again.headers["etag"] == passed.headers["etag"]
+    wait_state(api, project, run(api, project, "badged", branch="bad")["id"])
+    assert "build: failed" in badge().text
+    assert "build: success" in badge(branch="main").text
+    assert "build: unknown" in badge(branch="dev").text
+    assert_error(api.get(url, params={"branch": "a..b"}), 422, "branch")
+    # Made public: served without a token, for anyone to cache.
+    body = api.get(f"/v3/projects/{project}/pipelines/badged").json()
+    changed = api.put(f"/v3/projects/{project}/pipelines/badged", json={
+        "name": "badged", "stages": body["stages"], "branch": ["*"], "publicBadge": True})
+    assert changed.status_code == 200 and changed.json()["publicBadge"] is True, changed.text
+    public = badge(anonymous, branch="main")
+    assert "build: success" in public.text and public.headers["cache-control"] == "public, max-age=30"
+    anonymous.close()
+
+
+def test_a_pipeline_shows_its_caches_and_clearcache_forgets_them(api, docker_client) -> None:  # type: ignore[no-untyped-def]
+    project = new_project(api)
+    create(api, project, definition("cached", [script_step(
+        "cat /root/.m2/seen 2>/dev/null || echo none; head -c 3000 /dev/zero > /root/.m2/seen")],
+        cache=[{"path": "/root/.m2"}]))
+    first = wait_state(api, project, run(api, project, "cached")["id"])
+    assert first["state"] == "success"
+    shown = api.get(f"/v3/projects/{project}/pipelines/cached").json()
+    assert shown["cache"] == [{"path": "/root/.m2"}]
+    assert [(item["path"], item["size"], item["execution"]) for item in shown["caches"]] == [
+        ("/root/.m2", 3000, first["id"])]
+    assert shown["cacheSize"] == 3000 and "clearcache" in shown["actions"]
+    second = wait_state(api, project, run(api, project, "cached")["id"])
+    assert step_log(api, project, second["id"], 0, 0).strip() != "none"
+    cleared = api.post(f"/v3/projects/{project}/pipelines/cached", params={"action": "clearcache"})
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["caches"] == [] and cleared.json()["cacheSize"] == 0
+    third = wait_state(api, project, run(api, project, "cached")["id"])
+    assert step_log(api, project, third["id"], 0, 0).strip() == "none"
+    # The cleared saves are gone from the engine once a run meets them: one save is left.
+    volumes = docker_client.volumes.list(filters={"label": "io.prefect-pipelines.project=" + project})
+    assert len(volumes) == 1, [volume.name for volume in volumes]

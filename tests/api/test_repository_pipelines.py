@@ -196,3 +196,60 @@ def test_branches_configs_and_yaml_and_a_commit_through_the_api(api: httpx.Clien
         {"name": "a", "steps": [{"runScriptConfig": {"image": "busybox", "shellScript": "true"}}]}]})
     assert "yaml" not in stored["links"]
     assert_error(api.get(f"/v3/projects/{project}/pipelines/stored/branches"), 409)
+
+
+def test_a_files_limits_caches_and_notification_hold_as_a_stored_pipelines(
+        api: httpx.Client, repository) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.receivers import WebhookReceiver
+    from tests.support.runs import flow_log_of
+    from tests.support.procs import wait_for
+
+    receiver = WebhookReceiver()
+    try:
+        notifier = api.post("/v3/notifiers", json={"name": "pac", "clusterId": "c-test",
+                                                    "webhookConfig": {"url": receiver.url}})
+        stranger = api.post("/v3/notifiers", json={"name": "pac", "clusterId": "c-elsewhere",
+                                                    "webhookConfig": {"url": receiver.url}})
+        assert notifier.status_code == 201 and stranger.status_code == 201
+        project = new_project(api)  # of cluster c-test
+
+        def file(script: str, *, notify: str, extra: str = "") -> str:
+            return textwrap.dedent(f"""\
+                stages:
+                - name: build
+                  steps:
+                  - runScriptConfig: {{image: busybox, shellScript: "{script}"}}
+                    memoryLimit: 64Mi{extra}
+                cache:
+                - path: /root/.cache
+                notification:
+                  recipients: [{{notifier: "{notify}"}}]
+                  condition: [Success, Failed]
+                """)
+
+        remember = "cat /root/.cache/seen 2>/dev/null || echo first; echo $CICD_EXECUTION_SEQUENCE > /root/.cache/seen"
+        repository["push"]("main", {FILE: file(remember, notify=notifier.json()["id"])})
+        create(api, project, {"name": "pacx", "repositoryUrl": repository["url"], "branch": "main"})
+        first = wait_state(api, project, run(api, project, "pacx")["id"])
+        second = wait_state(api, project, run(api, project, "pacx")["id"])
+        assert (first["state"], second["state"]) == ("success", "success")
+        assert step_log(api, project, first["id"], 1, 0).strip() == "first"
+        assert step_log(api, project, second["id"], 1, 0).strip() == "1"  # the file's cache
+        assert receiver.wait_for(second["id"])["state"] == "success"  # the file's notification
+        # The file's steps are held to the project: its memory limit, and no privilege.
+        repository["push"]("main", {FILE: file("dd if=/dev/zero of=/dev/null bs=200M count=1",
+                                               notify=stranger.json()["id"])})
+        hungry = wait_state(api, project, run(api, project, "pacx")["id"])
+        assert hungry["state"] == "failed"
+        assert "out of memory (limit 64Mi)" in step_log(api, project, hungry["id"], 1, 0)
+        # A notifier of another cluster, named in a file, sends nothing and says so.
+        wait_for(lambda: "not sent: cluster c-test has no notifier" in flow_log_of(project, hungry["id"]),
+                 timeout=60, what="the refused notifier logged")
+        assert receiver.about(hungry["id"]) == []
+        repository["push"]("main", {FILE: file("true", notify=notifier.json()["id"],
+                                               extra="\n" + " " * 20 + "privileged: true")})
+        refused = wait_state(api, project, run(api, project, "pacx")["id"])
+        assert refused["state"] == "failed"
+        assert "stages[1].steps[0].privileged" in refused["stateMessage"], refused["stateMessage"]
+    finally:
+        receiver.stop()

@@ -17,6 +17,7 @@ from tests.support.api import FINISHED, create, definition, execution, run, scri
 from tests.support.docker_engine import containers_of
 from tests.support.events import event_timeline
 from tests.support.procs import wait_for
+from tests.support.receivers import WebhookReceiver
 from tests.support.stack import Stack, flow_runs_of, kill
 
 pytestmark = pytest.mark.timeout(480)
@@ -37,7 +38,8 @@ def _worker_of(flow_run: Any) -> str:
 
 def test_two_workers_share_runs_and_a_lost_worker_loses_only_its_own(
         prefect_api: str, docker_client: Any, tmp_path: Path) -> None:
-    stack = Stack(tmp_path, prefect_api, executor_quota="0")
+    stack = Stack(tmp_path, prefect_api, executor_quota="0", notify_sweep_seconds="3")
+    receiver = WebhookReceiver()
     try:
         first = stack.worker("worker-1", "--limit", "4")
         _, url_a = stack.facade("facade-1")
@@ -45,9 +47,16 @@ def test_two_workers_share_runs_and_a_lost_worker_loses_only_its_own(
         a, b = stack.client(url_a), stack.client(url_b)
         project = new_project(a, "c-scale")
         long = f"long{uuid.uuid4().hex[:6]}"
-        # The first run of `long` outlives its worker; later runs finish at once.
+        # The first run of `long` outlives its worker; later runs finish at once. Its
+        # failures are told to a webhook: the lost run's is sent once, by one facade,
+        # though no worker saw the run end.
+        notifier = a.post("/v3/notifiers", json={"name": "scale", "clusterId": "c-scale",
+                                                  "webhookConfig": {"url": receiver.url}})
+        assert notifier.status_code == 201, notifier.text
         create(a, project, definition(long, [script_step(
-            'if [ "$CICD_EXECUTION_SEQUENCE" = 1 ]; then sleep 600; fi; echo finished')]))
+            'if [ "$CICD_EXECUTION_SEQUENCE" = 1 ]; then sleep 600; fi; echo finished')],
+            notification={"recipients": [{"notifier": notifier.json()["id"]}],
+                          "condition": ["Failed"]}))
         create(b, project, definition("short", [script_step("sleep 2; echo ok")]))
         run(a, project, long)
         doomed = wait_for(lambda: _running_container(docker_client, f"{long}-1"), timeout=60,
@@ -75,6 +84,8 @@ def test_two_workers_share_runs_and_a_lost_worker_loses_only_its_own(
         assert lost["state"] == "failed", lost
         assert "worker lost" in lost["stateMessage"], lost
         assert lost["stages"][0]["steps"][0]["state"] == "failed"
+        told = receiver.wait_for(f"{long}-1", timeout=90)
+        assert told["state"] == "failed" and "worker lost" in told["text"], told
         # Its container goes too (the surviving worker removes what lost runs leave).
         wait_for(lambda: not containers_of(docker_client, doomed_run), timeout=60,
                  what="the lost run's container to be removed")
@@ -96,5 +107,10 @@ def test_two_workers_share_runs_and_a_lost_worker_loses_only_its_own(
         done = wait_state(a, project, again["id"], timeout=90)
         assert done["state"] == "success", done
         assert execution(b, project, again["id"])["run"] == 2
+        # Both facades follow the same events and sweep the same runs: one notice only,
+        # and none for the run that succeeded.
+        time.sleep(5)
+        assert len(receiver.about(f"{long}-1")) == 1 and receiver.about(again["id"]) == []
     finally:
         stack.close()
+        receiver.stop()

@@ -275,6 +275,59 @@ class TestLimits:
             assert "operation not permitted" in state.message, state.message
 
 
+class TestCaches:
+    CACHE = [{"path": "/root/.cache/tool"}, {"path": "deps", "key": "${CICD_GIT_BRANCH}"}]
+
+    def test_a_second_run_finds_what_the_first_cached_and_a_failed_run_saves_nothing(self) -> None:
+        pipeline = f"cached-{uuid.uuid4().hex[:6]}"
+
+        def go(text: str, branch: str = "main") -> tuple[Any, Any]:
+            return run_definition(stages([script(text)], cache=self.CACHE, branch=["*"]),
+                                  pipeline_id=pipeline, project_id="c-cache:p-one", branch=branch)
+
+        state, first = go("ls /root/.cache/tool deps; echo one > /root/.cache/tool/stamp; "
+                          "mkdir -p deps/lib && echo main-deps > deps/lib/a")
+        assert state.is_completed(), state.message
+        assert "nothing saved yet" in flow_log(first)
+        state, second = go("cat /root/.cache/tool/stamp deps/lib/a; echo two >> /root/.cache/tool/stamp")
+        assert state.is_completed(), state.message
+        assert step_log(second, 0, 0).split() == ["one", "main-deps"]
+        assert "cache /root/.cache/tool: restored" in flow_log(second)
+        # A failed run's changes are not kept; another key (branch) is another copy.
+        state, _ = go("echo three > /root/.cache/tool/stamp; exit 1")
+        assert state.is_failed()
+        state, fourth = go("cat /root/.cache/tool/stamp; ls deps 2>/dev/null || echo no-deps", branch="dev")
+        assert state.is_completed(), state.message
+        assert step_log(fourth, 0, 0).split() == ["one", "two", "no-deps"]
+        # Another project's pipeline of the same name, path and key sees none of it.
+        state, other = run_definition(stages([script("ls -A /root/.cache/tool | wc -l")], cache=self.CACHE,
+                                             branch=["*"]),
+                                      pipeline_id=pipeline, project_id="c-cache:p-two", branch="main")
+        assert state.is_completed(), state.message
+        assert step_log(other, 0, 0).strip() == "0"
+
+    def test_runs_at_once_never_see_a_half_written_cache(self) -> None:
+        pipeline = f"racing-{uuid.uuid4().hex[:6]}"
+        # Each run writes 4 MiB of its own byte and the digest of it; whichever saves last
+        # wins, whole: the next run finds a file that matches its digest.
+        write = ("c=$(echo $CICD_EXECUTION_ID | md5sum | cut -c1-2); "
+                 "if [ -f /root/.cache/blob ]; then md5sum -c /root/.cache/blob.md5 || exit 9; fi; "
+                 "head -c 4194304 /dev/zero | tr '\\0' \"\\x$c\" > /root/.cache/blob; "
+                 "sleep 1; md5sum /root/.cache/blob > /root/.cache/blob.md5")
+        definition = stages([script(write)], cache=[{"path": "/root/.cache"}])
+        state, _ = run_definition(definition, pipeline_id=pipeline, project_id="c-cache:p-one")
+        assert state.is_completed(), state.message
+        runs = [BackgroundRun(definition, pipeline_id=pipeline, project_id="c-cache:p-one")
+                for _ in range(3)]
+        for background in runs:
+            state, flow_run_id = background.join(120)
+            assert state.is_completed(), (state.message, step_log(flow_run_id, 0, 0))
+        check = stages([script("md5sum -c /root/.cache/blob.md5")], cache=[{"path": "/root/.cache"}])
+        state, flow_run_id = run_definition(check, pipeline_id=pipeline, project_id="c-cache:p-one")
+        assert state.is_completed(), step_log(flow_run_id, 0, 0)
+        assert "blob: OK" in step_log(flow_run_id, 0, 0)
+
+
 class TestCancellation:
     def test_cancelling_stops_the_containers(self, docker_client) -> None:  # type: ignore[no-untyped-def]
         pipeline_id = f"cancel-{uuid.uuid4().hex[:8]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import threading
 from typing import Any
@@ -9,6 +10,9 @@ from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterName,
+    FlowRunFilterTags,
     LogFilter,
     LogFilterFlowRunId,
     TaskRunFilter,
@@ -22,7 +26,6 @@ from prefect.states import State
 from prefect_pipelines.flows import run_pipeline
 from prefect_pipelines.translator.executions import step_positions
 from prefect_pipelines.vocabulary import record_offset
-
 
 
 def run_definition(definition: dict[str, Any], **params: Any) -> tuple[State, UUID]:
@@ -101,3 +104,21 @@ def first_run_log_line(flow_run_id: UUID) -> str:
 def flow_log(flow_run_id: UUID) -> str:
     """Every log message of a flow run, joined."""
     return "\n".join(record.message for record in logs(flow_run_id))
+
+
+def flow_run_of(project: str, execution_id: str) -> Any:
+    """The flow run of a project's execution (its name is the execution's id)."""
+    async def read() -> Any:
+        async with get_client() as client:
+            found = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[f"project:{project}"]),
+                name=FlowRunFilterName(any_=[execution_id])), limit=1)
+            return found[0] if found else None
+
+    return asyncio.run(read())
+
+
+def flow_log_of(project: str, execution_id: str) -> str:
+    """Every log message of a project's execution (its flow run's), joined."""
+    flow_run = flow_run_of(project, execution_id)
+    return flow_log(flow_run.id) if flow_run is not None else ""

@@ -4,7 +4,9 @@ Every route of the facade has a rule here; `check_routes` refuses to build an ap
 route that has none, and tests/api/test_access.py calls every route as every role and
 compares the answers with this table. The rule is enforced by `enforce`, a dependency of
 every route: for a route under `/v3/projects/{project_id}` a caller with no role in the
-project is answered 404 (as if it did not exist), one whose role is too weak 403. Admins
+project is answered 404 (as if it did not exist), one whose role is too weak 403. A
+`public` rule lets a request without a token through to its handler, which serves only
+what the pipeline made public (its badge) and answers 401 otherwise. Admins
 hold every role everywhere. Routes whose project is not in the path (role bindings) name
 `HANDLER`, and their handler calls `require` once it knows the project.
 """
@@ -40,13 +42,17 @@ class Rule:
     need: Need
     actions: dict[str, Need] = field(default_factory=dict)
     project: str = "path"  # where the project comes from: "path", "handler", or "none"
+    # The one public read: without a token the handler serves what its pipeline made
+    # public (a badge with publicBadge: true) and answers 401 for anything else.
+    public: bool = False
 
     def need_for(self, action: str | None) -> Need:
         return self.actions.get(action or "", self.need)
 
 
 P = "/v3/projects/{project_id}"
-PIPELINE_ACTIONS = {"run": Need.MEMBER, "activate": Need.MEMBER, "deactivate": Need.MEMBER}
+PIPELINE_ACTIONS = {"run": Need.MEMBER, "activate": Need.MEMBER, "deactivate": Need.MEMBER,
+                    "clearcache": Need.MEMBER}
 CLUSTER_ACTIONS = {"authuser": Need.USER, "authapp": Need.ADMIN, "deploy": Need.ADMIN,
                    "destroy": Need.ADMIN, "revokeapp": Need.ADMIN}
 HANDLER = "handler"
@@ -56,6 +62,12 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v3"): Rule(Need.ANYONE, project=NONE),
     ("GET", "/healthz"): Rule(Need.ANYONE, project=NONE),
     ("POST", "/hooks"): Rule(Need.ANYONE, project=NONE),
+    # notifiers: admins make them, anyone names them (their secrets are never shown)
+    ("GET", "/v3/notifiers"): Rule(Need.USER, project=NONE),
+    ("POST", "/v3/notifiers"): Rule(Need.ADMIN, project=NONE),
+    ("GET", "/v3/notifiers/{notifier_id}"): Rule(Need.USER, project=NONE),
+    ("PUT", "/v3/notifiers/{notifier_id}"): Rule(Need.ADMIN, project=NONE),
+    ("DELETE", "/v3/notifiers/{notifier_id}"): Rule(Need.ADMIN, project=NONE),
     # projects
     ("GET", "/v3/projects"): Rule(Need.USER, project=NONE),
     ("POST", "/v3/projects"): Rule(Need.USER, project=NONE),
@@ -71,6 +83,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{P}/pipelines/{{pipeline_id}}"): Rule(Need.MEMBER, PIPELINE_ACTIONS),
     ("GET", f"{P}/pipelines/{{pipeline_id}}/view"): Rule(Need.READ),
     ("GET", f"{P}/pipelines/{{pipeline_id}}/export"): Rule(Need.READ),
+    ("GET", f"{P}/pipelines/{{pipeline_id}}/badge.svg"): Rule(Need.READ, public=True),
     # a pipeline read from its repository: its branches and file (read), a commit (member)
     ("GET", f"{P}/pipelines/{{pipeline_id}}/branches"): Rule(Need.READ),
     ("GET", f"{P}/pipelines/{{pipeline_id}}/configs"): Rule(Need.READ),
@@ -171,7 +184,7 @@ async def enforce(request: Request) -> None:
     if rule is None:  # check_routes makes this unreachable; refuse rather than allow
         raise PermissionDeniedError("this route has no access rule")
     need = rule.need_for(request.query_params.get("action"))
-    if need is Need.ANYONE:
+    if need is Need.ANYONE or (rule.public and "authorization" not in request.headers):
         return
     who = await caller(request)
     if need is Need.ADMIN and not who.admin:

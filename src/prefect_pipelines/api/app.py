@@ -25,6 +25,7 @@ from prefect_pipelines.api.routes import (
     executions,
     hooks,
     logs,
+    notifiers,
     pipelines,
     projects,
     sourcecode,
@@ -47,6 +48,7 @@ from prefect_pipelines.services.client import pipelines_client
 from prefect_pipelines.services.deliveries import Dispatcher
 from prefect_pipelines.services.lost_runs import ensure_lost_runs_automation
 from prefect_pipelines.services.memo import Recent
+from prefect_pipelines.services.notices import Notices
 from prefect_pipelines.services.pools import ensure_work_pool
 from prefect_pipelines.services.projects import AccessCache, adopt
 from prefect_pipelines.services.tokens import TokenCache
@@ -87,9 +89,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await app.state.deliveries.start()
         except Exception as exc:  # noqa: BLE001 - its records are still run, by a sweep
             _log.warning("could not take the delivery lease: %s", exc)
+        app.state.notices = Notices(client, get_settings(), app.state.deliveries)
+        await app.state.notices.start()
         try:
             yield
         finally:
+            await app.state.notices.close()
             await app.state.deliveries.close()
 
 
@@ -174,6 +179,7 @@ def create_app() -> FastAPI:
     app.include_router(projects.bindings)
     app.include_router(projects.secrets)
     app.include_router(projects.dockercredentials)
+    app.include_router(notifiers.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -7,7 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from prefect_pipelines.forges import FORGES, Forge
-from prefect_pipelines.translator.spec import Constraint, Stage
+from prefect_pipelines.translator.spec import Cache, Constraint, Notification, Stage
 
 # The forges of forges.FORGES, by kind.
 SourceCodeType = Literal[tuple(FORGES)]  # type: ignore[valid-type]
@@ -88,6 +88,12 @@ class PipelineIn(BaseModel):
         default=None, description="With stages: the branches that may run the pipeline at "
         "all (globs: `main`, `[main, 'release/*']` or `{include, exclude}`). With "
         "repositoryUrl: the branch cron and manual runs build when none is given.")
+    notification: Notification | None = Field(
+        default=None, description="Who is told when a run ends, and when (a repository's "
+        "file may carry its own, which wins).")
+    publicBadge: bool = Field(default=False, description="Serve badge.svg without a token.")
+    cache: list[Cache] | None = Field(
+        default=None, description="Directories kept between runs (docker executor).")
 
 
 class Pipeline(Resource):
@@ -110,6 +116,15 @@ class Pipeline(Resource):
         default=None, description="The repository whose pipeline file runs (null: stages are stored).")
     sourceCodeCredentialId: str | None = None
     configPath: str | None = None
+    notification: dict[str, Any] | None = Field(
+        default=None, description="recipients, condition, message (as given).")
+    publicBadge: bool = False
+    cache: list[dict[str, Any]] | None = Field(default=None, description="The directories "
+                                                "kept between runs (path, key), as given.")
+    caches: list[dict[str, Any]] | None = Field(
+        default=None, description="Their saves (GET of one pipeline): path, key as expanded, "
+        "size in bytes, saved, execution.")
+    cacheSize: int | None = Field(default=None, description="Bytes all its saves take.")
     creatorId: str
     created: str | None
     state: Literal["active", "inactive"]
@@ -440,6 +455,76 @@ class DockerCredential(Resource):
         description="Registry host -> username (passwords are never shown).")
 
 
+class SlackConfigIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    url: str | None = Field(default=None, description="The incoming webhook URL (write-only).")
+    defaultRecipient: str | None = Field(
+        default=None, description="Shown only: a Slack webhook posts to its own channel.")
+
+
+class SmtpConfigIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    host: str | None = Field(default=None, description="The SMTP server.")
+    port: int | None = Field(default=None, ge=1, le=65535,
+                             description="Default 465 with tls, else 25; 587 means STARTTLS.")
+    username: str | None = None
+    password: str | None = Field(default=None, description="Write-only.")
+    sender: str | None = Field(default=None, description="The From address.")
+    tls: bool | None = Field(default=None, description="TLS (465: SMTPS, else STARTTLS).")
+    defaultRecipient: str | None = Field(default=None, description="The address when a "
+                                         "pipeline names none.")
+
+
+class WebhookConfigIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    url: str | None = Field(default=None, description="Where the JSON payload is POSTed.")
+
+
+class PagerdutyConfigIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    serviceKey: str | None = Field(default=None, description="The integration (routing) key "
+                                   "(write-only).")
+    apiKey: str | None = Field(default=None, description="The REST API key (write-only).")
+
+
+class MsteamsConfigIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    url: str | None = Field(default=None, description="The incoming webhook URL (write-only).")
+
+
+class NotifierIn(BaseModel):
+    """The body of POST/PUT on notifiers (Rancher's shape): exactly one of the configs."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str | None = Field(default=None, description="Its name (required on POST).")
+    clusterId: str | None = Field(default=None, description="The cluster whose projects may "
+                                  "name it (POST; default local).")
+    slackConfig: SlackConfigIn | None = None
+    smtpConfig: SmtpConfigIn | None = None
+    webhookConfig: WebhookConfigIn | None = None
+    pagerdutyConfig: PagerdutyConfigIn | None = None
+    msteamsConfig: MsteamsConfigIn | None = None
+
+
+class Notifier(Resource):
+    clusterId: str
+    name: str
+    creatorId: str
+    created: str
+    slackConfig: dict[str, Any] | None = None
+    smtpConfig: dict[str, Any] | None = None
+    webhookConfig: dict[str, Any] | None = None
+    pagerdutyConfig: dict[str, Any] | None = None
+    msteamsConfig: dict[str, Any] | None = None
+
+
+NotifierCollection = Collection[Notifier]
 ClusterPipelineCollection = Collection[ClusterPipeline]
 DockerCredentialCollection = Collection[DockerCredential]
 ProjectSecretCollection = Collection[ProjectSecret]

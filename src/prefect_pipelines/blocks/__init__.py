@@ -288,6 +288,55 @@ class RunNumberClaim(Block):
     flow_run_id: str = Field(default="", description="The flow run that holds the number.")
 
 
+class PipelinesNotifier(Block):
+    """A notifier of a cluster (Rancher's): who it is, and the Prefect notification block
+    (Slack, Microsoft Teams, PagerDuty, custom webhook) or prefect-email's
+    EmailServerCredentials that sends for it, which holds its secrets.
+
+    Examples:
+        ```python
+        from prefect_pipelines.blocks import PipelinesNotifier
+        notifier = PipelinesNotifier.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "Pipelines Notifier"
+    _block_type_slug = "pipelines-notifier"
+    _description = "A cluster's notifier for pipeline runs, and the block that sends for it."
+    _documentation_url = _DOCS
+
+    notifier_id: str = Field(description="`<clusterId>:n-<id>`.")
+    cluster_id: str = Field(description="The cluster whose projects may name it.")
+    name: str = Field(description="Its name.")
+    kind: str = Field(description="slack, smtp, webhook, pagerduty or msteams.")
+    sender_block: str = Field(description="The block document (type slug/name) that sends.")
+    config: dict[str, Any] = Field(default_factory=dict,
+                                   description="Its settings without their secrets.")
+    creator_id: str = Field(default="", description="Who made it.")
+    created: str = Field(default="", description="When it was made (ISO-8601 UTC).")
+
+
+class NoticeClaim(Block):
+    """The claim of one execution's notifications (internal, kept anonymous): whoever
+    made it sends them; `sent` once they went.
+
+    Examples:
+        ```python
+        from prefect_pipelines.blocks import NoticeClaim
+        claim = NoticeClaim.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "Pipelines Notice Claim"
+    _block_type_slug = "pipelines-notice-claim"
+    _description = "Who sends the notifications of one pipeline execution (internal)."
+    _documentation_url = _DOCS
+
+    flow_run_id: str = Field(default="", description="The execution's flow run.")
+    owner: str = Field(default="", description="The facade or worker that sends them.")
+    sent: bool = Field(default=False, description="Whether they were sent.")
+
+
 BLOCK_TYPES: tuple[type[Block], ...] = (
     GitHubAppConfig,
     ForgeApp,
@@ -300,6 +349,8 @@ BLOCK_TYPES: tuple[type[Block], ...] = (
     ProjectRoleBinding,
     ProjectSecret,
     RunNumberClaim,
+    PipelinesNotifier,
+    NoticeClaim,
 )
 
 __all__ = [
@@ -307,7 +358,9 @@ __all__ = [
     "BLOCK_TYPES",
     "ForgeApp",
     "GitHubAppConfig",
+    "NoticeClaim",
     "PipelineSecrets",
+    "PipelinesNotifier",
     "PipelinesProject",
     "PipelinesUser",
     "ProjectRoleBinding",

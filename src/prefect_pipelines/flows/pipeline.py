@@ -23,6 +23,7 @@ from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from prefect_pipelines.flows.caches import RunCaches
 from prefect_pipelines.flows.control import RunControl, StopToken, start_thread
 from prefect_pipelines.flows.credentials import RegistryLogins, load_clone_auth, secret_env
 from prefect_pipelines.flows.engine import StepTagLimits
@@ -189,6 +190,36 @@ class _Run:
         self.control = control
         self.commit = plan.trigger.commit
         self.tag_limits = StepTagLimits(plan)
+        self.caches: RunCaches | None = None
+
+    def mounts(self) -> dict[str, dict[str, str]]:
+        return self.caches.mounts() if self.caches is not None else {}
+
+    def restore_caches(self, stage: StagePlan) -> None:
+        """Before the first stage that runs more than a clone: restore the run's caches
+        (the plan's, read from a repository's file by now; keys know the commit)."""
+        if self.caches is not None or not self.plan.config.cache or all(
+                step.kind == "sourceCode" for step in stage.steps):
+            return
+        logger = get_run_logger()
+        if not isinstance(self.executor, DockerExecutor):
+            logger.warning("cache: caches are kept by the docker executor only; this run "
+                           "neither restores nor saves them")
+            self.plan = replace(self.plan, config=self.plan.config.model_copy(update={"cache": None}))
+            return
+        image = next((self.plan.resolve(step, self.commit).script.image  # type: ignore[union-attr]
+                      for step in self.plan.steps() if step.kind == "runScript"), None)
+        if image is None:  # only publish steps: they build from the workspace alone
+            image = "busybox:latest"
+        try:
+            self.executor.ensure_image(image, lambda text: logger.info("cache: %s", text))
+        except Exception as exc:  # noqa: BLE001 - the step pulling it says why, too
+            logger.warning("cache: no image to copy caches with (%s): not restored", exc)
+            return
+        self.caches = RunCaches(self.plan, self.workspace, self.executor.client, image,
+                                lambda text: logger.info("%s", text), commit=self.commit,
+                                labels={CONTAINER_FLOW_RUN: str(self.flow_run.id)})
+        self.caches.restore()
 
     def env(self) -> dict[str, str]:
         return self.plan.cicd_env(self.commit)
@@ -253,6 +284,7 @@ class _StepJob:
                 output=output,
                 token=token,
                 labels=run.labels(step),
+                mounts=run.mounts(),
             )
             result = self._dispatch(ctx)
             if not result.ok and result.stopped is None and not step.ignores_failure:
@@ -639,6 +671,7 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
             if stage.skip is not None:
                 logger.info("stage %d %r skipped: %s", stage.index, stage.name, stage.skip)
             console.status(f"stage {stage.name}")
+            run.restore_caches(stage)
             for step, state in _run_stage(run, stage, bool(failure)):
                 if state.is_failed() and step.ignores_failure:
                     logger.info("step %s failed (failure: ignore): %s", step.place, state.message)
@@ -657,7 +690,11 @@ def _execute(flow_run: FlowRun, settings: Settings, pipeline: dict[str, Any], pi
                     continue
                 logger.info("%s at %s: %d stage(s) after the clone", run.plan.source_file,
                             run.commit[:12], len(run.plan.stages) - 1)
+        if run.caches is not None and not failure and not control.cancelled:
+            run.caches.save()
     finally:
+        if run.caches is not None:
+            run.caches.close()
         active_runs.remove(flow_run.id)
         done.set()
         watcher.join(timeout=5)

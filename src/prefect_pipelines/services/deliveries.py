@@ -314,6 +314,7 @@ class Dispatcher:
         self._leases_seen: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._beats = 0
+        self._stale: set[str] | None = None  # owners whose lease stopped, as of the last sweep
 
     @property
     def lease_name(self) -> str:
@@ -337,6 +338,13 @@ class Dispatcher:
             await self._client.delete_variable_by_name(self.lease_name)
         except Exception as exc:  # noqa: BLE001 - others take over once it goes stale
             _log.warning("could not give up the delivery lease: %s", _describe(exc))
+
+    def is_live(self, owner: str) -> bool:
+        """Whether the facade `owner` still holds its lease, as of the last sweep (before
+        the first one, every owner counts as live: nothing is taken over unseen)."""
+        if owner == self.owner or self._stale is None:
+            return True
+        return owner in self._leases_seen and owner not in self._stale
 
     def submit(self, item: Pending) -> None:
         """Queue a recorded delivery behind its pipeline's earlier ones."""
@@ -408,6 +416,7 @@ class Dispatcher:
         stale = {owner for owner, beat in leases.items()
                  if owner != self.owner and self._leases_seen.get(owner) == beat}
         self._leases_seen = leases
+        self._stale = stale
         taken = 0
         for item in await pending(self._client):
             owner = item.delivery.owner

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from prefect.client.schemas.filters import (
     DeploymentFilter,
+    DeploymentFilterId,
     DeploymentFilterName,
     FlowFilter,
     FlowFilterName,
@@ -48,6 +49,7 @@ from prefect_pipelines.vocabulary import (
     LABEL_BRANCH,
     LABEL_COMMIT,
     QUEUEING,
+    SKIPPED,
     STATES,
     TAG_EXECUTION,
     TAG_PIPELINE,
@@ -55,6 +57,7 @@ from prefect_pipelines.vocabulary import (
     WAITING,
     deployment_name,
     execution_name,
+    tagged_run_number,
 )
 
 if TYPE_CHECKING:
@@ -89,6 +92,37 @@ class ExecutionRecord:
         """The /v3 fields of the execution."""
         return execution_fields(self.flow_run, self.steps, project_id=self.project_id,
                                 pipeline_id=self.pipeline_id, queue_full=self.queue_full)
+
+
+_ENDED = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
+_RECENT = 50  # finished runs of a pipeline read to find a branch's last one
+
+
+def branch_of(flow_run: FlowRun) -> str:
+    """The branch an execution built (its label, else the branch it was asked for)."""
+    value = (flow_run.labels or {}).get(LABEL_BRANCH) or (flow_run.parameters or {}).get("branch") or ""
+    return value if isinstance(value, str) else ""
+
+
+async def last_finished(client: PrefectClient, deployment_id: UUID, *, branch: str | None,
+                        before: int | None = None) -> FlowRun | None:
+    """A pipeline's finished execution with the highest run number (below `before`, when
+    given) that built `branch` (any, when None), among its last 50 finished ones; None when
+    there is none. Skipped runs (nothing was built) do not count."""
+    runs = await client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=_ENDED))),
+        sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=_RECENT)
+    best: tuple[int, FlowRun] | None = None
+    for run in runs:
+        number = tagged_run_number(run.tags) or 0
+        if (before is not None and number >= before) or flow_run_state(run) == SKIPPED:
+            continue
+        if branch is not None and branch_of(run) != branch:
+            continue
+        if best is None or number > best[0]:
+            best = (number, run)
+    return best[1] if best else None
 
 
 def pipeline_of(flow_run: FlowRun) -> str:

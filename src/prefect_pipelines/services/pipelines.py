@@ -35,6 +35,7 @@ from prefect_pipelines.errors import (
 )
 from prefect_pipelines.services import webhooks
 from prefect_pipelines.services.deployments import read_deployment
+from prefect_pipelines.services.notifiers import check_notification
 from prefect_pipelines.services.numbering import RunNumbers, highest_run, release_all
 from prefect_pipelines.services.pools import deployed_pool, ensure_project_queue, ensure_work_pool
 from prefect_pipelines.services.projects import read_project
@@ -118,6 +119,9 @@ class PipelineRecord:
                 ("triggerWebhookTag", "tag"))},
             "branch": (stored.default_branch or None) if stored.from_repository
                       else self.definition.get("branch"),
+            "notification": self.definition.get("notification"),
+            "publicBadge": self.definition.get("publicBadge") is True,
+            "cache": self.definition.get("cache"),
             "creatorId": self.creator_id,
             "created": iso(self.deployment.created),
             "state": "active" if self.active else "inactive",
@@ -231,6 +235,7 @@ async def create_pipeline(client: PrefectClient, *, project_id: str, config: Pip
     await _check_credential(client, config, creator_id)
     await check_env_from(client, project_id, config)
     await check_step_limits(client, project_id, config)
+    await check_notification(client, project_id, config.notification)
     block_name = secrets_block_name(project_id, config.name)
     block = PipelineSecrets(project_id=project_id, pipeline_id=config.name,
                             token=secrets.token_urlsafe(32))
@@ -345,6 +350,7 @@ async def update_pipeline(client: PrefectClient, *, project_id: str, pipeline_id
     current = await read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
     await check_env_from(client, project_id, config)
     await check_step_limits(client, project_id, config)
+    await check_notification(client, project_id, config.notification)
     creator = current.creator_id
     if StoredDefinition(current.definition).repository != StoredDefinition(config.model_dump(by_alias=True)).repository:
         # A new repository or credential: the caller's own credential, and the pipeline

@@ -28,7 +28,7 @@ from prefect_pipelines.vocabulary import CLONE_STAGE
 CONFIG_FILES = (".rancher-pipeline.yml", ".rancher-pipeline.yaml")
 # Keys of a stored definition that belong to the pipeline, not to its file.
 _PIPELINE_KEYS = ("name", "triggerCronExpression", "triggerCronTimezone", "triggerWebhook",
-                  "triggerWebhookPush", "triggerWebhookPr", "triggerWebhookTag")
+                  "triggerWebhookPush", "triggerWebhookPr", "triggerWebhookTag", "publicBadge")
 
 
 def parse_pipeline_file(text: str | bytes, *, file_name: str, clone: dict[str, Any],

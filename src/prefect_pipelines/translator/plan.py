@@ -11,6 +11,7 @@ the executors only turn a resolved step into engine calls.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
 import shlex
@@ -94,6 +95,43 @@ class RunIdentity:
     def execution_id(self) -> str:
         """`<pipelineId>-<run>`, the execution's id on the API."""
         return f"{self.pipeline_id}-{self.run}"
+
+
+@dataclass(frozen=True)
+class ResolvedCache:
+    """One `cache` entry of a run: where it is in the step containers, whether that is in
+    the workspace, its key expanded, and `digest`, its identity (project, pipeline, path,
+    key: another project's cache of the same path and key is another digest)."""
+
+    path: str
+    in_workspace: bool
+    key: str
+    digest: str
+
+    @property
+    def name(self) -> str:
+        """The name of the cache's record and the prefix of its volumes."""
+        return f"pp-cache-{self.digest}"
+
+
+def resolve_caches(plan: RunPlan, commit: str = "") -> list[ResolvedCache]:
+    """The caches of a run at `commit`, their keys expanded from its CICD_* variables.
+
+    Raises:
+        ImageTagError: a key names a variable the run does not have.
+    """
+    env = plan.cicd_env(commit)
+    found = []
+    for index, cache in enumerate(plan.config.cache or []):
+        try:
+            key = expand_vars(cache.key or "", env)
+        except PipelineSpecError as exc:
+            raise exc.at(f"cache[{index}].key") from None
+        path = posixpath.normpath(cache.path)
+        identity = "\0".join((plan.identity.project_id, plan.identity.pipeline_id, path, key))
+        found.append(ResolvedCache(path=path, in_workspace=not path.startswith("/"), key=key,
+                                   digest=hashlib.sha256(identity.encode()).hexdigest()[:24]))
+    return found
 
 
 @dataclass(frozen=True)

@@ -579,6 +579,105 @@ class Stage(SpecModel):
     when: When | None = Field(default=None, description="When the stage runs.")
 
 
+CONTAINER_WORKSPACE = "/workspace"
+MAX_CACHES = 10
+_CACHE_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _cache_path(value: str) -> str:
+    if not value.startswith("/"):
+        if posixpath.normpath(_relative_path(value)) == ".":
+            raise UnsafePathError(f"{value!r} is the whole workspace: give a directory in it")
+        return value
+    normal = posixpath.normpath(value)
+    if normal == "/" or normal == CONTAINER_WORKSPACE or normal.startswith(CONTAINER_WORKSPACE + "/"):
+        raise UnsafePathError(f"{value!r} is the root or the workspace: give a directory "
+                              "(a path in the workspace is written relative to it)")
+    if normal.startswith("/.prefect-pipelines"):
+        raise UnsafePathError(f"{value!r} is where prefect-pipelines keeps a step's output")
+    return value
+
+
+def _cache_key(value: str) -> str:
+    for name in _CACHE_VAR.findall(value):
+        if not name.startswith(RESERVED_ENV_PREFIX):
+            raise InvalidValueError(f"${{{name}}}: a cache key may use only the CICD_* "
+                                    "variables of the run")
+    if len(value) > 200 or any(ord(ch) < 32 for ch in value):
+        raise InvalidValueError("must be one line of at most 200 characters")
+    return value
+
+
+class Cache(SpecModel):
+    """A directory kept between runs: restored before the first step after the clone,
+    saved when the run succeeds."""
+
+    path: Annotated[str, AfterValidator(_not_blank), AfterValidator(_cache_path)] = Field(
+        description="A directory in the step containers: relative to the workspace "
+        "(node_modules), or absolute (/root/.cache/go-build).")
+    key: Annotated[str, AfterValidator(_cache_key)] | None = Field(
+        default=None, description="Which copy: runs with the same key share it (default: one "
+        "for the pipeline); may use ${CICD_*}, e.g. ${CICD_GIT_BRANCH}.")
+
+
+def _unique_paths(caches: list[Cache] | None) -> list[Cache] | None:
+    seen: set[str] = set()
+    for index, cache in enumerate(caches or []):
+        normal = posixpath.normpath(cache.path)
+        if normal in seen:
+            raise InvalidValueError(f"{cache.path!r} is cached twice").at(f"[{index}].path")
+        seen.add(normal)
+    return caches
+
+
+NOTIFY_CONDITIONS = ("Failed", "Success", "Changed")
+_NOTIFIER_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*:n-[a-z0-9]{5,12}")
+
+
+def is_notifier_id(value: str) -> bool:
+    """Whether `value` is a notifier's id, `<clusterId>:n-<letters and digits>`."""
+    return bool(_NOTIFIER_ID.fullmatch(value))
+
+
+def _notifier_id(value: str) -> str:
+    if not is_notifier_id(value):
+        raise InvalidValueError(f"{value!r} is not a notifier id (<clusterId>:n-xxxxx, as "
+                                "/v3/notifiers lists them)")
+    return value
+
+
+def _recipient(value: str) -> str:
+    if len(value) > 320 or any(ord(ch) < 32 for ch in value):
+        raise InvalidValueError("must be one line of at most 320 characters")
+    return value
+
+
+class Recipient(SpecModel):
+    """Who a notification goes to: a notifier and, where it takes one, a recipient."""
+
+    notifier: Annotated[str, AfterValidator(_notifier_id)] = Field(
+        description="The notifier's id (`/v3/notifiers`).")
+    recipient: Annotated[str, AfterValidator(_recipient)] | None = Field(
+        default=None, description="An email address for an email notifier; carried in a "
+        "webhook's payload; a Slack webhook posts to its own channel. Default: the "
+        "notifier's defaultRecipient.")
+
+
+Conditions = Annotated[list[Literal["Failed", "Success", "Changed"]],
+                       BeforeValidator(_status_shorthand)]
+
+
+class Notification(SpecModel):
+    """Rancher 2.1+'s `notification`: tell the recipients when a run ends in a state
+    `condition` names (Changed: another state than the pipeline's previous finished run
+    of the same branch)."""
+
+    recipients: list[Recipient] = Field(min_length=1, description="Who is told.")
+    condition: Conditions = Field(
+        min_length=1, description="Failed (an aborted or lost run too), Success, Changed.")
+    message: str | None = Field(default=None, description="Added to the notification.")
+
+
 class PipelineConfig(SpecModel):
     """A pipeline: its name and triggers, and what runs: its `stages` (a stored
     definition) or, for a pipeline read from its repository, the repository whose
@@ -613,6 +712,13 @@ class PipelineConfig(SpecModel):
     trigger_webhook_tag: bool | None = Field(default=None, description="Run on pushed tags.")
     branch: ConstraintField | None = Field(
         default=None, description="The branches that may run the pipeline at all (globs).")
+    notification: Notification | None = Field(
+        default=None, description="Who is told when a run ends, and when (Rancher 2.1+).")
+    cache: Annotated[list[Cache], AfterValidator(_unique_paths)] | None = Field(
+        default=None, max_length=MAX_CACHES, description="Directories kept between runs "
+        "(docker executor).")
+    public_badge: bool = Field(
+        default=False, description="Serve the pipeline's badge.svg without a token.")
 
     @field_validator("name")
     @classmethod

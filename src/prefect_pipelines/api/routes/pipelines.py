@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 
 from prefect_pipelines.api import norman
+from prefect_pipelines.api.badge import badge_svg
 from prefect_pipelines.api.body import YAML_TYPES, read_body, read_definition, read_document
 from prefect_pipelines.api.deps import AppSettings, Client, Project, User, strict_query
 from prefect_pipelines.api.routes.executions import execution_resource
@@ -24,13 +26,16 @@ from prefect_pipelines.api.schemas import Pipeline as PipelineModel
 from prefect_pipelines.errors import (
     ActionNotAvailableError,
     InvalidInputError,
+    NotFoundError,
+    UnauthorizedError,
     UnsupportedMediaTypeError,
 )
+from prefect_pipelines.services import caches, repository
 from prefect_pipelines.services import pipelines as service
-from prefect_pipelines.services import repository
-from prefect_pipelines.services.executions import ExecutionRecord
-from prefect_pipelines.services.projects import check_clone_credential
+from prefect_pipelines.services.executions import ExecutionRecord, last_finished
+from prefect_pipelines.services.projects import check_clone_credential, check_project_id
 from prefect_pipelines.translator import PipelineSpecError, validate_branch_name
+from prefect_pipelines.translator.executions import flow_run_state
 from prefect_pipelines.translator.spec import run_variables
 from prefect_pipelines.translator.yaml_io import dump_yaml
 
@@ -58,7 +63,7 @@ def _self_url(request: Request, project_id: str, pipeline_id: str) -> str:
 def pipeline_resource(request: Request, record: service.PipelineRecord) -> dict[str, Any]:
     """A pipeline in Norman's shape, with the actions its state allows."""
     url = _self_url(request, record.project_id, record.pipeline_id)
-    actions = ["run", "deactivate" if record.active else "activate"]
+    actions = ["run", "deactivate" if record.active else "activate", "clearcache"]
     links = {"executions": f"{norman.base_url(request)}/v3/projects/{record.project_id}"
                            f"/pipelineexecutions?pipelineId={record.pipeline_id}"}
     if not record.from_repository:  # a stored definition can be viewed and exported
@@ -103,7 +108,54 @@ async def read_pipeline(request: Request, project_id: Project, pipeline_id: str,
                         user: User) -> dict[str, Any]:
     """Read a pipeline."""
     record = await service.read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
-    return pipeline_resource(request, record)
+    return await _with_caches(client, pipeline_resource(request, record))
+
+
+async def _with_caches(client: Client, resource: dict[str, Any]) -> dict[str, Any]:
+    """A pipeline's resource with its caches (`caches`, `cacheSize` in bytes)."""
+    records = await caches.caches_of(client, resource["projectId"], resource["id"])
+    shown = [{field: record.get(field) for field in ("path", "key", "size", "saved", "execution")}
+             for record in records]
+    return {**resource, "caches": shown, "cacheSize": sum(int(item["size"] or 0) for item in shown)}
+
+
+_BADGE = {200: {"description": "An SVG badge of the last finished run's state.",
+                "content": {"image/svg+xml": {"schema": {"type": "string"}}}},
+          304: {"description": "The badge the client has (If-None-Match) is current."}}
+
+
+@router.get("/{pipeline_id}/badge.svg", response_class=Response, responses=_BADGE,
+            dependencies=[strict_query("branch")])
+async def pipeline_badge(request: Request, project_id: str, pipeline_id: str, client: Client,
+                         branch: str | None = Query(default=None, description="Only runs of "
+                                                    "this branch (default: any).")) -> Response:
+    """A Shields-style badge of the pipeline's last finished run (`build | success`).
+    Without a token only when the pipeline sets `publicBadge: true`."""
+    anonymous = "authorization" not in request.headers
+    hidden = UnauthorizedError("send Authorization: Bearer <token>: this pipeline's badge is "
+                               "not public (publicBadge)")
+    try:
+        record = await service.read_pipeline(client, project_id=check_project_id(project_id),
+                                             pipeline_id=pipeline_id)
+    except (NotFoundError, InvalidInputError):
+        if anonymous:  # a badge nobody made public says nothing, not even that it exists
+            raise hidden from None
+        raise
+    public = record.definition.get("publicBadge") is True
+    if anonymous and not public:
+        raise hidden
+    if branch is not None:
+        try:
+            validate_branch_name(branch)
+        except PipelineSpecError as exc:
+            raise InvalidInputError(exc.message, field_name="branch") from None
+    last = await last_finished(client, record.deployment.id, branch=branch)
+    svg = badge_svg("build", flow_run_state(last) if last is not None else "unknown")
+    etag = f'"{hashlib.sha256(svg.encode()).hexdigest()[:20]}"'
+    headers = {"ETag": etag, "Cache-Control": f"{'public' if public else 'private'}, max-age=30"}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(svg, media_type="image/svg+xml", headers=headers)
 
 
 @router.put("/{pipeline_id}", response_model=PipelineModel, openapi_extra=_BODY,
@@ -135,9 +187,15 @@ async def delete_pipeline(request: Request, project_id: Project, pipeline_id: st
 async def pipeline_action(
     request: Request, project_id: Project, pipeline_id: str, client: Client, user: User,
     settings: AppSettings,
-    action: Literal["run", "activate", "deactivate"] = Query(description="The action."),
+    action: Literal["run", "activate", "deactivate", "clearcache"] = Query(description="The action."),
 ) -> dict[str, Any]:
-    """Run an action: `run` ({branch?}; returns the new execution), `activate`, `deactivate`."""
+    """Run an action: `run` ({branch?}; returns the new execution), `activate`,
+    `deactivate`, `clearcache` (its next runs restore no cache)."""
+    if action == "clearcache":
+        await read_document(request, settings, allow_empty=True)
+        record = await service.read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
+        await caches.clear_caches(client, project_id, pipeline_id)
+        return await _with_caches(client, pipeline_resource(request, record))
     if action == "run":
         body = await read_document(request, settings, allow_empty=True)
         run_input = _run_input(body)

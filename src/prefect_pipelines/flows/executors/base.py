@@ -27,6 +27,7 @@ class StepContext:
     output: StepOutput
     token: StopToken
     labels: dict[str, str] = field(default_factory=dict)
+    mounts: dict[str, dict[str, str]] = field(default_factory=dict)  # host dir -> bind (caches)
 
 
 @dataclass

@@ -234,6 +234,11 @@ class DockerExecutor:
                     f"(code {exit_code})")
 
     def _ensure_image(self, image: str, ctx: StepContext) -> None:
+        self.ensure_image(image, ctx.output.info)
+
+    def ensure_image(self, image: str, info: Callable[[str], None]) -> None:
+        """Pull `image` unless the engine has it (a private registry's: every time, with
+        the run's login), telling `info` how the pull goes."""
         registry, repository, tag = split_reference(image)  # a base may be any reference
         private = image not in self._built and self.logins.private(registry)
         if not private:
@@ -243,7 +248,7 @@ class DockerExecutor:
             except docker.errors.ImageNotFound:
                 pass
         auth = self.logins.login(registry)
-        ctx.output.info(f"pulling {image}" + (
+        info(f"pulling {image}" + (
             f" (a private registry's image: pulled every run, {'with' if auth else 'without'} "
             "this project's login)" if private else ""))
         last: dict[str, str] = {}
@@ -256,7 +261,7 @@ class DockerExecutor:
             layer = event.get("id", "")
             if status and last.get(layer) != status:
                 last[layer] = status
-                ctx.output.info(f"{layer}: {status}" if layer else status)
+                info(f"{layer}: {status}" if layer else status)
 
     # -- publish image ----------------------------------------------------------------
 
@@ -402,7 +407,7 @@ def container_spec(step: ScriptStep, *, ctx: StepContext, network: str | None,
             the shell line that sends the script's output there).
     """
     entrypoint = list(step.entrypoint) if step.entrypoint is not None else None
-    volumes = {str(ctx.workspace): {"bind": CONTAINER_WORKSPACE, "mode": "rw"}}
+    volumes = {str(ctx.workspace): {"bind": CONTAINER_WORKSPACE, "mode": "rw"}, **ctx.mounts}
     if output is not None:
         directory, redirect = output
         assert entrypoint is not None and step.is_shell

@@ -41,9 +41,17 @@ class NotFoundError(ApiError):
 
 
 class ConflictError(ApiError):
-    """The name is taken."""
+    """The resource's state does not allow it (a project that holds pipelines, the last
+    owner): Norman's Conflict."""
 
     status = 409
+    code = "Conflict"
+
+
+class NotUniqueError(ApiError):
+    """The name (or registry, or role) is taken: Norman's NotUnique, a 422."""
+
+    status = 422
     code = "NotUnique"
 
 
@@ -61,9 +69,10 @@ class InvalidInputError(ApiError):
 
 
 class ActionNotAvailableError(ApiError):
-    """The action exists but not in the resource's current state."""
+    """The action (or link) exists but not in the resource's current state: Norman's
+    ActionNotAvailable, a 404."""
 
-    status = 409
+    status = 404
     code = "ActionNotAvailable"
 
 

@@ -92,7 +92,7 @@ def probes(world: dict[str, Any]) -> dict[tuple[str, str], list[Probe]]:
         # `p`'s badge is not public: without a token it is refused as any project read
         ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}/badge.svg"): [
             Probe(f"{base}/pipelines/p/badge.svg")],
-        # `p` stores its definition: these answer 409 to whoever may call them
+        # `p` stores its definition: these answer 404 ActionNotAvailable to whoever may call them
         ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}/branches"): [Probe(f"{base}/pipelines/p/branches")],
         ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}/configs"): [Probe(f"{base}/pipelines/p/configs")],
         ("GET", "/v3/projects/{project_id}/pipelines/{pipeline_id}/yaml"): [
@@ -137,6 +137,10 @@ def probes(world: dict[str, Any]) -> dict[tuple[str, str], list[Probe]]:
         ("POST", "/v3/clusters/{cluster_id}/clusterpipelines/{pipeline_id}"): [
             Probe(f"{cluster}/c-acc-none", {"action": action}, {})
             for action in ("authapp", "authuser", "deploy", "destroy", "revokeapp")],
+        ("GET", "/v3/schemas"): [Probe("/v3/schemas")],
+        ("GET", "/v3/schemas/{schema_id}"): [Probe("/v3/schemas/project")],
+        ("GET", "/v3/projects/{project_id}/schemas"): [Probe(f"{base}/schemas")],
+        ("GET", "/v3/projects/{project_id}/schemas/{schema_id}"): [Probe(f"{base}/schemas/pipeline")],
         ("GET", "/v3/notifiers"): [Probe("/v3/notifiers")],
         ("POST", "/v3/notifiers"): [Probe("/v3/notifiers", json={"clusterId": "c-acc"})],  # no name: 422
         ("GET", "/v3/notifiers/{notifier_id}"): [Probe("/v3/notifiers/c-acc:n-ghost")],  # 404
@@ -262,14 +266,16 @@ def test_projects_and_bindings(world, facade) -> None:  # type: ignore[no-untype
     # The last owner stays; a second owner can then remove the first.
     bindings = owner.get("/v3/projectroletemplatebindings", params={"projectId": project}).json()["data"]
     owner_binding = next(b for b in bindings if b["roleTemplateId"] == "project-owner")
-    assert owner.delete(f"/v3/projectroletemplatebindings/{owner_binding['id']}").status_code == 409
+    last = owner.delete(f"/v3/projectroletemplatebindings/{owner_binding['id']}")
+    assert (last.status_code, last.json()["code"]) == (409, "Conflict")
     extra = f"acc-second-{uuid.uuid4().hex[:6]}"
     granted = admin.post("/v3/projectroletemplatebindings", json={
         "projectId": project, "userId": extra, "roleTemplateId": "project-owner"})
     assert granted.status_code == 201, granted.text
     again = owner.post("/v3/projectroletemplatebindings", json={
         "projectId": project, "userId": extra, "roleTemplateId": "read-only"})
-    assert again.status_code == 409 and again.json()["fieldName"] == "userId"
+    assert again.status_code == 422 and again.json()["fieldName"] == "userId"
+    assert again.json()["code"] == "NotUnique"
     assert owner.delete(f"/v3/projectroletemplatebindings/{granted.json()['id']}").status_code == 204
     # A bad role and a bad projectId in a pipeline body name the field.
     bad = owner.post("/v3/projectroletemplatebindings", json={
@@ -473,7 +479,7 @@ def test_a_projects_secrets_reach_its_own_steps_and_no_one_elses(world, api) -> 
     assert value not in owner.get(f"/v3/projects/{project}/secrets").text
     assert member.get(f"/v3/projects/{project}/secrets").status_code == 403
     again = owner.post(f"/v3/projects/{project}/secrets", json={"name": name, "data": {"A": "b"}})
-    assert again.status_code == 409 and again.json()["fieldName"] == "name"
+    assert again.status_code == 422 and again.json()["fieldName"] == "name"
     # A member's step gets it (masked in its log).
     step = script_step('echo "pw=$P"', envFrom=[{"sourceName": name, "targetKey": "P"}])
     create(member, project, definition("uses-secret", [step]))

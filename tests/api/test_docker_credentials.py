@@ -53,9 +53,9 @@ def test_docker_credentials_are_write_only_and_checked(facade) -> None:  # type:
 
         # Bad input is named.
         assert_error(owner.post(base, json={"name": "ci", "registries": {"r.example": {
-            "username": "u", "password": "p"}}}), 409, field="name")
+            "username": "u", "password": "p"}}}), 422, field="name", code="NotUnique")
         assert_error(owner.post(base, json={"name": "two", "registries": {"reg.example.com:5000": {
-            "username": "u", "password": "p"}}}), 409, field="registries.reg.example.com:5000")
+            "username": "u", "password": "p"}}}), 422, field="registries.reg.example.com:5000")
         assert_error(owner.post(base, json={"name": "bad", "registries": {"not a host!": {
             "username": "u", "password": "p"}}}), 422, field="registries.not a host!")
         # urllib refuses an unbalanced bracket (its IPv6 check): still a 422, never a 500.

@@ -170,7 +170,7 @@ class TestActions:
         wait_for(lambda: containers_of(docker_client, flow_run_id) == [], timeout=15,
                  what="the containers to go")
         assert time.monotonic() - asked < 20
-        body = assert_error(api.post(running["links"]["self"], params={"action": "stop"}), 409,
+        body = assert_error(api.post(running["links"]["self"], params={"action": "stop"}), 404,
                             code="ActionNotAvailable")
         assert "finished" in body["message"]
 
@@ -212,7 +212,7 @@ class TestActions:
         run(api, project, "busy")
         wait_state(api, project, "busy-1", states=("running",))
         assert_error(api.post(f"/v3/projects/{project}/pipelineexecutions/busy-1",
-                              params={"action": "rerun"}), 409, code="ActionNotAvailable")
+                              params={"action": "rerun"}), 404, code="ActionNotAvailable")
         api.post(f"/v3/projects/{project}/pipelineexecutions/busy-1", params={"action": "stop"})
         wait_state(api, project, "busy-1")
 

@@ -132,7 +132,8 @@ class TestOAuth:
             "clusterId": cluster, "githubConfig": github_config(fake_github, client_id, secret)})
         assert created.status_code == 201, created.text
         assert secret not in created.text
-        assert_error(api.post(f"/v3/clusters/{cluster}/clusterpipelines", json={"clusterId": cluster}), 409)
+        assert_error(api.post(f"/v3/clusters/{cluster}/clusterpipelines", json={"clusterId": cluster}), 422,
+                     code="NotUnique")
         listed = api.get(f"/v3/clusters/{cluster}/clusterpipelines").json()
         assert [c["id"] for c in listed["data"]] == [cluster]
         updated = api.put(cluster_url(cluster), json={"githubConfig": {**github_config(fake_github, client_id, None), "tls": True}})

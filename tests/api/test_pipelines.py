@@ -77,7 +77,7 @@ class TestCrud:
         project = new_project(api)
         create(api, project, definition("dup", SIMPLE))
         assert_error(api.post(f"/v3/projects/{project}/pipelines", json=definition("dup", SIMPLE)),
-                     409, field="name")
+                     422, field="name", code="NotUnique")
         create(api, new_project(api), definition("dup", SIMPLE))  # another project: fine
 
     def test_filters_and_pagination(self, api: httpx.Client) -> None:

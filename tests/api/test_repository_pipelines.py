@@ -73,7 +73,7 @@ def test_runs_read_the_file_of_the_commit_they_build(api: httpx.Client, reposito
     created = create(api, project, {"name": "pac", "repositoryUrl": repository["url"], "branch": "main"})
     assert (created["repositoryUrl"], created["branch"], created["stages"]) == (repository["url"], "main", [])
     assert "view" not in created["links"] and "export" not in created["links"]
-    assert_error(api.get(f"/v3/projects/{project}/pipelines/pac/view"), 409)
+    assert_error(api.get(f"/v3/projects/{project}/pipelines/pac/view"), 404, code="ActionNotAvailable")
 
     first = wait_state(api, project, run(api, project, "pac")["id"])  # the default branch
     assert first["state"] == "success", first
@@ -195,7 +195,7 @@ def test_branches_configs_and_yaml_and_a_commit_through_the_api(api: httpx.Clien
     stored = create(api, project, {"name": "stored", "stages": [
         {"name": "a", "steps": [{"runScriptConfig": {"image": "busybox", "shellScript": "true"}}]}]})
     assert "yaml" not in stored["links"]
-    assert_error(api.get(f"/v3/projects/{project}/pipelines/stored/branches"), 409)
+    assert_error(api.get(f"/v3/projects/{project}/pipelines/stored/branches"), 404, code="ActionNotAvailable")
 
 
 def test_a_files_limits_caches_and_notification_hold_as_a_stored_pipelines(

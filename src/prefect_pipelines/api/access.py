@@ -62,6 +62,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v3"): Rule(Need.ANYONE, project=NONE),
     ("GET", "/healthz"): Rule(Need.ANYONE, project=NONE),
     ("POST", "/hooks"): Rule(Need.ANYONE, project=NONE),
+    # Norman's discovery: the types outside projects, and a project's
+    ("GET", "/v3/schemas"): Rule(Need.USER, project=NONE),
+    ("GET", "/v3/schemas/{schema_id}"): Rule(Need.USER, project=NONE),
+    ("GET", f"{P}/schemas"): Rule(Need.READ),
+    ("GET", f"{P}/schemas/{{schema_id}}"): Rule(Need.READ),
     # notifiers: admins make them, anyone names them (their secrets are never shown)
     ("GET", "/v3/notifiers"): Rule(Need.USER, project=NONE),
     ("POST", "/v3/notifiers"): Rule(Need.ADMIN, project=NONE),

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -22,6 +22,7 @@ from prefect_pipelines.api.access import check_routes, enforce
 from prefect_pipelines.api.deps import no_nul
 from prefect_pipelines.api.routes import (
     clusters,
+    discovery,
     executions,
     hooks,
     logs,
@@ -37,6 +38,7 @@ from prefect_pipelines.api.schemas import (
     BindingIn,
     ClusterPipelineIn,
     DockerCredentialIn,
+    NotifierIn,
     PipelineIn,
     ProjectIn,
     RevokeAppInput,
@@ -180,17 +182,21 @@ def create_app() -> FastAPI:
     app.include_router(projects.secrets)
     app.include_router(projects.dockercredentials)
     app.include_router(notifiers.router)
+    app.include_router(discovery.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/v3", response_model=ApiRoot, summary="The API root")
-    async def root(request: Request) -> dict[str, Any]:
-        """The API root."""
+    async def root(request: Request, response: Response) -> dict[str, Any]:
+        """The API root; `X-API-Schemas` names the schemas Rancher's clients load."""
         base = norman.base_url(request)
+        response.headers["X-API-Schemas"] = f"{base}/v3/schemas"
         return {"type": "apiRoot", "id": "v3",
-                "links": {"self": f"{base}/v3",
+                "links": {"self": f"{base}/v3", "schemas": f"{base}/v3/schemas",
+                          "projects": f"{base}/v3/projects",
+                          "notifiers": f"{base}/v3/notifiers",
                           "sourceCodeCredentials": f"{base}/v3/sourcecodecredentials",
                           "sourceCodeRepositories": f"{base}/v3/sourcecoderepositories"}}
 
@@ -201,7 +207,7 @@ def create_app() -> FastAPI:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for model in (PipelineIn, RunInput, ClusterPipelineIn, AuthAppInput, AuthUserInput,
                           RevokeAppInput,
-                          ProjectIn, BindingIn, SecretIn, DockerCredentialIn):
+                          ProjectIn, BindingIn, SecretIn, DockerCredentialIn, NotifierIn):
                 definition = model.model_json_schema(ref_template="#/components/schemas/{model}",
                                                      by_alias=True)
                 components.update(definition.pop("$defs", {}))

@@ -222,6 +222,22 @@ class PipelineExecutionLog(Resource):
     message: str
 
 
+class NormanSchema(ApiModel):
+    """A Norman schema: one type of the API, as Rancher's clients read it."""
+
+    id: str
+    type: Literal["schema"] = "schema"
+    links: dict[str, str] = Field(description="self, and collection for a listable type.")
+    pluralName: str
+    collectionMethods: list[str]
+    resourceMethods: list[str]
+    resourceFields: dict[str, dict[str, Any]] = Field(
+        description="name -> {type, nullable, required, create, update, default, options}.")
+    resourceActions: dict[str, dict[str, str]] = Field(description="name -> {input, output}.")
+    collectionActions: dict[str, dict[str, str]]
+    collectionFilters: dict[str, dict[str, list[str]]] = Field(description="name -> {modifiers}.")
+
+
 class ApiRoot(ApiModel):
     type: str
     id: str
@@ -229,6 +245,7 @@ class ApiRoot(ApiModel):
 
 
 PipelineCollection = Collection[Pipeline]
+NormanSchemaCollection = Collection[NormanSchema]
 PipelineExecutionCollection = Collection[PipelineExecution]
 PipelineExecutionLogCollection = Collection[PipelineExecutionLog]
 
@@ -237,9 +254,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description,
              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
     for status, description in {
-        400: "Bad request", 401: "No valid token", 403: "Not allowed", 404: "Not found",
-        409: "Conflict or action not available", 413: "Too large", 415: "Unsupported media type",
-        422: "Invalid input", 424: "GitHub failed or refused", 503: "Busy; retry",
+        400: "Bad request", 401: "No valid token", 403: "Not allowed", 404: "Not found, or the action is not available now",
+        409: "Conflict: the resource's state", 413: "Too large", 415: "Unsupported media type",
+        422: "Invalid input, or the name is taken (NotUnique)", 424: "The forge failed or refused", 503: "Busy; retry",
         504: "Prefect did not say whether the write was made; look before retrying",
     }.items()
 }

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from prefect.exceptions import ObjectNotFound
 
 from prefect_pipelines.blocks import GitHubAppConfig
-from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
+from prefect_pipelines.errors import InvalidInputError, NotFoundError, NotUniqueError
 from prefect_pipelines.forges import FORGES, Forge, OAuthApp, by_config_field, forge_class
 from prefect_pipelines.services.forge_apps import load_app, load_apps, load_settings, save_app
 from prefect_pipelines.services.pipelines import repoint_cluster
@@ -174,7 +174,7 @@ async def save_cluster(client: PrefectClient, cluster_id: str, *, deploy: bool |
             when it exists); None: either.
 
     Raises:
-        NotFoundError, ConflictError: as `exists` says.
+        NotFoundError, NotUniqueError: as `exists` says.
         InvalidInputError: a new OAuth app without its secret (nothing is saved).
     """
     check_cluster_id(cluster_id)
@@ -182,7 +182,7 @@ async def save_cluster(client: PrefectClient, cluster_id: str, *, deploy: bool |
     if exists is True and current is None:
         raise NotFoundError(f"cluster pipeline {cluster_id!r} not found")
     if exists is False and current is not None:
-        raise ConflictError(f"cluster {cluster_id} already has its pipeline settings: use PUT",
+        raise NotUniqueError(f"cluster {cluster_id} already has its pipeline settings: use PUT",
                             field_name="clusterId")
     block = current or GitHubAppConfig(cluster_id=cluster_id)
     apps = {kind: config.app(await _secret_of(client, cluster_id, config, current))

@@ -22,7 +22,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect_docker.credentials import DockerRegistryCredentials
 
 from prefect_pipelines.blocks import ProjectDockerCredential
-from prefect_pipelines.errors import ConflictError, InvalidInputError
+from prefect_pipelines.errors import InvalidInputError, NotUniqueError
 from prefect_pipelines.services.documents import find_documents
 from prefect_pipelines.services.project_items import ProjectItems
 
@@ -106,7 +106,7 @@ async def put_credential(client: PrefectClient, project_id: str, name: str, regi
         if other.get("name") == name:
             continue
         for host in sorted(set(logins) & set(other.get("usernames") or {})):
-            raise ConflictError(f"docker credential {other.get('name')!r} of project {project_id} "
+            raise NotUniqueError(f"docker credential {other.get('name')!r} of project {project_id} "
                                 f"has a login for {host} already", field_name=f"registries.{host}")
     block = ProjectDockerCredential(
         project_id=project_id, name=name,

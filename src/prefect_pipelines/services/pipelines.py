@@ -27,9 +27,9 @@ from prefect.utilities.callables import parameter_schema
 
 from prefect_pipelines.blocks import PipelineSecrets
 from prefect_pipelines.errors import (
-    ConflictError,
     InvalidInputError,
     NotFoundError,
+    NotUniqueError,
     ServiceUnavailableError,
     StoreUncertainError,
 )
@@ -228,7 +228,7 @@ async def create_pipeline(client: PrefectClient, *, project_id: str, config: Pip
     when asked for, then its deployment. A failure on the way removes what was made.
 
     Raises:
-        ConflictError: the project has a pipeline of that name.
+        NotUniqueError: the project has a pipeline of that name.
         PermissionDeniedError: the definition names someone else's credential.
     """
     assert config.name is not None
@@ -244,7 +244,7 @@ async def create_pipeline(client: PrefectClient, *, project_id: str, config: Pip
     except ValueError as exc:
         if "already" not in str(exc).lower():
             raise
-        raise ConflictError(f"project {project_id} already has a pipeline named {config.name!r}",
+        raise NotUniqueError(f"project {project_id} already has a pipeline named {config.name!r}",
                             field_name="name") from None
     try:
         if config.webhook_events:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from prefect.blocks.core import Block
 from prefect.exceptions import ObjectNotFound
 
-from prefect_pipelines.errors import ConflictError, InvalidInputError, NotFoundError
+from prefect_pipelines.errors import InvalidInputError, NotFoundError, NotUniqueError
 from prefect_pipelines.services.documents import find_documents
 from prefect_pipelines.translator.spec import is_pipeline_name
 
@@ -79,7 +79,7 @@ class ProjectItems(Generic[B]):
         """Create (409 when the name is taken) or replace (404 when missing) an item."""
         exists = await self.exists(client, project_id, name)
         if create and exists:
-            raise ConflictError(f"project {project_id} has a {self.noun} {name!r} already",
+            raise NotUniqueError(f"project {project_id} has a {self.noun} {name!r} already",
                                 field_name="name")
         if not create and not exists:
             raise self.missing(project_id, name)

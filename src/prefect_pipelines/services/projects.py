@@ -36,6 +36,7 @@ from prefect_pipelines.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    NotUniqueError,
     PermissionDeniedError,
 )
 from prefect_pipelines.services.dockercredentials import adopt_operator_logins, registry_host
@@ -300,7 +301,7 @@ async def grant(client: PrefectClient, project_id: str, user_id: str, role: str)
                       {"project_id": project_id, "user_id": user_id, "role": role,
                        "created": binding.created})
     except ObjectAlreadyExists:
-        raise ConflictError(f"{user_id} holds a role in {project_id} already; remove that "
+        raise NotUniqueError(f"{user_id} holds a role in {project_id} already; remove that "
                             "binding first", field_name="userId") from None
     return binding
 
@@ -512,7 +513,7 @@ async def adopt(client: PrefectClient, project_id: str | None = None) -> list[st
         for creator in sorted(creators):
             try:
                 await grant(client, found, creator, "project-owner")
-            except (ConflictError, InvalidInputError):
+            except (NotUniqueError, InvalidInputError):
                 pass
         for name in sorted(sources.get(found, ())):
             await _adopt_secret(client, found, name)
@@ -539,7 +540,7 @@ def _registry_hosts(definition: StoredDefinition) -> set[str]:
 async def _adopt_registry_logins(client: PrefectClient, project_id: str, hosts: set[str]) -> None:
     try:
         copied = await adopt_operator_logins(client, project_id, hosts)
-    except (ConflictError, InvalidInputError) as exc:
+    except (NotUniqueError, InvalidInputError) as exc:
         _log.warning("could not copy registry logins into adopted project %s: %s", project_id, exc)
         return
     if copied:
@@ -559,5 +560,5 @@ async def _adopt_secret(client: PrefectClient, project_id: str, name: str) -> No
             if isinstance(value, dict) else {"value": value if isinstance(value, str) else json.dumps(value)})
     try:
         await put_secret(client, project_id, name, data, create=True)
-    except (ConflictError, InvalidInputError) as exc:
+    except (NotUniqueError, InvalidInputError) as exc:
         _log.warning("could not copy secret %r into adopted project %s: %s", name, project_id, exc)

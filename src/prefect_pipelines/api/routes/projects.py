@@ -48,7 +48,8 @@ def project_resource(request: Request, project: service.Project) -> dict[str, An
         "description": project.description, "creatorId": project.creator_id,
         "created": project.created, "settings": project.settings,
     }, links={name: f"{base}/{name}" for name in (
-        "pipelines", "pipelineexecutions", "secrets", "dockercredentials")} | {
+        "pipelines", "pipelineexecutions", "pipelineexecutionlogs", "secrets",
+        "dockercredentials", "schemas")} | {
         "projectroletemplatebindings":
             f"{norman.base_url(request)}/v3/projectroletemplatebindings?projectId={project.id}"})
 

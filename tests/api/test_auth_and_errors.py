@@ -107,6 +107,44 @@ class TestOtherBadInput:
         assert_error(api.get("/v3/nothing-here"), 404)
         assert_error(api.patch(f"/v3/projects/{new_project(api)}/pipelines"), 405)
 
+    def test_405_and_options_list_every_method_the_path_serves(self, api: httpx.Client) -> None:
+        project = new_project(api)
+        for path, methods in [
+            (f"/v3/projects/{project}/pipelines/p", "DELETE, GET, OPTIONS, POST, PUT"),
+            (f"/v3/projects/{project}/pipelines", "GET, OPTIONS, POST"),
+            ("/v3/notifiers/local:n-abcde", "DELETE, GET, OPTIONS, PUT"),
+            ("/v3", "GET, OPTIONS"),
+        ]:
+            refused = api.patch(path)
+            body = assert_error(refused, 405, code="MethodNotAllowed")
+            assert refused.headers["allow"] == methods, path
+            assert "PATCH is not served" in body["message"]
+            asked = httpx.options(f"{api.base_url}{path}")  # no token needed to ask
+            assert (asked.status_code, asked.headers["allow"]) == (204, methods), path
+        assert_error(httpx.options(f"{api.base_url}/v3/nothing-here"), 404)
+
+    def test_an_action_that_takes_no_input_refuses_a_body(self, api: httpx.Client) -> None:
+        project = new_project(api)
+        create(api, project, definition("quiet", [script_step("true")]))
+        url = f"/v3/projects/{project}/pipelines/quiet"
+        for content, media in [(b"\x8f\x00garbage", "application/json"), (b'{"x": 1}', "application/json"),
+                               (b"[]", "application/json"), (b"x: 1", "application/yaml")]:
+            assert_error(api.post(url, params={"action": "deactivate"}, content=content,
+                                  headers={"Content-Type": media}), 422, code=None)
+        assert api.get(url).json()["state"] == "active"  # nothing happened
+        assert_error(api.post(url, params={"action": "deactivate"}, content=b'{"x": 1}',
+                              headers={"Content-Type": "application/json"}), 422,
+                     code="InvalidBodyContent")
+        for content in (b"", b"{}", b" {} "):
+            done = api.post(url, params={"action": "deactivate"}, content=content,
+                            headers={"Content-Type": "application/json"})
+            assert done.status_code == 200, done.text
+        assert api.post(url, params={"action": "activate"}, content=b"",
+                        headers={"Content-Type": "text/plain"}).status_code == 200
+        cluster = "/v3/clusters/c-nobody/clusterpipelines/c-nobody"
+        assert_error(api.post(cluster, params={"action": "deploy"}, content=b"random bytes",
+                              headers={"Content-Type": "application/json"}), 422)
+
     def test_unknown_query_parameters_and_bad_pages(self, api: httpx.Client) -> None:
         url = f"/v3/projects/{new_project(api)}/pipelines"
         assert_error(api.get(url, params={"colour": "red"}), 422, field="colour")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -127,13 +128,38 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return _error(422, code, f"{field}: {message}" if field else message, field)
 
 
-async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the request's path serves, by the OpenAPI document's paths (each
+    route serves one method; Starlette's own 405 names only the first route's)."""
+    table = getattr(request.app.state, "methods_by_path", None)
+    if table is None:
+        table = request.app.state.methods_by_path = [
+            (re.compile("/".join("[^/]+" if part.startswith("{") and part.endswith("}")
+                                 else re.escape(part) for part in path.split("/"))),
+             {method.upper() for method in operations})
+            for path, operations in request.app.openapi()["paths"].items()]
+    methods: set[str] = set()
+    for pattern, served in table:
+        if pattern.fullmatch(request.url.path):
+            methods |= served
+    return sorted(methods | {"OPTIONS"}) if methods else []
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     codes = {404: "NotFound", 405: "MethodNotAllowed", 401: "Unauthorized", 400: "BadRequest"}
     message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    headers = dict(getattr(exc, "headers", None) or {})
     if exc.status_code == 404 and message == "Not Found":
         message = f"no such path: {request.url.path}"
+    if exc.status_code == 405:
+        allowed = allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        if request.method == "OPTIONS":  # what the path serves, for anyone who asks
+            return Response(status_code=204, headers=headers)
+        message = (f"{request.method} is not served at {request.url.path}: it serves "
+                   f"{', '.join(method for method in allowed if method != 'OPTIONS')}")
     return _error(exc.status_code, codes.get(exc.status_code, "ServerError"), message,
-                  headers=getattr(exc, "headers", None))
+                  headers=headers or None)
 
 
 async def _prefect_error(request: Request, exc: Exception) -> JSONResponse:

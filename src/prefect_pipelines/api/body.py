@@ -42,15 +42,16 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def read_document(request: Request, settings: Settings, *, allow_empty: bool = False
-                        ) -> Any:
-    """The decoded body (JSON or YAML by Content-Type)."""
+async def read_document(request: Request, settings: Settings, *, allow_empty: bool = False,
+                        raw: bytes | None = None) -> Any:
+    """The decoded body (JSON or YAML by Content-Type; `raw` when it was read already)."""
     media = _media_type(request)
     if media not in YAML_TYPES | JSON_TYPES:
         raise UnsupportedMediaTypeError(
             f"Content-Type {media!r} is not accepted: send application/json or application/yaml"
         )
-    raw = await read_body(request, settings.max_pipeline_bytes)
+    if raw is None:
+        raw = await read_body(request, settings.max_pipeline_bytes)
     if not raw.strip():
         if allow_empty:
             return None
@@ -129,3 +130,15 @@ def parse_model(model: type[ModelT], data: Any) -> ModelT:
             message = f"{field}: {first.get('msg', 'invalid')}" if field else first.get("msg", "invalid")
         raise InvalidInputError(message, field_name=field,
                                 code="MissingRequired" if kind == "missing" else None) from None
+
+
+async def no_body(request: Request, settings: Settings, action: str) -> None:
+    """An action that takes no input: its body is empty or `{}` (Rancher's clients send
+    `{}`); anything else is a 422, not silently ignored."""
+    raw = await read_body(request, settings.max_pipeline_bytes)
+    if not raw.strip():
+        return  # nothing sent, whatever its Content-Type says
+    data = await read_document(request, settings, allow_empty=True, raw=raw)
+    if data not in (None, {}):
+        raise InvalidInputError(f"{action} takes no input: send no body, or {{}}",
+                                code="InvalidBodyContent")

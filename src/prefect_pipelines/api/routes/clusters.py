@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Request, status
 
 from prefect_pipelines.api import norman
-from prefect_pipelines.api.body import parse_model, read_document
+from prefect_pipelines.api.body import no_body, parse_model, read_document
 from prefect_pipelines.api.deps import AppSettings, Client, User, strict_query
 from prefect_pipelines.api.routes.sourcecode import credential_resource
 from prefect_pipelines.api.schemas import (
@@ -136,6 +136,7 @@ async def cluster_pipeline_action(
                                             code=given.code, user_id=user)
         return credential_resource(request, credential)
     if action in ("deploy", "destroy"):
+        await no_body(request, settings, action)
         record = await service.deploy_cluster(client, cluster_id, action == "deploy", settings)
         return cluster_resource(request, record)
     data = await read_document(request, settings) if (await request.body()).strip() else {}

@@ -7,7 +7,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Request
 
 from prefect_pipelines.api import norman
-from prefect_pipelines.api.deps import Client, Project, User, strict_query
+from prefect_pipelines.api.body import no_body
+from prefect_pipelines.api.deps import AppSettings, Client, Project, User, strict_query
 from prefect_pipelines.api.schemas import (
     ERROR_RESPONSES,
     PipelineExecution,
@@ -67,9 +68,12 @@ async def read_execution(request: Request, project_id: Project, execution_id: st
              dependencies=[strict_query("action")])
 async def execution_action(
     request: Request, project_id: Project, execution_id: str, client: Client, user: User,
+    settings: AppSettings,
     action: Literal["stop", "rerun"] = Query(description="The action."),
 ) -> dict[str, Any]:
-    """`stop` a waiting or running execution; `rerun` a finished one (returns the new one)."""
+    """`stop` a waiting or running execution; `rerun` a finished one (returns the new one).
+    Neither takes input: no body, or `{}`."""
+    await no_body(request, settings, action)
     if action == "stop":
         record = await service.stop_execution(client, project_id=project_id,
                                               execution_id=execution_id)

@@ -10,7 +10,13 @@ from fastapi.responses import PlainTextResponse
 
 from prefect_pipelines.api import norman
 from prefect_pipelines.api.badge import badge_svg
-from prefect_pipelines.api.body import YAML_TYPES, read_body, read_definition, read_document
+from prefect_pipelines.api.body import (
+    YAML_TYPES,
+    no_body,
+    read_body,
+    read_definition,
+    read_document,
+)
 from prefect_pipelines.api.deps import AppSettings, Client, Project, User, strict_query
 from prefect_pipelines.api.routes.executions import execution_resource
 from prefect_pipelines.api.schemas import (
@@ -191,8 +197,9 @@ async def pipeline_action(
 ) -> dict[str, Any]:
     """Run an action: `run` ({branch?}; returns the new execution), `activate`,
     `deactivate`, `clearcache` (its next runs restore no cache)."""
+    if action != "run":
+        await no_body(request, settings, action)
     if action == "clearcache":
-        await read_document(request, settings, allow_empty=True)
         record = await service.read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
         await caches.clear_caches(client, project_id, pipeline_id)
         return await _with_caches(client, pipeline_resource(request, record))

@@ -7,7 +7,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Request, Response, status
 
 from prefect_pipelines.api import norman
-from prefect_pipelines.api.deps import Client, User, strict_query
+from prefect_pipelines.api.body import no_body
+from prefect_pipelines.api.deps import AppSettings, Client, User, strict_query
 from prefect_pipelines.api.schemas import (
     ERROR_RESPONSES,
     SourceCodeCredential,
@@ -79,8 +80,11 @@ async def delete_credential(credential_id: str, client: Client, user: User) -> R
 @credentials.post("/{credential_id}", response_model=SourceCodeRepositoryCollection,
                   dependencies=[strict_query("action")])
 async def credential_action(request: Request, credential_id: str, client: Client, user: User,
+                            settings: AppSettings,
                             action: Literal["refreshrepos"] = Query()) -> dict[str, Any]:
-    """`refreshrepos`: list the account's repositories from its forge again."""
+    """`refreshrepos`: list the account's repositories from its forge again (no input:
+    no body, or `{}`)."""
+    await no_body(request, settings, action)
     found = await service.refresh_repositories(client, user_id=user, identifier=credential_id)
     data = [repository_resource(request, repository) for repository in found]
     return norman.collection(request, "sourceCodeRepository", data, limit=len(data) or 1,

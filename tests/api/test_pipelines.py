@@ -371,3 +371,30 @@ def test_a_pipeline_shows_its_caches_and_clearcache_forgets_them(api, docker_cli
     # The cleared saves are gone from the engine once a run meets them: one save is left.
     volumes = docker_client.volumes.list(filters={"label": "io.prefect-pipelines.project=" + project})
     assert len(volumes) == 1, [volume.name for volume in volumes]
+
+
+def test_collections_sort_and_say_their_filters_as_norman_does(api) -> None:  # type: ignore[no-untyped-def]
+    project = new_project(api)
+    for name in ("bravo", "alpha", "charlie"):
+        create(api, project, definition(name, SIMPLE))
+    url = f"/v3/projects/{project}/pipelines"
+    listed = api.get(url).json()
+    assert [item["name"] for item in listed["data"]] == ["alpha", "bravo", "charlie"]
+    assert listed["sort"]["name"] == "name" and listed["sort"]["order"] == "asc"
+    assert listed["filters"] == {"name": None, "state": None}
+    reverse = api.get(listed["sort"]["reverse"]).json()
+    assert [item["name"] for item in reverse["data"]] == ["charlie", "bravo", "alpha"]
+    paged = api.get(url, params={"sort": "name", "order": "desc", "limit": 2}).json()
+    assert [item["name"] for item in paged["data"]] == ["charlie", "bravo"]
+    assert [item["name"] for item in api.get(paged["pagination"]["next"]).json()["data"]] == ["alpha"]
+    named = api.get(url, params={"name": "bravo"}).json()
+    assert named["filters"]["name"] == [{"modifier": "eq", "value": "bravo"}]
+    assert set(named["sortLinks"]) == {"name"}
+    assert_error(api.get(url, params={"sort": "colour"}), 422, field="sort")
+    assert_error(api.get(url, params={"order": "sideways"}), 422, field="order")
+    first = wait_state(api, project, run(api, project, "alpha")["id"])
+    second = wait_state(api, project, run(api, project, "alpha")["id"])
+    executions = f"/v3/projects/{project}/pipelineexecutions"
+    newest = [item["id"] for item in api.get(executions, params={"pipelineId": "alpha"}).json()["data"]]
+    oldest = [item["id"] for item in api.get(executions, params={"pipelineId": "alpha", "order": "asc"}).json()["data"]]
+    assert newest == [second["id"], first["id"]] and oldest == [first["id"], second["id"]]

@@ -34,14 +34,17 @@ def resource(self_url: str, type_: str, fields: dict[str, Any], *, actions: list
 
 
 def collection(request: Request, resource_type: str, data: list[dict[str, Any]], *,
-               limit: int, offset: int, total: int | None) -> dict[str, Any]:
-    """A page of resources with Norman's pagination (`marker` is the offset of a page)."""
+               limit: int, offset: int, total: int | None,
+               filters: tuple[str, ...] = (), sort: Sort | None = None) -> dict[str, Any]:
+    """A page of resources with Norman's pagination (`marker` is the offset of a page),
+    the `filters` it takes (with the values this request gave) and, for a sortable
+    collection, `sort` (with the `reverse` link) and `sortLinks`."""
     next_url = None
     if total is not None and offset + len(data) < total or total is None and len(data) == limit:
         params = dict(request.query_params)
         params.update(limit=str(limit), marker=str(offset + limit))
         next_url = f"{base_url(request)}{request.url.path}?{urlencode(params)}"
-    return {
+    body: dict[str, Any] = {
         "type": "collection",
         "resourceType": resource_type,
         "data": data,
@@ -49,6 +52,38 @@ def collection(request: Request, resource_type: str, data: list[dict[str, Any]],
                        "partial": next_url is not None},
         "links": {"self": str(request.url)},
     }
+    if filters:
+        body["filters"] = {name: ([{"modifier": "eq", "value": request.query_params[name]}]
+                                  if name in request.query_params else None) for name in filters}
+    if sort is not None:
+        def link(**change: str) -> str:
+            params = {key: value for key, value in request.query_params.items() if key != "marker"}
+            params.update(change)
+            return f"{base_url(request)}{request.url.path}?{urlencode(params)}"
+
+        body["sort"] = {"name": sort.field, "order": sort.order,
+                        "reverse": link(sort=sort.field, order="desc" if sort.order == "asc" else "asc")}
+        body["sortLinks"] = {name: link(sort=name, order="asc") for name in sort.fields}
+    return body
+
+
+class Sort:
+    """Norman's `sort=<field>&order=asc|desc` of a collection that can sort by `fields`."""
+
+    def __init__(self, fields: tuple[str, ...], field: str | None, order: str | None,
+                 default_order: str = "asc") -> None:
+        if field is not None and field not in fields:
+            raise InvalidInputError(f"sort={field!r}: this collection sorts by "
+                                    f"{', '.join(fields)}", field_name="sort")
+        if order is not None and order not in ("asc", "desc"):
+            raise InvalidInputError("order must be asc or desc", field_name="order")
+        self.fields = fields
+        self.field = field or fields[0]
+        self.order = order or default_order
+
+    @property
+    def descending(self) -> bool:
+        return self.order == "desc"
 
 
 def page(limit: int | None, marker: str | None) -> tuple[int, int]:

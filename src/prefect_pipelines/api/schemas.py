@@ -47,6 +47,10 @@ class Collection(ApiModel, Generic[T]):
     data: list[T]
     pagination: Pagination
     links: dict[str, str]
+    filters: dict[str, list[dict[str, str]] | None] | None = Field(
+        default=None, description="The filters it takes, with this request's values.")
+    sort: dict[str, str] | None = Field(default=None, description="name, order, reverse (a link).")
+    sortLinks: dict[str, str] | None = Field(default=None, description="field -> a link sorting by it.")
 
 
 class ErrorBody(ApiModel):

@@ -31,7 +31,12 @@ import docker
 import docker.errors
 
 from prefect_pipelines.services.caches import read_pointer, write_pointer
-from prefect_pipelines.translator.plan import ResolvedCache, RunPlan, workspace_path
+from prefect_pipelines.translator.plan import (
+    ResolvedCache,
+    RunPlan,
+    resolve_caches,
+    workspace_path,
+)
 from prefect_pipelines.vocabulary import CONTAINER_LABEL_PREFIX
 
 _log = logging.getLogger(__name__)
@@ -53,8 +58,6 @@ class RunCaches:
 
     def __init__(self, plan: RunPlan, workspace: Path, client: docker.DockerClient, image: str,
                  say: Any, commit: str = "", labels: dict[str, str] | None = None) -> None:
-        from prefect_pipelines.translator.plan import resolve_caches
-
         self.plan = plan
         self.client = client
         self.image = image

@@ -209,8 +209,9 @@ class _Run:
             return
         image = next((self.plan.resolve(step, self.commit).script.image  # type: ignore[union-attr]
                       for step in self.plan.steps() if step.kind == "runScript"), None)
-        if image is None:  # only publish steps: they build from the workspace alone
-            image = "busybox:latest"
+        if image is None:  # the copies need an image the engine has: a step's
+            logger.warning("cache: a pipeline without runScriptConfig steps keeps no caches")
+            return
         try:
             self.executor.ensure_image(image, lambda text: logger.info("cache: %s", text))
         except Exception as exc:  # noqa: BLE001 - the step pulling it says why, too

@@ -236,7 +236,7 @@ def _of_pipeline(project_id: str, pipeline_id: str) -> dict[str, Any]:
 
 
 async def list_executions(client: PrefectClient, *, project_id: str, pipeline_id: str | None,
-                          state: str | None, limit: int, offset: int
+                          state: str | None, limit: int, offset: int, oldest_first: bool = False
                           ) -> tuple[list[ExecutionRecord], int]:
     """Executions of a project (or one pipeline), newest first; and how many match."""
     flow_run_filter = FlowRunFilter(tags=FlowRunFilterTags(all_=[f"{TAG_PROJECT}{project_id}", TAG_EXECUTION]))
@@ -248,7 +248,9 @@ async def list_executions(client: PrefectClient, *, project_id: str, pipeline_id
             return [], 0
     of_pipeline = _of_pipeline(project_id, pipeline_id) if pipeline_id is not None else {}
     runs, total, _ = await asyncio.gather(
-        client.read_flow_runs(flow_run_filter=flow_run_filter, sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        client.read_flow_runs(flow_run_filter=flow_run_filter,
+                              sort=FlowRunSort.EXPECTED_START_TIME_ASC if oldest_first
+                              else FlowRunSort.EXPECTED_START_TIME_DESC,
                               limit=limit, offset=offset, **of_pipeline),
         client.count_flow_runs(flow_run_filter=flow_run_filter, **of_pipeline),
         # An unknown pipeline is a 404, not an empty list.

@@ -306,9 +306,10 @@ async def last_execution(client: PrefectClient, deployment_id: UUID) -> FlowRun 
 
 
 async def list_pipelines(client: PrefectClient, *, project_id: str, name: str | None = None,
-                         state: str | None = None, limit: int, offset: int
-                         ) -> tuple[list[PipelineRecord], int]:
-    """The pipelines of a project, by name, filtered; and how many match in all."""
+                         state: str | None = None, limit: int, offset: int,
+                         descending: bool = False) -> tuple[list[PipelineRecord], int]:
+    """The pipelines of a project, by name (`descending`: Z first), filtered; and how many
+    match in all."""
     # The client's filter models lack `paused`, which the server supports: send JSON.
     deployments_filter: dict[str, Any] = {"tags": {"all_": [f"{TAG_PROJECT}{project_id}"]}}
     if name:
@@ -318,7 +319,8 @@ async def list_pipelines(client: PrefectClient, *, project_id: str, name: str | 
     body = {"flows": {"name": {"any_": [FLOW_NAME]}}, "deployments": deployments_filter}
     listed, counted = await asyncio.gather(
         client.request("POST", "/deployments/filter",
-                       json={**body, "sort": "NAME_ASC", "limit": limit, "offset": offset}),
+                       json={**body, "sort": "NAME_DESC" if descending else "NAME_ASC",
+                             "limit": limit, "offset": offset}),
         client.request("POST", "/deployments/count", json=body),
     )
     listed.raise_for_status()

@@ -37,23 +37,28 @@ def execution_resource(request: Request, record: service.ExecutionRecord) -> dic
 
 
 @router.get("", response_model=PipelineExecutionCollection,
-            dependencies=[strict_query("pipelineId", "state", "limit", "marker")])
+            dependencies=[strict_query("pipelineId", "state", "limit", "marker", "sort", "order")])
 async def list_executions(
     request: Request, project_id: Project, client: Client, user: User,
     pipelineId: str | None = Query(default=None, description="Only this pipeline's executions."),  # noqa: N803
     state: State | None = Query(default=None),
     limit: int | None = Query(default=None, description="Page size (1-200, default 50)."),
     marker: str | None = Query(default=None, description="Where the page starts (from `next`)."),
+    sort: Literal["created"] | None = Query(default=None, description="By when it was made "
+                                            "(the default)."),
+    order: Literal["asc", "desc"] | None = Query(default=None, description="desc (default: "
+                                                 "newest first) or asc."),
 ) -> dict[str, Any]:
-    """List executions, newest first."""
+    """List executions, newest first (`order=asc`: oldest first)."""
     size, offset = norman.page(limit, marker)
+    sorting = norman.Sort(("created",), sort, order, default_order="desc")
     records, total = await service.list_executions(
         client, project_id=project_id, pipeline_id=pipelineId, state=state, limit=size,
-        offset=offset,
+        offset=offset, oldest_first=not sorting.descending,
     )
     data = [execution_resource(request, record) for record in records]
     return norman.collection(request, "pipelineExecution", data, limit=size, offset=offset,
-                             total=total)
+                             total=total, filters=("pipelineId", "state"), sort=sorting)
 
 
 @router.get("/{execution_id}", response_model=PipelineExecution, dependencies=[strict_query()])

@@ -93,20 +93,25 @@ async def create_pipeline(request: Request, project_id: Project, client: Client,
 
 
 @router.get("", response_model=PipelineCollection,
-            dependencies=[strict_query("name", "state", "limit", "marker")])
+            dependencies=[strict_query("name", "state", "limit", "marker", "sort", "order")])
 async def list_pipelines(
     request: Request, project_id: Project, client: Client, user: User,
     name: str | None = Query(default=None, description="Only the pipeline of this name."),
     state: Literal["active", "inactive"] | None = Query(default=None),
     limit: int | None = Query(default=None, description="Page size (1-200, default 50)."),
     marker: str | None = Query(default=None, description="Where the page starts (from `next`)."),
+    sort: Literal["name"] | None = Query(default=None, description="By name (the default)."),
+    order: Literal["asc", "desc"] | None = Query(default=None, description="asc (default) or desc."),
 ) -> dict[str, Any]:
     """List the project's pipelines."""
     size, offset = norman.page(limit, marker)
+    sorting = norman.Sort(("name",), sort, order)
     records, total = await service.list_pipelines(client, project_id=project_id, name=name,
-                                                  state=state, limit=size, offset=offset)
+                                                  state=state, limit=size, offset=offset,
+                                                  descending=sorting.descending)
     data = [pipeline_resource(request, record) for record in records]
-    return norman.collection(request, "pipeline", data, limit=size, offset=offset, total=total)
+    return norman.collection(request, "pipeline", data, limit=size, offset=offset, total=total,
+                             filters=("name", "state"), sort=sorting)
 
 
 @router.get("/{pipeline_id}", response_model=PipelineModel, dependencies=[strict_query()])

@@ -170,7 +170,7 @@ async def save_cluster(client: PrefectClient, cluster_id: str, *, deploy: bool |
     one of kind `revoke`); `deploy` creates or removes its work pool.
 
     Args:
-        exists: True: only update (404 when nothing was saved); False: only create (409
+        exists: True: only update (404 when nothing was saved); False: only create (422 NotUnique
             when it exists); None: either.
 
     Raises:

@@ -96,8 +96,8 @@ def check_registries(registries: Any, kept: dict[str, tuple[str, str]]) -> dict[
 
 async def put_credential(client: PrefectClient, project_id: str, name: str, registries: Any, *,
                          create: bool) -> DockerCredentialInfo:
-    """Create (409 when the name is taken) or replace (404 when missing) a docker
-    credential; 409 when another credential of the project has a login for one of its
+    """Create (422 NotUnique when the name is taken) or replace (404 when missing) a docker
+    credential; NotUnique when another credential of the project has a login for one of its
     registries (a registry has one login per project)."""
     DOCKER_CREDENTIALS.check_name(name)
     kept = {} if create else _logins_of(await DOCKER_CREDENTIALS.load(client, project_id, name))

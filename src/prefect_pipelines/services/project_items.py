@@ -76,7 +76,7 @@ class ProjectItems(Generic[B]):
 
     async def save(self, client: PrefectClient, project_id: str, name: str, block: B, *,
                    create: bool) -> None:
-        """Create (409 when the name is taken) or replace (404 when missing) an item."""
+        """Create (422 NotUnique when the name is taken) or replace (404 when missing) an item."""
         exists = await self.exists(client, project_id, name)
         if create and exists:
             raise NotUniqueError(f"project {project_id} has a {self.noun} {name!r} already",

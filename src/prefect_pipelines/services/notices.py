@@ -69,6 +69,7 @@ _ENDED = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CA
 _EVENTS = [f"prefect.flow-run.{name}" for name in
            ("Completed", "Failed", "Crashed", "Cancelled", "TimedOut", "Skipped")]
 _PAGE = 200
+_HELD = object()  # another facade holds a run's claim
 
 
 def claim_prefix(flow_run_id: UUID | str) -> str:
@@ -119,6 +120,9 @@ class Notices:
         self._tasks: list[asyncio.Task[None]] = []
         self._sending: set[asyncio.Task[None]] = set()
         self._since: dt.datetime | None = None
+        # Runs whose notices another facade claimed and has not marked sent: if it stops
+        # before it does, a sweep here takes them over.
+        self._held: dict[str, FlowRun] = {}
 
     @property
     def owner(self) -> str:
@@ -187,14 +191,23 @@ class Notices:
                 sort=FlowRunSort.END_TIME_DESC, limit=_PAGE, offset=offset)
             for run in runs:
                 looked += 1
-                await self.handle(run)
+                await self._handle_quietly(run)
             if len(runs) < _PAGE:
                 break
             offset += _PAGE
+        for run in list(self._held.values()):
+            await self._handle_quietly(run)
         # The next sweep looks again at what ended during two sweeps before it: a run's
         # end time is its worker's clock, which may be behind.
         self._since = now - dt.timedelta(seconds=2 * self._settings.notify_sweep_seconds + 60)
         return looked
+
+    async def _handle_quietly(self, flow_run: FlowRun) -> None:
+        try:
+            await self.handle(flow_run)
+        except Exception as exc:  # noqa: BLE001 - the next sweep tries it again
+            _log.warning("flow run %s: could not look at its notifications (%s)", flow_run.id,
+                         _describe(exc))
 
     async def _handle_id(self, run_id: str) -> None:
         if run_id in self._seen:
@@ -225,6 +238,10 @@ class Notices:
             self._seen[key] = True
             return
         claim = await self._claim(flow_run.id)
+        if claim is _HELD:  # another facade is on it: looked at again each sweep
+            self._held[key] = flow_run
+            return
+        self._held.pop(key, None)
         self._seen[key] = True
         if claim is None:
             return
@@ -233,9 +250,10 @@ class Notices:
         finally:
             await self._mark_sent(claim)
 
-    async def _claim(self, flow_run_id: UUID) -> UUID | None:
-        """The id of this facade's claim of a run's notifications, None when another
-        facade has them or they went."""
+    async def _claim(self, flow_run_id: UUID) -> UUID | object | None:
+        """The id of this facade's claim of a run's notifications; _HELD while another
+        facade that is up holds an unsent claim; None when they went (or another facade
+        won the claim just now)."""
         response = await self._client.request("POST", "/block_documents/filter", json={
             "block_documents": {"name": {"like_": claim_prefix(flow_run_id)},
                                 "is_anonymous": {"eq_": True}},
@@ -246,8 +264,10 @@ class Notices:
         attempt = 1
         if found:
             data = found[0].get("data") or {}
-            if data.get("sent") or self._dispatcher.is_live(str(data.get("owner") or "")):
+            if data.get("sent"):
                 return None
+            if self._dispatcher.is_live(str(data.get("owner") or "")):
+                return _HELD
             attempt = int(found[0]["name"].rsplit("-", 1)[1]) + 1
             _log.warning("flow run %s: facade %s claimed its notifications and stopped; "
                          "sending them here", flow_run_id, data.get("owner"))

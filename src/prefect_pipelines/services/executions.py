@@ -94,7 +94,8 @@ class ExecutionRecord:
                                 pipeline_id=self.pipeline_id, queue_full=self.queue_full)
 
 
-_ENDED = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
+# The final states of a flow run (a finished execution).
+ENDED = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
 _RECENT = 50  # finished runs of a pipeline read to find a branch's last one
 
 
@@ -111,7 +112,7 @@ async def last_finished(client: PrefectClient, deployment_id: UUID, *, branch: s
     there is none. Skipped runs (nothing was built) do not count."""
     runs = await client.read_flow_runs(
         deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=_ENDED))),
+        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ENDED))),
         sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=_RECENT)
     best: tuple[int, FlowRun] | None = None
     for run in runs:

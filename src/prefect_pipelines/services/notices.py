@@ -35,7 +35,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter
@@ -45,7 +45,7 @@ from pydantic import ValidationError
 from prefect_pipelines.blocks import NoticeClaim
 from prefect_pipelines.errors import InvalidInputError, NotFoundError
 from prefect_pipelines.services.documents import block_ids
-from prefect_pipelines.services.executions import branch_of, last_finished, pipeline_of
+from prefect_pipelines.services.executions import ENDED, branch_of, last_finished, pipeline_of
 from prefect_pipelines.services.notifiers import send
 from prefect_pipelines.translator.executions import execution_fields, flow_run_state
 from prefect_pipelines.translator.notices import compose, condition_of, wanted
@@ -64,7 +64,6 @@ if TYPE_CHECKING:
     from prefect_pipelines.settings import Settings
 
 _log = logging.getLogger(__name__)
-_ENDED = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
 # The names of the events of those states (Prefect names an event after its state).
 _EVENTS = [f"prefect.flow-run.{name}" for name in
            ("Completed", "Failed", "Crashed", "Cancelled", "TimedOut", "Skipped")]
@@ -186,7 +185,7 @@ class Notices:
             runs = await self._client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
                 flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=_ENDED)),
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ENDED)),
                     end_time=FlowRunFilterEndTime(after_=since)),
                 sort=FlowRunSort.END_TIME_DESC, limit=_PAGE, offset=offset)
             for run in runs:

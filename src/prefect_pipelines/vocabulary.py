@@ -61,6 +61,31 @@ LEASE_VARIABLE_TAG = "facade-lease"
 LOST_RUN_AUTOMATION = "prefect-pipelines: worker lost"
 LOST_CANCEL_AUTOMATION = "prefect-pipelines: worker lost while cancelling"
 
+# The shapes of the API's ids and names. The checks fullmatch these; the OpenAPI document
+# publishes them anchored (`anchored`) on the path parameters and fields that take them, so
+# a generated client refuses what the server refuses.
+CLUSTER_ID_PATTERN = r"[a-z0-9]+(?:-[a-z0-9]+)*"  # and at most MAX_ID characters
+PROJECT_ID_PATTERN = rf"{CLUSTER_ID_PATTERN}:{CLUSTER_ID_PATTERN}"
+# A pipeline's, a secret's and a docker credential's name (a DNS label).
+NAME_PATTERN = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+NOTIFIER_ID_PATTERN = rf"{CLUSTER_ID_PATTERN}:n-[a-z0-9]{{5,12}}"
+ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
+SECRET_KEY_PATTERN = r"[A-Za-z_][A-Za-z0-9_.-]{0,127}"
+USER_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}"
+REGISTRY_HOST_PATTERN = (r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)"
+                         r"(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*(?::[0-9]{1,5})?")
+# A self-managed forge's host (and port).
+FORGE_HOST_PATTERN = r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?"
+# A string with something in it (not empty, not only white space).
+NOT_BLANK_PATTERN = r"\S"
+MAX_ID = 63
+
+
+def anchored(pattern: str) -> str:
+    """`pattern` for a JSON schema, where a pattern matches anywhere unless anchored."""
+    return f"^(?:{pattern})$"
+
+
 # States on the API are lowercase.
 WAITING, QUEUEING, RUNNING = "waiting", "queueing", "running"
 SUCCESS, FAILED, SKIPPED, ABORTED = "success", "failed", "skipped", "aborted"

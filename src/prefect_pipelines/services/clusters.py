@@ -16,24 +16,17 @@ from prefect_pipelines.forges import FORGES, Forge, OAuthApp, by_config_field, f
 from prefect_pipelines.services.forge_apps import load_app, load_apps, load_settings, save_app
 from prefect_pipelines.services.pipelines import repoint_cluster
 from prefect_pipelines.services.pools import ensure_work_pool
+from prefect_pipelines.services.projects import check_cluster_id
 from prefect_pipelines.services.sourcecode import CredentialRecord, link_account
 from prefect_pipelines.settings import Settings
-from prefect_pipelines.vocabulary import cluster_block_name, cluster_pool_name
+from prefect_pipelines.vocabulary import FORGE_HOST_PATTERN, cluster_block_name, cluster_pool_name
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
-_CLUSTER = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-_HOST = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
+_HOST = re.compile(FORGE_HOST_PATTERN)
 _URL = re.compile(r"https?://[^\s]+")
 _FIELDS = {"clientId", "clientSecret", "redirectUrl"}  # and the forge's config_keys
-
-
-def check_cluster_id(cluster_id: str) -> str:
-    if not _CLUSTER.fullmatch(cluster_id) or len(cluster_id) > 63:
-        raise InvalidInputError(f"{cluster_id!r} is not a cluster id: lowercase letters, "
-                                "digits and single dashes", field_name="clusterId")
-    return cluster_id
 
 
 @dataclass

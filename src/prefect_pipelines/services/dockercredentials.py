@@ -25,6 +25,7 @@ from prefect_pipelines.blocks import ProjectDockerCredential
 from prefect_pipelines.errors import InvalidInputError, NotUniqueError
 from prefect_pipelines.services.documents import find_documents
 from prefect_pipelines.services.project_items import ProjectItems
+from prefect_pipelines.vocabulary import REGISTRY_HOST_PATTERN
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -32,8 +33,7 @@ if TYPE_CHECKING:
 DOCKER_CREDENTIALS = ProjectItems(ProjectDockerCredential, "dockercredential", "docker credential")
 DOCKER_HUB = "docker.io"
 _DOCKER_HUB_NAMES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
-_HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
-                   r"(?::[0-9]{1,5})?")
+_HOST = re.compile(REGISTRY_HOST_PATTERN)
 MAX_FIELD = 1024
 
 

@@ -48,7 +48,14 @@ from prefect_pipelines.translator.mapping import StoredDefinition, creator_of
 from prefect_pipelines.translator.plan import split_reference
 from prefect_pipelines.translator.quantities import cpu_quantity, memory_quantity
 from prefect_pipelines.translator.spec import check_requests
-from prefect_pipelines.vocabulary import FLOW_NAME, TAG_PROJECT, split_deployment_name
+from prefect_pipelines.vocabulary import (
+    CLUSTER_ID_PATTERN,
+    FLOW_NAME,
+    MAX_ID,
+    PROJECT_ID_PATTERN,
+    TAG_PROJECT,
+    split_deployment_name,
+)
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -57,8 +64,8 @@ _log = logging.getLogger(__name__)
 # Rancher's built-in project roles, weakest first.
 ROLES = ("read-only", "project-member", "project-owner")
 _RANK = {role: rank for rank, role in enumerate(ROLES, start=1)}
-_CLUSTER = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-_PROJECT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*:[a-z0-9]+(?:-[a-z0-9]+)*")
+_CLUSTER = re.compile(CLUSTER_ID_PATTERN)
+_PROJECT = re.compile(PROJECT_ID_PATTERN)
 _ID_CHARS = string.ascii_lowercase + string.digits
 _PAGE = 200
 _odd: set[str] = set()
@@ -82,6 +89,15 @@ def check_project_id(project_id: str) -> str:
             field_name="projectId",
         )
     return project_id
+
+
+def check_cluster_id(cluster_id: str) -> str:
+    """A cluster id is lowercase letters, digits and single dashes, at most 63 of them."""
+    if not _CLUSTER.fullmatch(cluster_id) or len(cluster_id) > MAX_ID:
+        raise InvalidInputError(f"{cluster_id!r} is not a cluster id: lowercase letters, "
+                                f"digits and single dashes, at most {MAX_ID}",
+                                field_name="clusterId")
+    return cluster_id
 
 
 def at_least(role: str | None, wanted: str) -> bool:
@@ -195,9 +211,7 @@ def check_step_defaults(settings: dict[str, Any]) -> None:
 async def create_project(client: PrefectClient, *, cluster_id: str, name: str,
                          description: str, creator_id: str) -> Project:
     """A new project `<clusterId>:p-<5 letters or digits>`; its creator is its owner."""
-    if not _CLUSTER.fullmatch(cluster_id):
-        raise InvalidInputError(f"{cluster_id!r} is not a cluster id: lowercase letters, digits "
-                                "and single dashes", field_name="clusterId")
+    check_cluster_id(cluster_id)
     if not name.strip():
         raise InvalidInputError("name is required", field_name="name")
     for _ in range(20):

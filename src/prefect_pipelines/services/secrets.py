@@ -18,11 +18,12 @@ from prefect_pipelines.errors import InvalidInputError, NotFoundError
 from prefect_pipelines.services.project_items import ProjectItems
 from prefect_pipelines.translator import PipelineConfig
 from prefect_pipelines.translator.spec import RunScriptConfig
+from prefect_pipelines.vocabulary import SECRET_KEY_PATTERN
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
+_KEY = re.compile(SECRET_KEY_PATTERN)
 MAX_VALUE_BYTES = 64 << 10
 
 

@@ -14,12 +14,13 @@ from prefect.exceptions import ObjectNotFound
 
 from prefect_pipelines.blocks import ApiToken
 from prefect_pipelines.errors import InvalidInputError, NotFoundError
+from prefect_pipelines.vocabulary import USER_ID_PATTERN
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
 TOKEN_PREFIX = "ppt_"
-_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
+_USER = re.compile(USER_ID_PATTERN)
 
 
 def token_hash(token: str) -> str:

@@ -20,9 +20,13 @@ from prefect_pipelines.translator.errors import (
 )
 
 _PLAIN = re.compile(r"[A-Za-z0-9._/-]+")
-# git check-ref-format, simplified to what matters for a branch given on a run.
-_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(?:/|$)")
 MAX_BRANCH_LENGTH = 255
+# git check-ref-format, simplified to what matters for a branch given on a run: not
+# starting with - / or ., not ending with / . or .lock, no .. @{ // /. or .lock/, no space,
+# control character or any of ~^:?*[\ (also the OpenAPI document's pattern of a branch).
+BRANCH_NAME_PATTERN = (r"(?![-/.])(?!.*(?:\.\.|@\{|//|/\.|\.lock/|[/.]$|\.lock$))"
+                       rf"[^\x00-\x20\x7f~^:?*\[\\]{{1,{MAX_BRANCH_LENGTH}}}")
+_BRANCH_NAME = re.compile(BRANCH_NAME_PATTERN)
 
 
 def is_plain_name(pattern: str) -> bool:
@@ -53,13 +57,7 @@ def validate_branch_name(branch: str) -> str:
     Raises:
         InvalidValueError: it is not.
     """
-    if (
-        not branch
-        or len(branch) > MAX_BRANCH_LENGTH
-        or branch.startswith(("-", "/", "."))
-        or branch.endswith(("/", ".", ".lock"))
-        or _BAD_REF.search(branch)
-    ):
+    if not _BRANCH_NAME.fullmatch(branch):
         raise InvalidValueError(f"{branch!r} is not a valid branch name")
     return branch
 

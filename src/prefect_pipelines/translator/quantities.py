@@ -14,8 +14,12 @@ from decimal import Decimal
 from prefect_pipelines.translator.errors import InvalidValueError
 
 _NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+_MEMORY_UNIT = "Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E"
 _CPU = re.compile(rf"(?P<number>{_NUMBER})(?P<unit>m?)")
-_MEMORY = re.compile(rf"(?P<number>{_NUMBER})(?P<unit>Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|)")
+_MEMORY = re.compile(rf"(?P<number>{_NUMBER})(?P<unit>{_MEMORY_UNIT}|)")
+# Their shapes, for the OpenAPI document (the least and most are the functions' own).
+CPU_PATTERN = rf"{_NUMBER}m?"
+MEMORY_PATTERN = rf"{_NUMBER}(?:{_MEMORY_UNIT})?"
 _MEMORY_UNITS = {
     "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,

@@ -137,3 +137,7 @@ def _duration(seconds: float) -> str:
 @cache
 def _timezones() -> frozenset[str]:
     return frozenset(available_timezones()) | {"UTC"}
+
+
+# Every name validate_timezone takes, sorted (what the OpenAPI document lists).
+TIMEZONES = tuple(sorted(_timezones()))

@@ -50,7 +50,12 @@ from prefect_pipelines.translator.quantities import (
     memory_quantity,
 )
 from prefect_pipelines.translator.schedule import validate_cron
-from prefect_pipelines.vocabulary import CLONE_STAGE
+from prefect_pipelines.vocabulary import (
+    CLONE_STAGE,
+    ENV_NAME_PATTERN,
+    NAME_PATTERN,
+    NOTIFIER_ID_PATTERN,
+)
 
 DEFAULT_PIPELINE_TIMEOUT_MINUTES = 60
 DEFAULT_DOCKERFILE = "./Dockerfile"
@@ -65,12 +70,12 @@ KUBERNETES_STEPS = ("applyYamlConfig", "publishCatalogConfig", "applyAppConfig")
 
 BranchCondition = Literal["only", "except", "all"]
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_NAME = re.compile(ENV_NAME_PATTERN)
 _GIT_URL = re.compile(
     r"(?:(?:https?|git|ssh|file)://[^\s]+)"  # URL forms
     r"|(?:[A-Za-z0-9._~-]+@[A-Za-z0-9.-]+:[^\s]+)"  # scp-like user@host:path
 )
-_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_NAME = re.compile(NAME_PATTERN)
 _REGISTRY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?")
 
 
@@ -631,7 +636,7 @@ def _unique_paths(caches: list[Cache] | None) -> list[Cache] | None:
 
 
 NOTIFY_CONDITIONS = ("Failed", "Success", "Changed")
-_NOTIFIER_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*:n-[a-z0-9]{5,12}")
+_NOTIFIER_ID = re.compile(NOTIFIER_ID_PATTERN)
 
 
 def is_notifier_id(value: str) -> bool:

@@ -21,6 +21,7 @@ from prefect_pipelines import __version__
 from prefect_pipelines.api import norman
 from prefect_pipelines.api.access import check_routes, enforce
 from prefect_pipelines.api.deps import no_nul
+from prefect_pipelines.api.links import add_links
 from prefect_pipelines.api.routes import (
     clusters,
     discovery,
@@ -32,20 +33,7 @@ from prefect_pipelines.api.routes import (
     projects,
     sourcecode,
 )
-from prefect_pipelines.api.schemas import (
-    ApiRoot,
-    AuthAppInput,
-    AuthUserInput,
-    BindingIn,
-    ClusterPipelineIn,
-    DockerCredentialIn,
-    NotifierIn,
-    PipelineIn,
-    ProjectIn,
-    RevokeAppInput,
-    RunInput,
-    SecretIn,
-)
+from prefect_pipelines.api.schemas import REQUEST_MODELS, ApiRoot
 from prefect_pipelines.errors import ApiError, ServiceUnavailableError
 from prefect_pipelines.services.client import pipelines_client
 from prefect_pipelines.services.deliveries import Dispatcher
@@ -125,6 +113,8 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     kind = first.get("type", "")
     code = "MissingRequired" if kind == "missing" else "InvalidFormat"
     message = first.get("msg", "invalid input")
+    if kind == "missing" and field:
+        return _error(422, code, f"{field} is required", field)
     return _error(422, code, f"{field}: {message}" if field else message, field)
 
 
@@ -231,13 +221,12 @@ def create_app() -> FastAPI:
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (PipelineIn, RunInput, ClusterPipelineIn, AuthAppInput, AuthUserInput,
-                          RevokeAppInput,
-                          ProjectIn, BindingIn, SecretIn, DockerCredentialIn, NotifierIn):
+            for model in REQUEST_MODELS.values():
                 definition = model.model_json_schema(ref_template="#/components/schemas/{model}",
                                                      by_alias=True)
                 components.update(definition.pop("$defs", {}))
                 components[model.__name__] = definition
+            add_links(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

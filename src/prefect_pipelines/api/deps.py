@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from prefect.client.orchestration import PrefectClient
 
 from prefect_pipelines.api.access import caller
+from prefect_pipelines.api.norman import MAX_LIMIT
 from prefect_pipelines.errors import InvalidInputError
 from prefect_pipelines.services.projects import check_project_id
 from prefect_pipelines.settings import Settings, get_settings
+from prefect_pipelines.translator.branches import BRANCH_NAME_PATTERN
+from prefect_pipelines.vocabulary import (
+    CLUSTER_ID_PATTERN,
+    MAX_ID,
+    NAME_PATTERN,
+    NOTIFIER_ID_PATTERN,
+    PROJECT_ID_PATTERN,
+    anchored,
+)
 
 
 def prefect_client(request: Request) -> PrefectClient:
@@ -57,7 +67,18 @@ def no_nul(request: Request) -> None:
                                     field_name=name.replace("\x00", "?"))
 
 
-def project(project_id: str) -> str:
+def shape(pattern: str, max_length: int | None = None) -> dict[str, Any]:
+    """The JSON schema of a string of `pattern`: what the OpenAPI document says a path or
+    query parameter takes. Only said: the route's own check refuses anything else, with a
+    message that names what is wrong (a schema's own would quote the regular expression)."""
+    return {"pattern": anchored(pattern), **({"maxLength": max_length} if max_length else {})}
+
+
+ProjectId = Annotated[str, Path(description="`<clusterId>:<projectId>` (`local:p-abc12`).",
+                                json_schema_extra=shape(PROJECT_ID_PATTERN))]
+
+
+def project(project_id: ProjectId) -> str:
     """The project of the path, checked."""
     return check_project_id(project_id)
 
@@ -66,3 +87,16 @@ Client = Annotated[PrefectClient, Depends(prefect_client)]
 User = Annotated[str, Depends(current_user)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 Project = Annotated[str, Depends(project)]
+ClusterId = Annotated[str, Path(description="The cluster (`local`).",
+                                json_schema_extra=shape(CLUSTER_ID_PATTERN, MAX_ID))]
+# A pipeline's, secret's or docker credential's name: anything else is not found (404).
+ItemName = Annotated[str, Path(description="Its name: lowercase letters, digits, dashes.",
+                               json_schema_extra=shape(NAME_PATTERN))]
+NotifierId = Annotated[str, Path(description="`<clusterId>:n-<id>`.",
+                                 json_schema_extra=shape(NOTIFIER_ID_PATTERN))]
+# A branch (or nothing: no branch).
+BRANCH = shape(f"|{BRANCH_NAME_PATTERN}")
+Limit = Annotated[int | None, Query(description=f"Page size (1-{MAX_LIMIT}, default 50).",
+                                    json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT})]
+Marker = Annotated[str | None, Query(description="Where the page starts (from `next`).",
+                                     json_schema_extra=shape(r"[0-9]{0,9}"))]

@@ -41,7 +41,7 @@ class TypeInfo:
 
 
 TYPES = (
-    TypeInfo("project", "projects", GLOBAL, schemas.Project, schemas.ProjectIn,
+    TypeInfo("project", "projects", GLOBAL, schemas.Project, schemas.ProjectCreate,
              ("GET", "POST"), ("GET", "PUT", "DELETE")),
     TypeInfo("projectRoleTemplateBinding", "projectroletemplatebindings", GLOBAL,
              schemas.ProjectRoleTemplateBinding, schemas.BindingIn, ("GET", "POST"),
@@ -51,7 +51,7 @@ TYPES = (
              filters=("creatorId",)),
     TypeInfo("sourceCodeRepository", "sourcecoderepositories", GLOBAL, schemas.SourceCodeRepository,
              filters=("creatorId", "sourceCodeCredentialId")),
-    TypeInfo("notifier", "notifiers", GLOBAL, schemas.Notifier, schemas.NotifierIn,
+    TypeInfo("notifier", "notifiers", GLOBAL, schemas.Notifier, schemas.NotifierCreate,
              ("GET", "POST"), ("GET", "PUT", "DELETE"), filters=("clusterId",)),
     TypeInfo("pipeline", "pipelines", PROJECT, schemas.Pipeline, schemas.PipelineIn,
              ("GET", "POST"), ("GET", "PUT", "DELETE"),
@@ -63,10 +63,10 @@ TYPES = (
              filters=("pipelineId", "state")),
     TypeInfo("pipelineExecutionLog", "pipelineexecutionlogs", PROJECT, schemas.PipelineExecutionLog,
              filters=("pipelineExecutionId",)),
-    TypeInfo("secret", "secrets", PROJECT, schemas.ProjectSecret, schemas.SecretIn,
+    TypeInfo("secret", "secrets", PROJECT, schemas.ProjectSecret, schemas.SecretCreate,
              ("GET", "POST"), ("GET", "PUT", "DELETE")),
     TypeInfo("dockerCredential", "dockercredentials", PROJECT, schemas.DockerCredential,
-             schemas.DockerCredentialIn, ("GET", "POST"), ("GET", "PUT", "DELETE")),
+             schemas.DockerCredentialCreate, ("GET", "POST"), ("GET", "PUT", "DELETE")),
 )
 # Action inputs, listed beside the types (Norman lists every type an action names).
 INPUTS: dict[str, type[BaseModel]] = {"runInput": schemas.RunInput}

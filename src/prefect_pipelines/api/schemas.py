@@ -2,17 +2,72 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from prefect_pipelines.forges import FORGES, Forge
+from prefect_pipelines.services.projects import MAX_QUOTA
+from prefect_pipelines.translator.branches import BRANCH_NAME_PATTERN
+from prefect_pipelines.translator.quantities import CPU_PATTERN, MEMORY_PATTERN
+from prefect_pipelines.translator.schedule import TIMEZONES
 from prefect_pipelines.translator.spec import Cache, Constraint, Notification, Stage
+from prefect_pipelines.vocabulary import (
+    ENV_NAME_PATTERN,
+    FORGE_HOST_PATTERN,
+    NAME_PATTERN,
+    NOT_BLANK_PATTERN,
+    PROJECT_ID_PATTERN,
+    REGISTRY_HOST_PATTERN,
+    SECRET_KEY_PATTERN,
+    USER_ID_PATTERN,
+    anchored,
+)
 
 # The forges of forges.FORGES, by kind.
 SourceCodeType = Literal[tuple(FORGES)]  # type: ignore[valid-type]
 State = Literal["waiting", "queueing", "running", "success", "failed", "skipped", "aborted"]
 T = TypeVar("T")
+
+
+def _integral(value: Any) -> Any:
+    """A JSON number without a fraction (`465.0`) is an integer, as JSON Schema reads it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def Integer(least: int, most: int) -> Any:  # noqa: N802 - a type
+    """An integer from `least` to `most`; `465.0` is one too."""
+    return Annotated[int, Field(ge=least, le=most), BeforeValidator(_integral)]
+
+
+# What the OpenAPI document says of a field, beside its type (the checks are the routes'
+# and services', with messages that name what is wrong).
+_TEXT = {"pattern": NOT_BLANK_PATTERN}  # something other than white space
+_NAME = {"pattern": anchored(NAME_PATTERN)}
+_CPU = {"pattern": anchored(CPU_PATTERN)}
+_URL = {"pattern": anchored(r"|https?://\S+")}  # or nothing
+_MEMORY = {"pattern": anchored(MEMORY_PATTERN)}
+_ENV = {"propertyNames": {"pattern": anchored(ENV_NAME_PATTERN), "not": {"pattern": "^CICD_"}}}
+# A registry as a docker credential's key: a host (any case), or its URL.
+_REGISTRY_KEY = {"propertyNames": {"pattern": anchored(
+    "(?:https?://)?" + REGISTRY_HOST_PATTERN.replace("a-z", "A-Za-z") + "/?")}}
+
+
+# The models request bodies are declared with (body_of): the OpenAPI document's components.
+REQUEST_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def body_of(*models: type[BaseModel], required: bool = True, yaml: bool = False) -> dict[str, Any]:
+    """A route's `openapi_extra` declaring its JSON body: one model, or any of several (an
+    action's input); `yaml`: the same fields as YAML too."""
+    for model in models:
+        REQUEST_MODELS[model.__name__] = model
+    refs = [{"$ref": f"#/components/schemas/{model.__name__}"} for model in models]
+    schema = refs[0] if len(refs) == 1 else {"anyOf": refs}
+    content = {"application/json": {"schema": schema}}
+    if yaml:
+        content["application/yaml"] = {"schema": schema}
+    return {"requestBody": {"required": required, "content": content}}
 
 
 class ApiModel(BaseModel):
@@ -69,7 +124,8 @@ class PipelineIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     projectId: str | None = Field(default=None, description="Must match the project in the path.")
-    name: str = Field(description="The pipeline's id, unique in the project.")
+    name: str = Field(description="The pipeline's id, unique in the project.",
+                      json_schema_extra=_NAME)
     stages: list[Stage] | None = Field(
         default=None, description="Stages of steps (see the pipeline file format); or give "
         "repositoryUrl instead.")
@@ -82,8 +138,11 @@ class PipelineIn(BaseModel):
         default=None, description="With repositoryUrl: the pipeline file (default "
         ".rancher-pipeline.yml, else .rancher-pipeline.yaml).")
     timeout: float | int = Field(default=60, description="Minutes before a run fails.")
-    triggerCronExpression: str | None = Field(default=None, description="5-field cron.")
-    triggerCronTimezone: str | None = Field(default=None, description="IANA timezone.")
+    triggerCronExpression: str | None = Field(
+        default=None, description="5-field cron (minute hour day month weekday).",
+        json_schema_extra={"pattern": r"^\s*(?:@[a-z]+|\S+(?:\s+\S+){4})\s*$"})
+    triggerCronTimezone: Literal[TIMEZONES] | None = Field(  # type: ignore[valid-type]
+        default=None, description="IANA timezone (default UTC).")
     triggerWebhook: bool = Field(default=False, description="Run on pushes, pull requests and tags.")
     triggerWebhookPush: bool | None = Field(default=None, description="Run on pushes to a branch.")
     triggerWebhookPr: bool | None = Field(default=None, description="Run on opened and updated pull requests.")
@@ -165,11 +224,12 @@ class RunInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    branch: str | None = Field(default=None, description="The branch to build.")
+    branch: str | None = Field(default=None, description="The branch to build.",
+                               json_schema_extra={"pattern": anchored(f"|{BRANCH_NAME_PATTERN}")})
     env: dict[str, str] | None = Field(
         default=None, description="Run variables, NAME -> value: every step gets them, over "
         "the pipeline's own env (CICD_* names cannot be set). Recorded on the execution and "
-        "kept by a rerun.")
+        "kept by a rerun.", json_schema_extra=_ENV)
 
 
 class StepStatus(ApiModel):
@@ -270,9 +330,11 @@ def _where(forge: type[Forge]) -> dict[str, Any]:
     """The fields that say where a forge is: host and tls, or an apiUrl."""
     if "apiUrl" in forge.config_keys:
         return {"apiUrl": (str | None, Field(default=None, description=(
-            f"{forge.title}'s API (default its own); for a proxy, or a fake in tests.")))}
+            f"{forge.title}'s API (default its own); for a proxy, or a fake in tests."),
+            json_schema_extra=_URL))}
     return {"host": (str, Field(default=forge.default_host,
-                                description=f"{forge.default_host} or a self-managed {forge.title} host.")),
+                                description=f"{forge.default_host} or a self-managed {forge.title} host.",
+                                json_schema_extra={"pattern": anchored(FORGE_HOST_PATTERN)})),
             "tls": (bool, Field(default=True, description="false: reach a self-managed host over http."))}
 
 
@@ -285,31 +347,41 @@ def _config_out(forge: type[Forge]) -> type[ApiModel]:
 class _ForgeConfigIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    clientId: str
-    clientSecret: str | None = Field(default=None, description="Write-only.")
-    redirectUrl: str | None = None
+    clientId: str = Field(json_schema_extra=_TEXT)
+    clientSecret: str | None = Field(default=None, description="Write-only; left out on PUT, "
+                                     "the stored one is kept.", json_schema_extra=_TEXT)
+    redirectUrl: str | None = Field(default=None, json_schema_extra=_URL)
 
 
-def _config_in(forge: type[Forge]) -> type[_ForgeConfigIn]:
+def _config_in(forge: type[Forge], new: bool = False) -> type[_ForgeConfigIn]:
+    secret = {"clientSecret": (str, Field(description="Write-only.", json_schema_extra=_TEXT))}
     return create_model(
-        f"{forge.title.replace(' ', '')}ConfigIn", __base__=_ForgeConfigIn,
-        __doc__=f"{forge.config_field} in a request; clientSecret is write-only.", **_where(forge))
+        f"{forge.title.replace(' ', '')}Config{'Create' if new else 'In'}", __base__=_ForgeConfigIn,
+        __doc__=f"{forge.config_field} in a request; clientSecret is write-only.",
+        **_where(forge), **(secret if new else {}))
 
 
 # One `<kind>Config` per forge of the registry: adding a forge adds its fields here.
 CONFIG_IN: dict[str, type[_ForgeConfigIn]] = {
     forge.config_field: _config_in(forge) for forge in FORGES.values()}
 _OPTIONAL_CONFIGS: dict[str, Any] = {name: (model | None, None) for name, model in CONFIG_IN.items()}
+_NEW_CONFIGS: dict[str, Any] = {forge.config_field: (_config_in(forge, new=True) | None, None)
+                                for forge in FORGES.values()}
 
 ClusterPipelineIn = create_model(
     "ClusterPipelineIn", __config__=ConfigDict(extra="forbid", strict=True),
-    __doc__="Body of POST/PUT on clusterpipelines: any of the forges' apps, and deploy.",
+    __doc__="Body of PUT on clusterpipelines: any of the forges' apps, and deploy.",
     clusterId=(str | None, None), deploy=(bool | None, None), **_OPTIONAL_CONFIGS)
+ClusterPipelineCreate = create_model(
+    "ClusterPipelineCreate", __config__=ConfigDict(extra="forbid", strict=True),
+    __doc__="Body of POST on clusterpipelines: any of the forges' apps (with their secrets), "
+            "and deploy.",
+    clusterId=(str | None, None), deploy=(bool | None, None), **_NEW_CONFIGS)
 
 AuthAppInput = create_model(
     "AuthAppInput", __config__=ConfigDict(extra="forbid", strict=True),
     __doc__="Input of `authapp`: one forge's OAuth app and a code the forge gave for it.",
-    code=(str, ...), **_OPTIONAL_CONFIGS)
+    code=(str, Field(json_schema_extra=_TEXT)), **_OPTIONAL_CONFIGS)
 
 
 class AuthUserInput(BaseModel):
@@ -318,7 +390,7 @@ class AuthUserInput(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     sourceCodeType: SourceCodeType = "github"
-    code: str
+    code: str = Field(json_schema_extra=_TEXT)
 
 
 class RevokeAppInput(BaseModel):
@@ -382,13 +454,16 @@ class ProjectSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    executorQuota: int | None = Field(default=None, description="Most executions running at once.")
+    executorQuota: Integer(-MAX_QUOTA, MAX_QUOTA) | None = Field(  # type: ignore[valid-type]
+        default=None, description="Most executions running at once (0 or less: no limit).")
     cpuRequest: str | None = Field(default=None, description="CPU request of a step that sets "
-                                   "none (500m, 1).")
-    cpuLimit: str | None = Field(default=None, description="CPU limit of a step that sets none.")
+                                   "none (500m, 1).", json_schema_extra=_CPU)
+    cpuLimit: str | None = Field(default=None, description="CPU limit of a step that sets none.",
+                                 json_schema_extra=_CPU)
     memoryRequest: str | None = Field(default=None, description="Memory request of a step that "
-                                      "sets none (64Mi, 1Gi).")
-    memoryLimit: str | None = Field(default=None, description="Memory limit of a step that sets none.")
+                                      "sets none (64Mi, 1Gi).", json_schema_extra=_MEMORY)
+    memoryLimit: str | None = Field(default=None, description="Memory limit of a step that sets "
+                                    "none.", json_schema_extra=_MEMORY)
     allowPrivileged: bool | None = Field(default=None, description="Whether steps may set "
                                          "privileged: true (admins only).")
 
@@ -399,9 +474,16 @@ class ProjectIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     clusterId: str | None = Field(default=None, description="The cluster (POST; default local).")
-    name: str | None = Field(default=None, description="The project's name (required on POST).")
+    name: str | None = Field(default=None, description="The project's name (required on POST).",
+                             json_schema_extra=_TEXT)
     description: str | None = None
     settings: ProjectSettings | None = None
+
+
+class ProjectCreate(ProjectIn):
+    """The body of POST on projects."""
+
+    name: str = Field(description="The project's name.", json_schema_extra=_TEXT)
 
 
 class Project(Resource):
@@ -418,8 +500,8 @@ class BindingIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    projectId: str
-    userId: str
+    projectId: str = Field(json_schema_extra={"pattern": anchored(PROJECT_ID_PATTERN)})
+    userId: str = Field(json_schema_extra={"pattern": anchored(USER_ID_PATTERN)})
     roleTemplateId: Literal["project-owner", "project-member", "read-only"]
 
 
@@ -435,8 +517,17 @@ class SecretIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str | None = Field(default=None, description="Lowercase letters, digits, dashes (POST).")
-    data: dict[str, str] = Field(description="KEY -> value; write-only.")
+    name: str | None = Field(default=None, description="Lowercase letters, digits, dashes (POST).",
+                             json_schema_extra=_NAME)
+    data: dict[str, str] = Field(description="KEY -> value; write-only.", min_length=1,
+                                 json_schema_extra={"propertyNames": {
+                                     "pattern": anchored(SECRET_KEY_PATTERN)}})
+
+
+class SecretCreate(SecretIn):
+    """The body of POST on a project's secrets."""
+
+    name: str = Field(description="Lowercase letters, digits, dashes.", json_schema_extra=_NAME)
 
 
 class ProjectSecret(Resource):
@@ -450,9 +541,9 @@ class RegistryLoginIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    username: str
+    username: str = Field(min_length=1, max_length=1024)
     password: str | None = Field(default=None, description="Write-only; left out on PUT, "
-                                 "the stored password is kept.")
+                                 "the stored password is kept.", min_length=1, max_length=1024)
 
 
 class DockerCredentialIn(BaseModel):
@@ -460,9 +551,26 @@ class DockerCredentialIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str | None = Field(default=None, description="Lowercase letters, digits, dashes (POST).")
+    name: str | None = Field(default=None, description="Lowercase letters, digits, dashes (POST).",
+                             json_schema_extra=_NAME)
     registries: dict[str, RegistryLoginIn] = Field(
-        description="Registry host (`reg.example.com:5000`, `docker.io`) -> login.")
+        description="Registry host (`reg.example.com:5000`, `docker.io`) -> login.",
+        min_length=1, json_schema_extra=_REGISTRY_KEY)
+
+
+class RegistryLoginCreate(RegistryLoginIn):
+    """One registry's login in a new docker credential."""
+
+    password: str = Field(description="Write-only.", min_length=1, max_length=1024)
+
+
+class DockerCredentialCreate(DockerCredentialIn):
+    """The body of POST on a project's docker credentials."""
+
+    name: str = Field(description="Lowercase letters, digits, dashes.", json_schema_extra=_NAME)
+    registries: dict[str, RegistryLoginCreate] = Field(  # type: ignore[assignment]
+        description="Registry host (`reg.example.com:5000`, `docker.io`) -> login.",
+        min_length=1, json_schema_extra=_REGISTRY_KEY)
 
 
 class RegistryLogin(BaseModel):
@@ -488,7 +596,7 @@ class SmtpConfigIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     host: str | None = Field(default=None, description="The SMTP server.")
-    port: int | None = Field(default=None, ge=1, le=65535,
+    port: Integer(1, 65535) | None = Field(default=None,  # type: ignore[valid-type]
                              description="Default 465 with tls, else 25; 587 means STARTTLS.")
     username: str | None = None
     password: str | None = Field(default=None, description="Write-only.")
@@ -523,7 +631,8 @@ class NotifierIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str | None = Field(default=None, description="Its name (required on POST).")
+    name: str | None = Field(default=None, description="Its name (required on POST).",
+                             json_schema_extra=_TEXT)
     clusterId: str | None = Field(default=None, description="The cluster whose projects may "
                                   "name it (POST; default local).")
     slackConfig: SlackConfigIn | None = None
@@ -531,6 +640,12 @@ class NotifierIn(BaseModel):
     webhookConfig: WebhookConfigIn | None = None
     pagerdutyConfig: PagerdutyConfigIn | None = None
     msteamsConfig: MsteamsConfigIn | None = None
+
+
+class NotifierCreate(NotifierIn):
+    """The body of POST on notifiers."""
+
+    name: str = Field(description="Its name.", json_schema_extra=_TEXT)
 
 
 class Notifier(Resource):

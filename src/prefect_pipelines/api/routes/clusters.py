@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, status
 
 from prefect_pipelines.api import norman
 from prefect_pipelines.api.body import no_body, parse_model, read_document
-from prefect_pipelines.api.deps import AppSettings, Client, User, strict_query
+from prefect_pipelines.api.deps import AppSettings, Client, ClusterId, User, strict_query
 from prefect_pipelines.api.routes.sourcecode import credential_resource
 from prefect_pipelines.api.schemas import (
     CONFIG_IN,
@@ -17,9 +17,11 @@ from prefect_pipelines.api.schemas import (
     AuthUserInput,
     ClusterPipeline,
     ClusterPipelineCollection,
+    ClusterPipelineCreate,
     ClusterPipelineIn,
     RevokeAppInput,
     SourceCodeCredential,
+    body_of,
 )
 from prefect_pipelines.errors import InvalidInputError, NotFoundError
 from prefect_pipelines.services import clusters as service
@@ -27,12 +29,9 @@ from prefect_pipelines.services import clusters as service
 router = APIRouter(prefix="/v3/clusters/{cluster_id}/clusterpipelines", tags=["clusterpipelines"],
                    responses=ERROR_RESPONSES)
 
-_ACTION_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {
-    "oneOf": [{"$ref": "#/components/schemas/AuthAppInput"},
-              {"$ref": "#/components/schemas/AuthUserInput"},
-              {"$ref": "#/components/schemas/RevokeAppInput"}]}}}}}
-_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": {"$ref": "#/components/schemas/ClusterPipelineIn"}}}}}
+_ACTION_BODY = body_of(AuthAppInput, AuthUserInput, RevokeAppInput, required=False)
+_CREATE_BODY = body_of(ClusterPipelineCreate)
+_BODY = body_of(ClusterPipelineIn)
 
 
 def cluster_resource(request: Request, record: service.ClusterRecord) -> dict[str, Any]:
@@ -54,11 +53,11 @@ def _check_path(cluster_id: str, body_cluster: str | None) -> str:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ClusterPipeline,
-             openapi_extra=_BODY, dependencies=[strict_query()])
-async def create_cluster_pipeline(request: Request, cluster_id: str, client: Client, user: User,
+             openapi_extra=_CREATE_BODY, dependencies=[strict_query()])
+async def create_cluster_pipeline(request: Request, cluster_id: ClusterId, client: Client, user: User,
                                   settings: AppSettings) -> dict[str, Any]:
     """Create a cluster's pipeline settings (the forges' OAuth apps, deploy)."""
-    body = parse_model(ClusterPipelineIn, await read_document(request, settings))
+    body = parse_model(ClusterPipelineCreate, await read_document(request, settings))
     _check_path(cluster_id, body.clusterId)
     record = await service.save_cluster(client, cluster_id, deploy=body.deploy or False,
                                         configs=_configs(body, need_secret=True),
@@ -67,7 +66,7 @@ async def create_cluster_pipeline(request: Request, cluster_id: str, client: Cli
 
 
 @router.get("", response_model=ClusterPipelineCollection, dependencies=[strict_query()])
-async def list_cluster_pipelines(request: Request, cluster_id: str, client: Client, user: User
+async def list_cluster_pipelines(request: Request, cluster_id: ClusterId, client: Client, user: User
                                  ) -> dict[str, Any]:
     """The cluster's pipeline settings (none until created)."""
     data = [cluster_resource(request, record) for record in await service.list_clusters(client, cluster_id)]
@@ -75,7 +74,7 @@ async def list_cluster_pipelines(request: Request, cluster_id: str, client: Clie
 
 
 @router.get("/{pipeline_id}", response_model=ClusterPipeline, dependencies=[strict_query()])
-async def read_cluster_pipeline(request: Request, cluster_id: str, pipeline_id: str,
+async def read_cluster_pipeline(request: Request, cluster_id: ClusterId, pipeline_id: ClusterId,
                                 client: Client, user: User) -> dict[str, Any]:
     """Read the cluster's pipeline settings (its id is the cluster id)."""
     _same(cluster_id, pipeline_id)
@@ -84,7 +83,7 @@ async def read_cluster_pipeline(request: Request, cluster_id: str, pipeline_id: 
 
 @router.put("/{pipeline_id}", response_model=ClusterPipeline, openapi_extra=_BODY,
             dependencies=[strict_query()])
-async def update_cluster_pipeline(request: Request, cluster_id: str, pipeline_id: str,
+async def update_cluster_pipeline(request: Request, cluster_id: ClusterId, pipeline_id: ClusterId,
                                   client: Client, user: User, settings: AppSettings) -> dict[str, Any]:
     """Update the cluster's settings (omit clientSecret to keep the stored one; a forge
     left out keeps its app)."""
@@ -106,7 +105,7 @@ def _same(cluster_id: str, pipeline_id: str) -> None:
 @router.post("/{pipeline_id}", response_model=ClusterPipeline | SourceCodeCredential,
              openapi_extra=_ACTION_BODY, dependencies=[strict_query("action")])
 async def cluster_pipeline_action(
-    request: Request, cluster_id: str, pipeline_id: str, client: Client, user: User,
+    request: Request, cluster_id: ClusterId, pipeline_id: ClusterId, client: Client, user: User,
     settings: AppSettings,
     action: Literal["authapp", "authuser", "deploy", "destroy", "revokeapp"] = Query(),
 ) -> dict[str, Any]:

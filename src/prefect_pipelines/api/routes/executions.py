@@ -8,7 +8,15 @@ from fastapi import APIRouter, Query, Request
 
 from prefect_pipelines.api import norman
 from prefect_pipelines.api.body import no_body
-from prefect_pipelines.api.deps import AppSettings, Client, Project, User, strict_query
+from prefect_pipelines.api.deps import (
+    AppSettings,
+    Client,
+    Limit,
+    Marker,
+    Project,
+    User,
+    strict_query,
+)
 from prefect_pipelines.api.schemas import (
     ERROR_RESPONSES,
     PipelineExecution,
@@ -42,8 +50,8 @@ async def list_executions(
     request: Request, project_id: Project, client: Client, user: User,
     pipelineId: str | None = Query(default=None, description="Only this pipeline's executions."),  # noqa: N803
     state: State | None = Query(default=None),
-    limit: int | None = Query(default=None, description="Page size (1-200, default 50)."),
-    marker: str | None = Query(default=None, description="Where the page starts (from `next`)."),
+    limit: Limit = None,
+    marker: Marker = None,
     sort: Literal["created"] | None = Query(default=None, description="By when it was made "
                                             "(the default)."),
     order: Literal["asc", "desc"] | None = Query(default=None, description="desc (default: "

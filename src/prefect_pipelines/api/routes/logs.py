@@ -52,8 +52,9 @@ def log_resource(request: Request, project_id: str, execution_id: str, stage: in
             dependencies=[strict_query("pipelineExecutionId")])
 async def list_logs(
     request: Request, project_id: Project, client: Client, user: User, settings: AppSettings,
-    pipelineExecutionId: str | None = Query(  # noqa: N803
-        default=None, description="The execution whose step logs to list (required)."),
+    pipelineExecutionId: str = Query(  # noqa: N803
+        description="The execution whose step logs to list (required: logs are listed per "
+        "execution).", json_schema_extra={"minLength": 1}),
 ) -> dict[str, Any]:
     """The logs of every step of one execution."""
     if not pipelineExecutionId:

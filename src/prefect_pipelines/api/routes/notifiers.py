@@ -9,15 +9,22 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from prefect_pipelines.api import norman
 from prefect_pipelines.api.body import parse_model, read_document
-from prefect_pipelines.api.deps import AppSettings, Client, User, strict_query
-from prefect_pipelines.api.schemas import ERROR_RESPONSES, Notifier, NotifierCollection, NotifierIn
+from prefect_pipelines.api.deps import AppSettings, Client, NotifierId, User, strict_query
+from prefect_pipelines.api.schemas import (
+    ERROR_RESPONSES,
+    Notifier,
+    NotifierCollection,
+    NotifierCreate,
+    NotifierIn,
+    body_of,
+)
 from prefect_pipelines.errors import InvalidInputError
 from prefect_pipelines.services import notifiers as service
-from prefect_pipelines.services.clusters import check_cluster_id
+from prefect_pipelines.services.projects import check_cluster_id
 
 router = APIRouter(prefix="/v3/notifiers", tags=["notifiers"], responses=ERROR_RESPONSES)
-_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": {"$ref": "#/components/schemas/NotifierIn"}}}}}
+_CREATE_BODY = body_of(NotifierCreate)
+_BODY = body_of(NotifierIn)
 
 
 def notifier_resource(request: Request, info: service.NotifierInfo) -> dict[str, Any]:
@@ -42,11 +49,11 @@ def _kind(body: NotifierIn) -> tuple[str, dict[str, Any]]:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Notifier,
-             openapi_extra=_BODY, dependencies=[strict_query()])
+             openapi_extra=_CREATE_BODY, dependencies=[strict_query()])
 async def create_notifier(request: Request, client: Client, user: User,
                           settings: AppSettings) -> dict[str, Any]:
     """Create a notifier `{name, clusterId, <kind>Config}` (admins)."""
-    body = parse_model(NotifierIn, await read_document(request, settings))
+    body = parse_model(NotifierCreate, await read_document(request, settings))
     if not body.name or not body.name.strip():
         raise InvalidInputError("name is required", field_name="name", code="MissingRequired")
     cluster = body.clusterId or "local"
@@ -68,14 +75,14 @@ async def list_notifiers(request: Request, client: Client, user: User,
 
 
 @router.get("/{notifier_id}", response_model=Notifier, dependencies=[strict_query()])
-async def read_notifier(request: Request, notifier_id: str, client: Client, user: User) -> dict[str, Any]:
+async def read_notifier(request: Request, notifier_id: NotifierId, client: Client, user: User) -> dict[str, Any]:
     """One notifier (its secrets are never shown)."""
     return notifier_resource(request, await service.read_notifier(client, notifier_id))
 
 
 @router.put("/{notifier_id}", response_model=Notifier, openapi_extra=_BODY,
             dependencies=[strict_query()])
-async def update_notifier(request: Request, notifier_id: str, client: Client, user: User,
+async def update_notifier(request: Request, notifier_id: NotifierId, client: Client, user: User,
                           settings: AppSettings) -> dict[str, Any]:
     """Replace a notifier's settings (admins; a secret left out keeps the stored one)."""
     body = parse_model(NotifierIn, await read_document(request, settings))
@@ -92,7 +99,7 @@ async def update_notifier(request: Request, notifier_id: str, client: Client, us
 
 @router.delete("/{notifier_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
                dependencies=[strict_query()])
-async def delete_notifier(notifier_id: str, client: Client, user: User) -> Response:
+async def delete_notifier(notifier_id: NotifierId, client: Client, user: User) -> Response:
     """Delete a notifier (admins): pipelines that name it log that it is gone."""
     await service.delete_notifier(client, notifier_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -17,16 +17,29 @@ from prefect_pipelines.api.body import (
     read_definition,
     read_document,
 )
-from prefect_pipelines.api.deps import AppSettings, Client, Project, User, strict_query
+from prefect_pipelines.api.deps import (
+    BRANCH,
+    AppSettings,
+    Client,
+    ItemName,
+    Limit,
+    Marker,
+    Project,
+    ProjectId,
+    User,
+    strict_query,
+)
 from prefect_pipelines.api.routes.executions import execution_resource
 from prefect_pipelines.api.schemas import (
     ERROR_RESPONSES,
     PipelineCollection,
     PipelineExecution,
+    PipelineIn,
     RepositoryBranches,
     RepositoryCommit,
     RepositoryConfigs,
     RunInput,
+    body_of,
 )
 from prefect_pipelines.api.schemas import Pipeline as PipelineModel
 from prefect_pipelines.errors import (
@@ -48,15 +61,7 @@ from prefect_pipelines.translator.yaml_io import dump_yaml
 router = APIRouter(prefix="/v3/projects/{project_id}/pipelines", tags=["pipelines"],
                    responses=ERROR_RESPONSES)
 
-_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/PipelineIn"}},
-            "application/yaml": {"schema": {"type": "string"}},
-        },
-    }
-}
+_BODY = body_of(PipelineIn, yaml=True)
 # A YAML document whose content is the definition (a mapping, as a client that reads YAML sees it).
 _YAML = {"content": {"application/yaml": {"schema": {
     "type": "object", "description": "The pipeline's definition, in the fields POST takes."}}}}
@@ -98,8 +103,8 @@ async def list_pipelines(
     request: Request, project_id: Project, client: Client, user: User,
     name: str | None = Query(default=None, description="Only the pipeline of this name."),
     state: Literal["active", "inactive"] | None = Query(default=None),
-    limit: int | None = Query(default=None, description="Page size (1-200, default 50)."),
-    marker: str | None = Query(default=None, description="Where the page starts (from `next`)."),
+    limit: Limit = None,
+    marker: Marker = None,
     sort: Literal["name"] | None = Query(default=None, description="By name (the default)."),
     order: Literal["asc", "desc"] | None = Query(default=None, description="asc (default) or desc."),
 ) -> dict[str, Any]:
@@ -115,7 +120,7 @@ async def list_pipelines(
 
 
 @router.get("/{pipeline_id}", response_model=PipelineModel, dependencies=[strict_query()])
-async def read_pipeline(request: Request, project_id: Project, pipeline_id: str, client: Client,
+async def read_pipeline(request: Request, project_id: Project, pipeline_id: ItemName, client: Client,
                         user: User) -> dict[str, Any]:
     """Read a pipeline."""
     record = await service.read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
@@ -137,8 +142,8 @@ _BADGE = {200: {"description": "An SVG badge of the last finished run's state.",
 
 @router.get("/{pipeline_id}/badge.svg", response_class=Response, responses=_BADGE,
             dependencies=[strict_query("branch")])
-async def pipeline_badge(request: Request, project_id: str, pipeline_id: str, client: Client,
-                         branch: str | None = Query(default=None, description="Only runs of "
+async def pipeline_badge(request: Request, project_id: ProjectId, pipeline_id: ItemName, client: Client,
+                         branch: str | None = Query(default=None, json_schema_extra=BRANCH, description="Only runs of "
                                                     "this branch (default: any).")) -> Response:
     """A Shields-style badge of the pipeline's last finished run (`build | success`).
     Without a token only when the pipeline sets `publicBadge: true`."""
@@ -155,12 +160,7 @@ async def pipeline_badge(request: Request, project_id: str, pipeline_id: str, cl
     public = record.definition.get("publicBadge") is True
     if anonymous and not public:
         raise hidden
-    if branch is not None:
-        try:
-            validate_branch_name(branch)
-        except PipelineSpecError as exc:
-            raise InvalidInputError(exc.message, field_name="branch") from None
-    last = await last_finished(client, record.deployment.id, branch=branch)
+    last = await last_finished(client, record.deployment.id, branch=_branch(branch, required=False))
     svg = badge_svg("build", flow_run_state(last) if last is not None else "unknown")
     etag = f'"{hashlib.sha256(svg.encode()).hexdigest()[:20]}"'
     headers = {"ETag": etag, "Cache-Control": f"{'public' if public else 'private'}, max-age=30"}
@@ -171,7 +171,7 @@ async def pipeline_badge(request: Request, project_id: str, pipeline_id: str, cl
 
 @router.put("/{pipeline_id}", response_model=PipelineModel, openapi_extra=_BODY,
             dependencies=[strict_query()])
-async def update_pipeline(request: Request, project_id: Project, pipeline_id: str,
+async def update_pipeline(request: Request, project_id: Project, pipeline_id: ItemName,
                           client: Client, user: User, settings: AppSettings) -> dict[str, Any]:
     """Replace a pipeline's definition and triggers."""
     config = await read_definition(request, settings, project_id)
@@ -183,7 +183,7 @@ async def update_pipeline(request: Request, project_id: Project, pipeline_id: st
 
 @router.delete("/{pipeline_id}", status_code=status.HTTP_204_NO_CONTENT,
                response_class=Response, dependencies=[strict_query()])
-async def delete_pipeline(request: Request, project_id: Project, pipeline_id: str,
+async def delete_pipeline(request: Request, project_id: Project, pipeline_id: ItemName,
                           client: Client, user: User) -> Response:
     """Delete a pipeline (its executions go with it)."""
     await service.delete_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
@@ -193,10 +193,9 @@ async def delete_pipeline(request: Request, project_id: Project, pipeline_id: st
 
 @router.post("/{pipeline_id}", response_model=PipelineModel | PipelineExecution,
              dependencies=[strict_query("action")],
-             openapi_extra={"requestBody": {"required": False, "content": {
-                 "application/json": {"schema": {"$ref": "#/components/schemas/RunInput"}}}}})
+             openapi_extra=body_of(RunInput, required=False))
 async def pipeline_action(
-    request: Request, project_id: Project, pipeline_id: str, client: Client, user: User,
+    request: Request, project_id: Project, pipeline_id: ItemName, client: Client, user: User,
     settings: AppSettings,
     action: Literal["run", "activate", "deactivate", "clearcache"] = Query(description="The action."),
 ) -> dict[str, Any]:
@@ -265,7 +264,7 @@ def _definition_yaml(record: service.PipelineRecord) -> str:
 
 @router.get("/{pipeline_id}/view", response_class=PlainTextResponse,
             responses={200: _YAML}, dependencies=[strict_query()])
-async def view_pipeline(project_id: Project, pipeline_id: str, client: Client, user: User
+async def view_pipeline(project_id: Project, pipeline_id: ItemName, client: Client, user: User
                         ) -> PlainTextResponse:
     """The definition as YAML text."""
     record = await service.read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
@@ -274,7 +273,7 @@ async def view_pipeline(project_id: Project, pipeline_id: str, client: Client, u
 
 @router.get("/{pipeline_id}/export", response_class=PlainTextResponse,
             responses={200: _YAML}, dependencies=[strict_query()])
-async def export_pipeline(project_id: Project, pipeline_id: str, client: Client, user: User
+async def export_pipeline(project_id: Project, pipeline_id: ItemName, client: Client, user: User
                           ) -> PlainTextResponse:
     """The definition as a YAML attachment, ready to POST to a pipelines collection."""
     record = await service.read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
@@ -306,7 +305,7 @@ def _branch(branch: str | None, *, required: bool) -> str | None:
 
 @router.get("/{pipeline_id}/branches", response_model=RepositoryBranches,
             dependencies=[strict_query()])
-async def pipeline_branches(project_id: Project, pipeline_id: str, client: Client, user: User,
+async def pipeline_branches(project_id: Project, pipeline_id: ItemName, client: Client, user: User,
                             settings: AppSettings) -> dict[str, Any]:
     """The branches of a pipeline's repository (a pipeline read from it)."""
     record = await service.read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
@@ -316,8 +315,8 @@ async def pipeline_branches(project_id: Project, pipeline_id: str, client: Clien
 @router.get("/{pipeline_id}/configs", response_model=RepositoryConfigs,
             dependencies=[strict_query("branch")])
 async def pipeline_configs(
-    project_id: Project, pipeline_id: str, client: Client, user: User, settings: AppSettings,
-    branch: str | None = Query(default=None, description="One branch (default: every branch)."),
+    project_id: Project, pipeline_id: ItemName, client: Client, user: User, settings: AppSettings,
+    branch: str | None = Query(default=None, json_schema_extra=BRANCH, description="One branch (default: every branch)."),
 ) -> dict[str, Any]:
     """Per branch: the definition its pipeline file describes, or why there is none."""
     record = await service.read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
@@ -328,8 +327,8 @@ async def pipeline_configs(
 @router.get("/{pipeline_id}/yaml", response_class=PlainTextResponse, responses={200: _FILE},
             dependencies=[strict_query("branch")])
 async def read_pipeline_file(
-    project_id: Project, pipeline_id: str, client: Client, user: User, settings: AppSettings,
-    branch: str | None = Query(default=None, description="The branch (required)."),
+    project_id: Project, pipeline_id: ItemName, client: Client, user: User, settings: AppSettings,
+    branch: str | None = Query(default=None, json_schema_extra=BRANCH, description="The branch (required)."),
 ) -> PlainTextResponse:
     """The pipeline file of a branch, as the repository holds it."""
     record = await service.read_pipeline(client, project_id=project_id, pipeline_id=pipeline_id)
@@ -342,9 +341,9 @@ async def read_pipeline_file(
 @router.put("/{pipeline_id}/yaml", response_model=RepositoryCommit, openapi_extra=_FILE_BODY,
             dependencies=[strict_query("branch")])
 async def write_pipeline_file(
-    request: Request, project_id: Project, pipeline_id: str, client: Client, user: User,
+    request: Request, project_id: Project, pipeline_id: ItemName, client: Client, user: User,
     settings: AppSettings,
-    branch: str | None = Query(default=None, description="The branch to commit to (required)."),
+    branch: str | None = Query(default=None, json_schema_extra=BRANCH, description="The branch to commit to (required)."),
 ) -> dict[str, Any]:
     """Validate a pipeline file and commit it to the branch with your credential (the
     pipeline's must be yours): the next run of that branch runs it."""

@@ -10,18 +10,22 @@ from fastapi import APIRouter, Query, Request, Response, status
 from prefect_pipelines.api import norman
 from prefect_pipelines.api.access import Need, caller, require
 from prefect_pipelines.api.body import parse_model, read_document
-from prefect_pipelines.api.deps import AppSettings, Client, Project, strict_query
+from prefect_pipelines.api.deps import AppSettings, Client, ItemName, Project, strict_query
 from prefect_pipelines.api.schemas import (
     ERROR_RESPONSES,
     BindingIn,
     DockerCredentialCollection,
+    DockerCredentialCreate,
     DockerCredentialIn,
     ProjectCollection,
+    ProjectCreate,
     ProjectIn,
     ProjectRoleTemplateBinding,
     ProjectRoleTemplateBindingCollection,
     ProjectSecretCollection,
+    SecretCreate,
     SecretIn,
+    body_of,
 )
 from prefect_pipelines.api.schemas import DockerCredential as DockerCredentialModel
 from prefect_pipelines.api.schemas import Project as ProjectModel
@@ -35,10 +39,9 @@ from prefect_pipelines.services import secrets as secret_service
 router = APIRouter(prefix="/v3/projects", tags=["projects"], responses=ERROR_RESPONSES)
 bindings = APIRouter(prefix="/v3/projectroletemplatebindings", tags=["projectroletemplatebindings"],
                      responses=ERROR_RESPONSES)
-_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": {"$ref": "#/components/schemas/ProjectIn"}}}}}
-_BINDING_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": {"$ref": "#/components/schemas/BindingIn"}}}}}
+_CREATE_BODY = body_of(ProjectCreate)
+_BODY = body_of(ProjectIn)
+_BINDING_BODY = body_of(BindingIn)
 
 
 def project_resource(request: Request, project: service.Project) -> dict[str, Any]:
@@ -72,13 +75,11 @@ def _settings(body: ProjectIn, request: Request, admin: bool) -> dict[str, Any] 
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectModel,
-             openapi_extra=_BODY, dependencies=[strict_query()])
+             openapi_extra=_CREATE_BODY, dependencies=[strict_query()])
 async def create_project(request: Request, client: Client, settings: AppSettings) -> dict[str, Any]:
     """Create a project `{clusterId, name, description}`; the caller becomes its owner."""
     who = await caller(request)
-    body = parse_model(ProjectIn, await read_document(request, settings))
-    if body.name is None:
-        raise InvalidInputError("name is required", field_name="name", code="MissingRequired")
+    body = parse_model(ProjectCreate, await read_document(request, settings))
     project_settings = _settings(body, request, who.admin)  # refused before anything is made
     project = await service.create_project(
         client, cluster_id=body.clusterId or "local", name=body.name,
@@ -202,8 +203,8 @@ async def delete_binding(request: Request, binding_id: str, client: Client) -> R
 
 secrets = APIRouter(prefix="/v3/projects/{project_id}/secrets", tags=["secrets"],
                     responses=ERROR_RESPONSES)
-_SECRET_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": {"$ref": "#/components/schemas/SecretIn"}}}}}
+_NEW_SECRET_BODY = body_of(SecretCreate)
+_SECRET_BODY = body_of(SecretIn)
 
 
 def secret_resource(request: Request, info: secret_service.SecretInfo) -> dict[str, Any]:
@@ -213,13 +214,11 @@ def secret_resource(request: Request, info: secret_service.SecretInfo) -> dict[s
 
 
 @secrets.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectSecretModel,
-              openapi_extra=_SECRET_BODY, dependencies=[strict_query()])
+              openapi_extra=_NEW_SECRET_BODY, dependencies=[strict_query()])
 async def create_secret(request: Request, project_id: Project, client: Client,
                         settings: AppSettings) -> dict[str, Any]:
     """A secret `{name, data: {KEY: value}}` for the project's `envFrom`; values are never shown."""
-    body = parse_model(SecretIn, await read_document(request, settings))
-    if body.name is None:
-        raise InvalidInputError("name is required", field_name="name", code="MissingRequired")
+    body = parse_model(SecretCreate, await read_document(request, settings))
     info = await secret_service.put_secret(client, project_id, body.name, body.data, create=True)
     return secret_resource(request, info)
 
@@ -233,14 +232,14 @@ async def list_secrets(request: Request, project_id: Project, client: Client) ->
 
 
 @secrets.get("/{name}", response_model=ProjectSecretModel, dependencies=[strict_query()])
-async def read_secret(request: Request, project_id: Project, name: str, client: Client) -> dict[str, Any]:
+async def read_secret(request: Request, project_id: Project, name: ItemName, client: Client) -> dict[str, Any]:
     """One secret: its name and keys."""
     return secret_resource(request, await secret_service.read_secret(client, project_id, name))
 
 
 @secrets.put("/{name}", response_model=ProjectSecretModel, openapi_extra=_SECRET_BODY,
              dependencies=[strict_query()])
-async def update_secret(request: Request, project_id: Project, name: str, client: Client,
+async def update_secret(request: Request, project_id: Project, name: ItemName, client: Client,
                         settings: AppSettings) -> dict[str, Any]:
     """Replace a secret's values."""
     body = parse_model(SecretIn, await read_document(request, settings))
@@ -252,7 +251,7 @@ async def update_secret(request: Request, project_id: Project, name: str, client
 
 @secrets.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
                 dependencies=[strict_query()])
-async def delete_secret(project_id: Project, name: str, client: Client) -> Response:
+async def delete_secret(project_id: Project, name: ItemName, client: Client) -> Response:
     """Delete a secret (pipelines that name it fail at their step until it exists again)."""
     await secret_service.delete_secret(client, project_id, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -262,8 +261,8 @@ async def delete_secret(project_id: Project, name: str, client: Client) -> Respo
 
 dockercredentials = APIRouter(prefix="/v3/projects/{project_id}/dockercredentials",
                               tags=["dockercredentials"], responses=ERROR_RESPONSES)
-_DOCKER_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": {"$ref": "#/components/schemas/DockerCredentialIn"}}}}}
+_NEW_DOCKER_BODY = body_of(DockerCredentialCreate)
+_DOCKER_BODY = body_of(DockerCredentialIn)
 
 
 def docker_resource(request: Request, info: docker_service.DockerCredentialInfo) -> dict[str, Any]:
@@ -278,14 +277,12 @@ def _logins(body: DockerCredentialIn) -> dict[str, dict[str, str | None]]:
 
 
 @dockercredentials.post("", status_code=status.HTTP_201_CREATED, response_model=DockerCredentialModel,
-                        openapi_extra=_DOCKER_BODY, dependencies=[strict_query()])
+                        openapi_extra=_NEW_DOCKER_BODY, dependencies=[strict_query()])
 async def create_docker_credential(request: Request, project_id: Project, client: Client,
                                    settings: AppSettings) -> dict[str, Any]:
     """Registry logins `{name, registries: {host: {username, password}}}` that the
     project's steps pull and push with; passwords are never shown."""
-    body = parse_model(DockerCredentialIn, await read_document(request, settings))
-    if body.name is None:
-        raise InvalidInputError("name is required", field_name="name", code="MissingRequired")
+    body = parse_model(DockerCredentialCreate, await read_document(request, settings))
     info = await docker_service.put_credential(client, project_id, body.name, _logins(body), create=True)
     return docker_resource(request, info)
 
@@ -300,7 +297,7 @@ async def list_docker_credentials(request: Request, project_id: Project, client:
 
 
 @dockercredentials.get("/{name}", response_model=DockerCredentialModel, dependencies=[strict_query()])
-async def read_docker_credential(request: Request, project_id: Project, name: str,
+async def read_docker_credential(request: Request, project_id: Project, name: ItemName,
                                  client: Client) -> dict[str, Any]:
     """One docker credential: its registries and usernames."""
     return docker_resource(request, await docker_service.read_credential(client, project_id, name))
@@ -308,7 +305,7 @@ async def read_docker_credential(request: Request, project_id: Project, name: st
 
 @dockercredentials.put("/{name}", response_model=DockerCredentialModel, openapi_extra=_DOCKER_BODY,
                        dependencies=[strict_query()])
-async def update_docker_credential(request: Request, project_id: Project, name: str, client: Client,
+async def update_docker_credential(request: Request, project_id: Project, name: ItemName, client: Client,
                                    settings: AppSettings) -> dict[str, Any]:
     """Replace a docker credential's logins (a login without a password keeps the stored one)."""
     body = parse_model(DockerCredentialIn, await read_document(request, settings))
@@ -320,7 +317,7 @@ async def update_docker_credential(request: Request, project_id: Project, name: 
 
 @dockercredentials.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
                           dependencies=[strict_query()])
-async def delete_docker_credential(project_id: Project, name: str, client: Client) -> Response:
+async def delete_docker_credential(project_id: Project, name: ItemName, client: Client) -> Response:
     """Delete a docker credential (the project's pulls and pushes then go without its logins)."""
     await docker_service.delete_credential(client, project_id, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

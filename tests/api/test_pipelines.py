@@ -398,3 +398,48 @@ def test_collections_sort_and_say_their_filters_as_norman_does(api) -> None:  # 
     newest = [item["id"] for item in api.get(executions, params={"pipelineId": "alpha"}).json()["data"]]
     oldest = [item["id"] for item in api.get(executions, params={"pipelineId": "alpha", "order": "asc"}).json()["data"]]
     assert newest == [second["id"], first["id"]] and oldest == [first["id"], second["id"]]
+
+
+def test_pipelines_take_normans_ne_and_prefix_modifiers(api) -> None:  # type: ignore[no-untyped-def]
+    project = new_project(api)
+    for name in ("alpha", "alpine", "bravo", "alpaca-2"):
+        create(api, project, definition(name, SIMPLE))
+    url = f"/v3/projects/{project}/pipelines"
+    assert api.post(f"{url}/bravo", params={"action": "deactivate"}).status_code == 200
+
+    def names(**params: str) -> list[str]:
+        answer = api.get(url, params=params)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["pagination"]["total"] == len(body["data"])
+        return [item["name"] for item in body["data"]]
+
+    assert names(name_prefix="alp") == ["alpaca-2", "alpha", "alpine"]
+    assert names(name_prefix="alph") == ["alpha"]
+    assert names(name_prefix="") == ["alpaca-2", "alpha", "alpine", "bravo"]
+    # Prefect's ILIKE is neither case-blind nor wild here: `_` and `%` match themselves.
+    assert names(name_prefix="ALP") == [] and names(name_prefix="al_") == [] and names(name_prefix="%") == []
+    assert names(name_ne="alpha") == ["alpaca-2", "alpine", "bravo"]
+    assert names(name_ne="nothing-so-named") == ["alpaca-2", "alpha", "alpine", "bravo"]
+    assert names(name_prefix="alp", name_ne="alpine") == ["alpaca-2", "alpha"]
+    assert names(state_ne="active") == ["bravo"]
+    assert names(state_ne="inactive") == ["alpaca-2", "alpha", "alpine"]
+    assert names(state="active", state_ne="active") == []
+    answer = api.get(url, params={"name_prefix": "alp", "name_ne": "alpine", "limit": 1}).json()
+    assert answer["filters"]["name"] == [{"modifier": "ne", "value": "alpine"},
+                                         {"modifier": "prefix", "value": "alp"}]
+    assert answer["filters"]["state"] is None
+    assert [item["name"] for item in api.get(answer["pagination"]["next"]).json()["data"]] == ["alpha"]
+    schema = api.get(f"/v3/projects/{project}/schemas/pipeline").json()
+    assert schema["collectionFilters"] == {"name": {"modifiers": ["eq", "ne", "prefix"]},
+                                           "state": {"modifiers": ["eq", "ne"]}}
+    assert_error(api.get(url, params={"name_like": "a"}), 422, field="name_like")
+
+
+@pytest.mark.parametrize("path", ["/v3/notifiers", "/v3/projectroletemplatebindings",
+                                  "/v3/sourcecodecredentials", "/v3/sourcecoderepositories"])
+def test_each_collection_says_the_filters_its_schema_lists(api, path: str) -> None:  # type: ignore[no-untyped-def]
+    body = api.get(path).json()
+    schema = api.get(f"/v3/schemas/{body['resourceType']}")
+    assert schema.status_code == 200, schema.text
+    assert set(body["filters"]) == set(schema.json()["collectionFilters"])

@@ -38,6 +38,7 @@ class TypeInfo:
     resource_methods: tuple[str, ...] = ("GET",)
     actions: dict[str, tuple[str | None, str]] = field(default_factory=dict)  # name -> (input, output)
     filters: tuple[str, ...] = ()
+    modifiers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # beside eq, per filter
 
 
 TYPES = (
@@ -57,7 +58,7 @@ TYPES = (
              ("GET", "POST"), ("GET", "PUT", "DELETE"),
              {"run": ("runInput", "pipelineExecution"), "activate": (None, "pipeline"),
               "deactivate": (None, "pipeline"), "clearcache": (None, "pipeline")},
-             filters=("name", "state")),
+             filters=("name", "state"), modifiers={"name": ("ne", "prefix"), "state": ("ne",)}),
     TypeInfo("pipelineExecution", "pipelineexecutions", PROJECT, schemas.PipelineExecution,
              actions={"stop": (None, "pipelineExecution"), "rerun": (None, "pipelineExecution")},
              filters=("pipelineId", "state")),
@@ -68,6 +69,13 @@ TYPES = (
     TypeInfo("dockerCredential", "dockercredentials", PROJECT, schemas.DockerCredential,
              schemas.DockerCredentialCreate, ("GET", "POST"), ("GET", "PUT", "DELETE")),
 )
+
+
+def filters_of(type_id: str) -> tuple[str, ...]:
+    """The collection filters of a type: what its list takes and its answer's `filters` says."""
+    return next(info.filters for info in TYPES if info.id == type_id)
+
+
 # Action inputs, listed beside the types (Norman lists every type an action names).
 INPUTS: dict[str, type[BaseModel]] = {"runInput": schemas.RunInput}
 
@@ -171,7 +179,8 @@ def _schema(base: str, schema_id: str, fields: dict[str, Any], *, collection: st
         "resourceActions": {name: {key: value for key, value in (("input", act[0]), ("output", act[1]))
                                    if value} for name, act in (info.actions if info else {}).items()},
         "collectionActions": {},
-        "collectionFilters": {name: {"modifiers": ["eq"]} for name in (info.filters if info else ())},
+        "collectionFilters": {name: {"modifiers": ["eq", *info.modifiers.get(name, ())]}
+                              for name in (info.filters if info else ())},
     }
     return body
 

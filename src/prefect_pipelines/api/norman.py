@@ -11,6 +11,8 @@ from prefect_pipelines.errors import InvalidInputError
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+# Norman's filter modifiers beside eq, as query parameters `<field>_<modifier>=`.
+MODIFIERS = ("ne", "prefix")
 
 
 def base_url(request: Request) -> str:
@@ -53,8 +55,11 @@ def collection(request: Request, resource_type: str, data: list[dict[str, Any]],
         "links": {"self": str(request.url)},
     }
     if filters:
-        body["filters"] = {name: ([{"modifier": "eq", "value": request.query_params[name]}]
-                                  if name in request.query_params else None) for name in filters}
+        given = request.query_params
+        body["filters"] = {name: [
+            {"modifier": modifier, "value": given[key]}
+            for modifier, key in (("eq", name), *((mod, f"{name}_{mod}") for mod in MODIFIERS))
+            if key in given] or None for name in filters}
     if sort is not None:
         def link(**change: str) -> str:
             params = {key: value for key, value in request.query_params.items() if key != "marker"}

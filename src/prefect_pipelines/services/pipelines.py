@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import weakref
 from dataclasses import dataclass
@@ -305,18 +306,59 @@ async def last_execution(client: PrefectClient, deployment_id: UUID) -> FlowRun 
     return runs[0] if runs else None
 
 
-async def list_pipelines(client: PrefectClient, *, project_id: str, name: str | None = None,
-                         state: str | None = None, limit: int, offset: int,
+@dataclass(frozen=True)
+class PipelineFilter:
+    """Which of a project's pipelines a list shows (Norman's `eq`, `ne` and `prefix`)."""
+
+    name: str | None = None
+    name_ne: str | None = None
+    name_prefix: str | None = None
+    state: str | None = None  # active or inactive
+    state_ne: str | None = None
+
+    def matches_none(self) -> bool:
+        """Whether no pipeline can match, whatever the project holds: a prefix no name can
+        start with, or a state both asked for and refused."""
+        return (self.name_prefix is not None and not _NAME_PREFIX.fullmatch(self.name_prefix)
+                or self.state is not None and self.state == self.state_ne)
+
+    async def deployments(self, client: PrefectClient, project_id: str) -> dict[str, Any]:
+        """The deployment filter (as JSON: the client's models lack `paused`)."""
+        found: dict[str, Any] = {"tags": {"all_": [f"{TAG_PROJECT}{project_id}"]}}
+        names: dict[str, Any] = {}
+        if self.name:
+            names["any_"] = [deployment_name(project_id, self.name)]
+        if self.name_prefix:  # ILIKE %...%: the project's own `<project>:` makes it a prefix
+            names["like_"] = deployment_name(project_id, self.name_prefix)
+        if names:
+            found["name"] = names
+        if self.name_ne:
+            try:
+                left_out = await read_deployment(client, project_id, self.name_ne)
+                found["id"] = {"not_any_": [str(left_out.id)]}
+            except NotFoundError:
+                pass  # nothing of that name to leave out
+        if self.state is not None:
+            found["paused"] = {"eq_": self.state == "inactive"}
+        elif self.state_ne is not None:
+            found["paused"] = {"eq_": self.state_ne == "active"}
+        return found
+
+
+# A name's start: what a pipeline name can begin with (lowercase letters, digits, dashes),
+# so that Prefect's ILIKE, whose `_` and `%` are wildcards, matches as a prefix would.
+_NAME_PREFIX = re.compile(r"[a-z0-9-]*")
+
+
+async def list_pipelines(client: PrefectClient, *, project_id: str,
+                         where: PipelineFilter = PipelineFilter(), limit: int, offset: int,
                          descending: bool = False) -> tuple[list[PipelineRecord], int]:
     """The pipelines of a project, by name (`descending`: Z first), filtered; and how many
     match in all."""
-    # The client's filter models lack `paused`, which the server supports: send JSON.
-    deployments_filter: dict[str, Any] = {"tags": {"all_": [f"{TAG_PROJECT}{project_id}"]}}
-    if name:
-        deployments_filter["name"] = {"any_": [deployment_name(project_id, name)]}
-    if state is not None:
-        deployments_filter["paused"] = {"eq_": state == "inactive"}
-    body = {"flows": {"name": {"any_": [FLOW_NAME]}}, "deployments": deployments_filter}
+    if where.matches_none():
+        return [], 0
+    body = {"flows": {"name": {"any_": [FLOW_NAME]}},
+            "deployments": await where.deployments(client, project_id)}
     listed, counted = await asyncio.gather(
         client.request("POST", "/deployments/filter",
                        json={**body, "sort": "NAME_DESC" if descending else "NAME_ASC",

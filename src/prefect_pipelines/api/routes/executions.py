@@ -17,6 +17,7 @@ from prefect_pipelines.api.deps import (
     User,
     strict_query,
 )
+from prefect_pipelines.api.discovery import filters_of
 from prefect_pipelines.api.schemas import (
     ERROR_RESPONSES,
     PipelineExecution,
@@ -66,7 +67,7 @@ async def list_executions(
     )
     data = [execution_resource(request, record) for record in records]
     return norman.collection(request, "pipelineExecution", data, limit=size, offset=offset,
-                             total=total, filters=("pipelineId", "state"), sort=sorting)
+                             total=total, filters=filters_of("pipelineExecution"), sort=sorting)
 
 
 @router.get("/{execution_id}", response_model=PipelineExecution, dependencies=[strict_query()])

@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from prefect_pipelines.api import norman
 from prefect_pipelines.api.deps import AppSettings, Client, Project, User, strict_query
+from prefect_pipelines.api.discovery import filters_of
 from prefect_pipelines.api.schemas import (
     ERROR_RESPONSES,
     PipelineExecutionLog,
@@ -65,7 +66,7 @@ async def list_logs(
     data = [log_resource(request, project_id, pipelineExecutionId, i, j, log.text())
             for i, j, log in logs]
     return norman.collection(request, "pipelineExecutionLog", data, limit=len(data) or 1,
-                             offset=0, total=len(data))
+                             offset=0, total=len(data), filters=filters_of("pipelineExecutionLog"))
 
 
 @router.get("/{log_id}", response_model=PipelineExecutionLog, responses={200: _SSE},

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from prefect_pipelines.api import norman
 from prefect_pipelines.api.body import parse_model, read_document
 from prefect_pipelines.api.deps import AppSettings, Client, NotifierId, User, strict_query
+from prefect_pipelines.api.discovery import filters_of
 from prefect_pipelines.api.schemas import (
     ERROR_RESPONSES,
     Notifier,
@@ -71,7 +72,7 @@ async def list_notifiers(request: Request, client: Client, user: User,
     data = [notifier_resource(request, info)
             for info in await service.list_notifiers(client, clusterId)]
     return norman.collection(request, "notifier", data, limit=len(data) or 1, offset=0,
-                             total=len(data))
+                             total=len(data), filters=filters_of("notifier"))
 
 
 @router.get("/{notifier_id}", response_model=Notifier, dependencies=[strict_query()])

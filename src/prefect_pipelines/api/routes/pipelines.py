@@ -29,6 +29,7 @@ from prefect_pipelines.api.deps import (
     User,
     strict_query,
 )
+from prefect_pipelines.api.discovery import filters_of
 from prefect_pipelines.api.routes.executions import execution_resource
 from prefect_pipelines.api.schemas import (
     ERROR_RESPONSES,
@@ -98,11 +99,17 @@ async def create_pipeline(request: Request, project_id: Project, client: Client,
 
 
 @router.get("", response_model=PipelineCollection,
-            dependencies=[strict_query("name", "state", "limit", "marker", "sort", "order")])
+            dependencies=[strict_query("name", "name_ne", "name_prefix", "state", "state_ne",
+                                       "limit", "marker", "sort", "order")])
 async def list_pipelines(
     request: Request, project_id: Project, client: Client, user: User,
     name: str | None = Query(default=None, description="Only the pipeline of this name."),
+    name_ne: str | None = Query(default=None, description="All but the pipeline of this name."),
+    name_prefix: str | None = Query(default=None, description="Only pipelines whose name "
+                                    "starts so."),
     state: Literal["active", "inactive"] | None = Query(default=None),
+    state_ne: Literal["active", "inactive"] | None = Query(default=None, description="All "
+                                                             "but those in this state."),
     limit: Limit = None,
     marker: Marker = None,
     sort: Literal["name"] | None = Query(default=None, description="By name (the default)."),
@@ -111,12 +118,14 @@ async def list_pipelines(
     """List the project's pipelines."""
     size, offset = norman.page(limit, marker)
     sorting = norman.Sort(("name",), sort, order)
-    records, total = await service.list_pipelines(client, project_id=project_id, name=name,
-                                                  state=state, limit=size, offset=offset,
+    where = service.PipelineFilter(name=name, name_ne=name_ne, name_prefix=name_prefix,
+                                   state=state, state_ne=state_ne)
+    records, total = await service.list_pipelines(client, project_id=project_id, where=where,
+                                                  limit=size, offset=offset,
                                                   descending=sorting.descending)
     data = [pipeline_resource(request, record) for record in records]
     return norman.collection(request, "pipeline", data, limit=size, offset=offset, total=total,
-                             filters=("name", "state"), sort=sorting)
+                             filters=filters_of("pipeline"), sort=sorting)
 
 
 @router.get("/{pipeline_id}", response_model=PipelineModel, dependencies=[strict_query()])

@@ -11,6 +11,7 @@ from prefect_pipelines.api import norman
 from prefect_pipelines.api.access import Need, caller, require
 from prefect_pipelines.api.body import parse_model, read_document
 from prefect_pipelines.api.deps import AppSettings, Client, ItemName, Project, strict_query
+from prefect_pipelines.api.discovery import filters_of
 from prefect_pipelines.api.schemas import (
     ERROR_RESPONSES,
     BindingIn,
@@ -175,7 +176,7 @@ async def list_bindings(request: Request, client: Client,
                  for b in await service.bindings(client, project_id=project_id, user_id=userId)]
     data = [binding_resource(request, binding) for binding in found]
     return norman.collection(request, "projectRoleTemplateBinding", data, limit=len(data) or 1,
-                             offset=0, total=len(data))
+                             offset=0, total=len(data), filters=filters_of("projectRoleTemplateBinding"))
 
 
 @bindings.get("/{binding_id}", response_model=ProjectRoleTemplateBinding,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from prefect_pipelines.api import norman
 from prefect_pipelines.api.body import no_body
 from prefect_pipelines.api.deps import AppSettings, Client, User, strict_query
+from prefect_pipelines.api.discovery import filters_of
 from prefect_pipelines.api.schemas import (
     ERROR_RESPONSES,
     SourceCodeCredential,
@@ -57,7 +58,7 @@ async def list_credentials(request: Request, client: Client, user: User,
     records = await service.list_credentials(client, user_id=user, creator_id=creatorId)
     data = [credential_resource(request, record) for record in records]
     return norman.collection(request, "sourceCodeCredential", data, limit=len(data) or 1,
-                             offset=0, total=len(data))
+                             offset=0, total=len(data), filters=filters_of("sourceCodeCredential"))
 
 
 @credentials.get("/{credential_id}", response_model=SourceCodeCredential,
@@ -103,7 +104,7 @@ async def list_repositories(
                                             credential=sourceCodeCredentialId)
     data = [repository_resource(request, repository) for repository in found]
     return norman.collection(request, "sourceCodeRepository", data, limit=len(data) or 1,
-                             offset=0, total=len(data))
+                             offset=0, total=len(data), filters=filters_of("sourceCodeRepository"))
 
 
 @repositories.get("/{repository_id}", response_model=SourceCodeRepository,

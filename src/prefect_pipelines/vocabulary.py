@@ -68,6 +68,8 @@ CLUSTER_ID_PATTERN = r"[a-z0-9]+(?:-[a-z0-9]+)*"  # and at most MAX_ID character
 PROJECT_ID_PATTERN = rf"{CLUSTER_ID_PATTERN}:{CLUSTER_ID_PATTERN}"
 # A pipeline's, a secret's and a docker credential's name (a DNS label).
 NAME_PATTERN = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+EXECUTION_ID_PATTERN = rf"{NAME_PATTERN}-[0-9]+"  # <pipelineId>-<run> (execution_name)
+LOG_ID_PATTERN = rf"{EXECUTION_ID_PATTERN}-[0-9]+-[0-9]+"  # <executionId>-<stage>-<step>
 NOTIFIER_ID_PATTERN = rf"{CLUSTER_ID_PATTERN}:n-[a-z0-9]{{5,12}}"
 ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
 SECRET_KEY_PATTERN = r"[A-Za-z_][A-Za-z0-9_.-]{0,127}"

@@ -130,3 +130,17 @@ def test_a_create_takes_more_than_a_change_where_the_server_does(document) -> No
     # The YAML body of a pipeline is the JSON's fields, not any string.
     body = _operation(document, "post", "/v3/projects/{project_id}/pipelines")["requestBody"]["content"]
     assert body["application/yaml"]["schema"] == body["application/json"]["schema"]
+
+
+def test_the_ids_the_api_makes_fit_the_shapes_it_publishes(document) -> None:  # type: ignore[no-untyped-def]
+    from prefect_pipelines.vocabulary import execution_name
+
+    execution = execution_name("build-app", 12)
+    base = "/v3/projects/{project_id}"
+    execution_schema = _parameter(_operation(document, "get", f"{base}/pipelineexecutions/{{execution_id}}"),
+                                  "execution_id")["schema"]
+    log_schema = _parameter(_operation(document, "get", f"{base}/pipelineexecutionlogs/{{log_id}}"),
+                            "log_id")["schema"]
+    assert _pattern(execution_schema).match(execution)
+    assert _pattern(log_schema).match(f"{execution}-0-1")
+    assert not _pattern(execution_schema).match("build-app") and not _pattern(log_schema).match(execution)

@@ -101,5 +101,6 @@ def test_schemathesis_every_check_every_phase(facade: Any, tokens: dict[str, str
          "--report", "junit", "--report-dir", str(tmp_path), "--output-truncate", "true"],
         capture_output=True, text=True, timeout=BUDGET_SECONDS + 210, cwd=tmp_path)
     output = (result.stdout + result.stderr).replace(tokens["alice"], "<token>")
+    print(output[-8000:])  # what it reached, with -s or on failure
     assert result.returncode == 0, output[-15000:]
     assert "Stateful" in output and "Coverage" in output, output[-3000:]

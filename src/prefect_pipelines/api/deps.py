@@ -15,6 +15,8 @@ from prefect_pipelines.settings import Settings, get_settings
 from prefect_pipelines.translator.branches import BRANCH_NAME_PATTERN
 from prefect_pipelines.vocabulary import (
     CLUSTER_ID_PATTERN,
+    EXECUTION_ID_PATTERN,
+    LOG_ID_PATTERN,
     MAX_ID,
     NAME_PATTERN,
     NOTIFIER_ID_PATTERN,
@@ -92,6 +94,10 @@ ClusterId = Annotated[str, Path(description="The cluster (`local`).",
 # A pipeline's, secret's or docker credential's name: anything else is not found (404).
 ItemName = Annotated[str, Path(description="Its name: lowercase letters, digits, dashes.",
                                json_schema_extra=shape(NAME_PATTERN))]
+ExecutionId = Annotated[str, Path(description="`<pipelineId>-<run>`.",
+                                  json_schema_extra=shape(EXECUTION_ID_PATTERN))]
+LogId = Annotated[str, Path(description="`<executionId>-<stage>-<step>` (both 0-based).",
+                            json_schema_extra=shape(LOG_ID_PATTERN))]
 NotifierId = Annotated[str, Path(description="`<clusterId>:n-<id>`.",
                                  json_schema_extra=shape(NOTIFIER_ID_PATTERN))]
 # A branch (or nothing: no branch).

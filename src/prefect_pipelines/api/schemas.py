@@ -118,10 +118,16 @@ class ErrorBody(ApiModel):
     fieldName: str | None = None
 
 
+# A definition every project can save: one step, no secrets, no repository.
+_PIPELINE_EXAMPLE = {"name": "hello", "stages": [{"name": "greet", "steps": [
+    {"runScriptConfig": {"image": "busybox", "shellScript": "echo hello"}}]}], "timeout": 10}
+
+
 class PipelineIn(BaseModel):
     """The body of POST/PUT on pipelines: the definition and its triggers."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [_PIPELINE_EXAMPLE]})
 
     projectId: str | None = Field(default=None, description="Must match the project in the path.")
     name: str = Field(description="The pipeline's id, unique in the project.",
@@ -222,7 +228,8 @@ class RepositoryCommit(ApiModel):
 class RunInput(BaseModel):
     """Input of the `run` action."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [{"branch": "main", "env": {"GREETING": "hello"}}]})
 
     branch: str | None = Field(default=None, description="The branch to build.",
                                json_schema_extra={"pattern": anchored(f"|{BRANCH_NAME_PATTERN}")})
@@ -471,7 +478,8 @@ class ProjectSettings(BaseModel):
 class ProjectIn(BaseModel):
     """The body of POST/PUT on projects."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [{"clusterId": "local", "name": "team-a", "description": "Team A"}]})
 
     clusterId: str | None = Field(default=None, description="The cluster (POST; default local).")
     name: str | None = Field(default=None, description="The project's name (required on POST).",
@@ -498,7 +506,8 @@ class Project(Resource):
 class BindingIn(BaseModel):
     """The body of POST /v3/projectroletemplatebindings."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [{"projectId": "local:p-abc12", "userId": "bob", "roleTemplateId": "project-member"}]})
 
     projectId: str = Field(json_schema_extra={"pattern": anchored(PROJECT_ID_PATTERN)})
     userId: str = Field(json_schema_extra={"pattern": anchored(USER_ID_PATTERN)})
@@ -515,7 +524,8 @@ class ProjectRoleTemplateBinding(Resource):
 class SecretIn(BaseModel):
     """The body of POST/PUT on a project's secrets."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [{"name": "deploy-keys", "data": {"TOKEN": "s3cret"}}]})
 
     name: str | None = Field(default=None, description="Lowercase letters, digits, dashes (POST).",
                              json_schema_extra=_NAME)

@@ -11,6 +11,7 @@ from prefect_pipelines.api.body import no_body
 from prefect_pipelines.api.deps import (
     AppSettings,
     Client,
+    ExecutionId,
     Limit,
     Marker,
     Project,
@@ -71,7 +72,7 @@ async def list_executions(
 
 
 @router.get("/{execution_id}", response_model=PipelineExecution, dependencies=[strict_query()])
-async def read_execution(request: Request, project_id: Project, execution_id: str,
+async def read_execution(request: Request, project_id: Project, execution_id: ExecutionId,
                          client: Client, user: User) -> dict[str, Any]:
     """Read an execution `<pipelineId>-<run>` with its stages and steps."""
     record = await service.read_execution(client, project_id=project_id, execution_id=execution_id)
@@ -81,7 +82,7 @@ async def read_execution(request: Request, project_id: Project, execution_id: st
 @router.post("/{execution_id}", response_model=PipelineExecution,
              dependencies=[strict_query("action")])
 async def execution_action(
-    request: Request, project_id: Project, execution_id: str, client: Client, user: User,
+    request: Request, project_id: Project, execution_id: ExecutionId, client: Client, user: User,
     settings: AppSettings,
     action: Literal["stop", "rerun"] = Query(description="The action."),
 ) -> dict[str, Any]:

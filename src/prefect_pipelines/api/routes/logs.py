@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from prefect_pipelines.api import norman
-from prefect_pipelines.api.deps import AppSettings, Client, Project, User, strict_query
+from prefect_pipelines.api.deps import AppSettings, Client, LogId, Project, User, strict_query
 from prefect_pipelines.api.discovery import filters_of
 from prefect_pipelines.api.schemas import (
     ERROR_RESPONSES,
@@ -72,7 +72,7 @@ async def list_logs(
 @router.get("/{log_id}", response_model=PipelineExecutionLog, responses={200: _SSE},
             dependencies=[strict_query("follow")])
 async def read_log(
-    request: Request, project_id: Project, log_id: str, client: Client, user: User,
+    request: Request, project_id: Project, log_id: LogId, client: Client, user: User,
     settings: AppSettings,
     follow: bool = Query(default=False, description="Stream the log until the step ends."),
 ) -> Any:

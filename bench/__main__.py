@@ -104,6 +104,16 @@ def _s(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
+def trigger_breakdown(runs: list[dict[str, float]]) -> str:
+    """Each milestone's median time after `run` was called, and the median step to it."""
+    parts, before = [], 0.0
+    for name, what in figures.MILESTONES:
+        at = median([run[name] for run in runs])
+        parts.append(f"{what} {_ms(at)} (+{_ms(at - before)})")
+        before = at
+    return "; ".join(parts)
+
+
 def render(results: dict[str, Any]) -> str:
     """The table: figure, what, ours, baselines, ratio, target."""
     rows = [
@@ -122,6 +132,8 @@ def render(results: dict[str, Any]) -> str:
             ratio += f", {bb / ours:.1f}x than Buildbot"
         rows.append(f"| 1. Trigger latency | `run` response -> container running, median of {len(t['ours'])} | "
                     f"{_s(ours)} | {line} | {ratio} | <= 1.0 s, ahead of both |")
+        if t.get("breakdown"):
+            rows.append(f"| 1a. Where it goes | {trigger_breakdown(t['breakdown'])} | | | | |")
     if "steps" in results:
         s = results["steps"]
         ours, bare = median(s["ours"]), median(s["bare_docker_20"])

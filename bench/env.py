@@ -38,6 +38,8 @@ class ContainerEvents:
 
     def __init__(self, client: docker.DockerClient, label: str) -> None:
         self.label = label
+        self.creates: dict[str, float] = {}
+        self.labels: dict[str, dict[str, str]] = {}  # the first container's labels
         self.starts: dict[str, float] = {}
         self.dies: dict[str, float] = {}
         self.start_counts: dict[str, int] = {}
@@ -51,7 +53,10 @@ class ContainerEvents:
                 if value is None:
                     continue
                 at = event.get("timeNano", 0) / 1e9
-                if event.get("status") == "start":
+                if event.get("status") == "create":
+                    self.creates.setdefault(value, at)
+                    self.labels.setdefault(value, dict(event["Actor"]["Attributes"]))
+                elif event.get("status") == "start":
                     self.starts.setdefault(value, at)
                     self.start_counts[value] = self.start_counts.get(value, 0) + 1
                 elif event.get("status") == "die":

@@ -16,6 +16,8 @@ import httpx
 
 from bench.env import BenchEnv, ContainerEvents, MemorySampler
 from prefect_pipelines.vocabulary import (
+    CONTAINER_EXECUTION,
+    CONTAINER_FLOW_RUN,
     ENTRYPOINT,
     FLOW_NAME,
     LABEL_STEPS,
@@ -55,22 +57,63 @@ def trigger_latency(env: BenchEnv, runs: int, buildbot: Any | None) -> dict[str,
     """Seconds from the `run` response to the step's container running (engine start event)."""
     project, pipeline = env.new_project(), "one-step"
     env.create_pipeline(project, pipeline, [{"name": "run", "steps": [BUSYBOX_TRUE]}])
-    by_execution = ContainerEvents(env.docker, "io.prefect-pipelines.execution-id")
-    ours = []
+    by_execution = ContainerEvents(env.docker, CONTAINER_EXECUTION)
+    ours, measured = [], []
     for index in range(runs + 2):  # two warm-up runs
+        called = time.time()
         execution, answered, _ = env.run(project, pipeline)
         started = wait_for(lambda: by_execution.starts.get(execution["id"]), timeout=120,
                            interval=0.01, what="the container")
         env.wait_finished(project, execution["id"])
         if index >= 2:
             ours.append(started - answered)
+            measured.append((execution["id"], called, answered))
         time.sleep(0.5)
     by_execution.close()
+    breakdown = [_trigger_milestones(env, by_execution, *run) for run in measured]
     stock = _stock_worker_latency(env, runs)
-    result: dict[str, Any] = {"ours": ours, "stock_process_worker": stock}
+    result: dict[str, Any] = {"ours": ours, "stock_process_worker": stock,
+                              "breakdown": breakdown}
     if buildbot is not None:
         result["buildbot"] = buildbot.trigger_latency(runs)
     return result
+
+
+# Where a trigger's time goes: each milestone's time after `run` was called, from what the
+# pieces record themselves (the bench's own clock around the call, Prefect's states and
+# task runs, the engine's events), all on one host clock. (A task run's `created` is not
+# one: Prefect's server writes the row from the run's events, after it is Running.)
+MILESTONES = (
+    ("flow_run_created", "flow run created (Prefect's `created`)"),
+    ("answered", "`run` answered"),
+    ("pending", "a worker took it (Pending)"),
+    ("flow_running", "flow run Running"),
+    ("task_running", "step's task run Running"),
+    ("container_created", "container created (engine)"),
+    ("container_started", "container started (engine)"),
+)
+
+
+def _trigger_milestones(env: BenchEnv, events: ContainerEvents, execution_id: str,
+                        called: float, answered: float) -> dict[str, float]:
+    """One measured run's milestones, in seconds after `run` was called."""
+    flow_run_id = uuid.UUID(events.labels[execution_id][CONTAINER_FLOW_RUN])
+
+    async def read(client: Any) -> tuple[Any, list[Any]]:
+        return await client.read_flow_run(flow_run_id), await client.read_flow_run_states(flow_run_id)
+
+    flow_run, states = env.prefect(read)
+    step = _task_run(env, str(flow_run_id), 0, 0)
+
+    def first(kind: str) -> float:
+        return min(state.timestamp.timestamp() for state in states if state.type.value == kind)
+
+    at = {"answered": answered, "flow_run_created": flow_run.created.timestamp(),
+          "pending": first("PENDING"), "flow_running": first("RUNNING"),
+          "task_running": step.start_time.timestamp(),
+          "container_created": events.creates[execution_id],
+          "container_started": events.starts[execution_id]}
+    return {name: at[name] - called for name, _ in MILESTONES}
 
 
 def _stock_worker_latency(env: BenchEnv, runs: int) -> list[float]:

@@ -17,7 +17,7 @@ from bench.env import BenchEnv
 from bench.figures import median, p99
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FIGURES = ("trigger", "steps", "logs", "reads", "burst", "scale", "deliveries")
+FIGURES = ("trigger", "steps", "logs", "reads", "burst", "scale", "calls", "deliveries")
 
 
 def main() -> int:
@@ -58,6 +58,8 @@ def main() -> int:
             save(results, stamp)
         if "scale" in chosen:
             results["scale"] = figures.scale_out(env, 20 if args.quick else 40)
+        if "scale" in chosen or "calls" in chosen:
+            results["calls"] = figures.api_calls(env, 5 if args.quick else 10)
             save(results, stamp)
         if "deliveries" in chosen:
             results["deliveries"] = figures.deliveries(env, 40 if args.quick else 80)
@@ -184,6 +186,18 @@ def render(results: dict[str, Any]) -> str:
             rows.append(f"| 6. Scale-out | {c['runs']} one-step runs at once, 10 projects, {c['label']} | "
                         f"{c['succeeded']}/{c['runs']} in {_s(c['makespan'])}, {c['runs_per_minute']:.0f} runs/min | "
                         f"CPU per run: {cpu} | | (docs/scaling.md) |")
+    if "calls" in results:
+        a = results["calls"]
+        top = ", ".join(f"{name} {count:.1f}" for name, count in list(a["calls_per_run"].items())[:12])
+        events = ", ".join(f"{name} {count:.1f}" for name, count in sorted(
+            a["stored_events_per_run"].items(), key=lambda item: -item[1])[:8])
+        rows.append(f"| 6a. Prefect's work per run | a counting pass: {a['runs']} one-step runs one "
+                    f"after another through a counting proxy (idle polling, "
+                    f"{a['idle_calls_per_second']:.1f} calls/s, taken off) | "
+                    f"{a['calls_per_run_total']:.0f} API calls and "
+                    f"{a['stored_events_per_run_total']:.0f} stored events per run "
+                    f"({a['client_events_per_run']:.0f} sent by clients) | calls: {top}; events: "
+                    f"{events} | | half the server CPU per run |")
     if "deliveries" in results:
         d = results["deliveries"]
         rows.append(f"| 7. Webhook burst | {d['deliveries']} signed pushes at once to one pipeline, "

@@ -84,6 +84,7 @@ def trigger_latency(env: BenchEnv, runs: int, buildbot: Any | None) -> dict[str,
 # task runs, the engine's events), all on one host clock. (A task run's `created` is not
 # one: Prefect's server writes the row from the run's events, after it is Running.)
 MILESTONES = (
+    ("number_taken", "run number taken (its claim's `created`)"),
     ("flow_run_created", "flow run created (Prefect's `created`)"),
     ("answered", "`run` answered"),
     ("pending", "a worker took it (Pending)"),
@@ -99,16 +100,27 @@ def _trigger_milestones(env: BenchEnv, events: ContainerEvents, execution_id: st
     """One measured run's milestones, in seconds after `run` was called."""
     flow_run_id = uuid.UUID(events.labels[execution_id][CONTAINER_FLOW_RUN])
 
-    async def read(client: Any) -> tuple[Any, list[Any]]:
-        return await client.read_flow_run(flow_run_id), await client.read_flow_run_states(flow_run_id)
+    async def read(client: Any) -> tuple[Any, list[Any], Any]:
+        from prefect_pipelines.services.numbering import CLAIM_SLUG, claim_name
+        from prefect_pipelines.vocabulary import tagged_run_number
 
-    flow_run, states = env.prefect(read)
+        flow_run = await client.read_flow_run(flow_run_id)
+        claims = await client.request("POST", "/block_documents/filter", json={
+            "block_documents": {"name": {"any_": [claim_name(
+                flow_run.deployment_id, tagged_run_number(flow_run.tags))]},
+                "is_anonymous": {"eq_": True}},
+            "block_types": {"slug": {"any_": [CLAIM_SLUG]}}})
+        [claim] = claims.json()
+        return flow_run, await client.read_flow_run_states(flow_run_id), claim["created"]
+
+    flow_run, states, claimed = env.prefect(read)
     step = _task_run(env, str(flow_run_id), 0, 0)
 
     def first(kind: str) -> float:
         return min(state.timestamp.timestamp() for state in states if state.type.value == kind)
 
-    at = {"answered": answered, "flow_run_created": flow_run.created.timestamp(),
+    at = {"number_taken": _seconds(claimed), "answered": answered,
+          "flow_run_created": flow_run.created.timestamp(),
           "pending": first("PENDING"), "flow_running": first("RUNNING"),
           "task_running": step.start_time.timestamp(),
           "container_created": events.creates[execution_id],
@@ -477,6 +489,79 @@ class _RunningSampler:
             except (httpx.HTTPError, ValueError):
                 pass
         client.close()
+
+
+# -- 6a. what one execution asks of Prefect (a counting pass) -------------------------------
+
+def api_calls(env: BenchEnv, runs: int = 10, idle_seconds: float = 20) -> dict[str, Any]:
+    """The Prefect API calls (by route) and the events one one-step execution costs.
+
+    A counting pass: the bench's worker steps aside for a worker and a facade whose
+    PREFECT_API_URL is a counting proxy (bench/counting.py), so the runs (their flow
+    processes are the worker's children) and the `run` calls reach Prefect through it.
+    First `idle_seconds` with nothing running measure what the pair asks of Prefect on its
+    own (polls, sweeps, leases), taken off at the same rate; then `runs` executions one
+    after another, triggered through the counted facade and waited for through the bench's
+    own (not counted). Events: those clients sent over the proxy, and every event Prefect
+    stored in the window (its own state-change events included), by name.
+    """
+    import datetime as dt
+
+    from bench.counting import CountingProxy
+    from bench.env import CLI
+    from tests.support.procs import free_port
+
+    with CountingProxy(env.api_url) as proxy:
+        env.worker.stop(timeout=40)
+        env.procs.remove(env.worker)
+        counted = {"PREFECT_API_URL": proxy.url}
+        worker = env._start("counted-worker", [*CLI, "worker", "--name", "counted"], counted)
+        port = free_port()
+        facade = env._start("counted-facade", [*CLI, "api", "--port", str(port)], counted)
+        try:
+            wait_for(lambda: "started" in worker.log_text(), timeout=60, what="the counted worker")
+            wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200,
+                     timeout=60, what="the counted facade")
+            api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300,
+                               headers={"Authorization": f"Bearer {env.token}"})
+            project, pipeline = env.new_project(), "counted"
+            env.create_pipeline(project, pipeline, [{"name": "s", "steps": [BUSYBOX_TRUE]}])
+
+            def one_run() -> None:
+                answer = api.post(f"/v3/projects/{project}/pipelines/{pipeline}", params={"action": "run"})
+                answer.raise_for_status()
+                finished = env.wait_finished(project, answer.json()["id"])
+                assert finished["state"] == "success", finished
+
+            one_run()  # warm-up: the first run creates what later runs find
+            time.sleep(2)
+            proxy.reset()
+            time.sleep(idle_seconds)
+            idle, _ = proxy.snapshot()
+            proxy.reset()
+            since, started = dt.datetime.now(dt.timezone.utc), time.monotonic()
+            for _ in range(runs):
+                one_run()
+            calls, sent_events = proxy.snapshot()
+            spent, until = time.monotonic() - started, dt.datetime.now(dt.timezone.utc)
+            api.close()
+        finally:
+            for proc in (facade, worker):
+                proc.stop(timeout=40)
+                env.procs.remove(proc)
+            env.worker = env.start_worker("worker")
+    time.sleep(6)  # Prefect's event persister writes in batches
+    stored = httpx.post(f"{env.api_url}/events/count-by/event", timeout=60, json={
+        "filter": {"occurred": {"since": since.isoformat(), "until": until.isoformat()}}}).json()
+    per_run = {name: (count - idle.get(name, 0) * spent / idle_seconds) / runs
+               for name, count in calls.items()}
+    return {"runs": runs, "seconds": spent, "idle_seconds": idle_seconds,
+            "calls_per_run": dict(sorted(per_run.items(), key=lambda item: -item[1])),
+            "calls_per_run_total": sum(per_run.values()),
+            "idle_calls_per_second": sum(idle.values()) / idle_seconds,
+            "client_events_per_run": sent_events / runs,
+            "stored_events_per_run": {item["value"]: item["count"] / runs for item in stored},
+            "stored_events_per_run_total": sum(item["count"] for item in stored) / runs}
 
 
 # -- 6. scale-out (docs/scaling.md) --------------------------------------------------------

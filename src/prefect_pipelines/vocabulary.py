@@ -78,8 +78,9 @@ REGISTRY_HOST_PATTERN = (r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)"
                          r"(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*(?::[0-9]{1,5})?")
 # A self-managed forge's host (and port).
 FORGE_HOST_PATTERN = r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?"
-# A string with something in it (not empty, not only white space).
-NOT_BLANK_PATTERN = r"\S"
+# A string with something in it (not empty, not only white space; no NUL, as no string
+# the API stores has one).
+NOT_BLANK_PATTERN = r"[^\x00]*[^\s\x00][^\x00]*"
 MAX_ID = 63
 
 

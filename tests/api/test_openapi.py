@@ -144,3 +144,40 @@ def test_the_ids_the_api_makes_fit_the_shapes_it_publishes(document) -> None:  #
     assert _pattern(execution_schema).match(execution)
     assert _pattern(log_schema).match(f"{execution}-0-1")
     assert not _pattern(execution_schema).match("build-app") and not _pattern(log_schema).match(execution)
+
+
+def test_no_parameter_or_body_string_the_document_allows_holds_a_nul(document) -> None:  # type: ignore[no-untyped-def]
+    """The server refuses a NUL anywhere (no_nul, body.refuse_nul): the document says so."""
+    from prefect_pipelines.api.schemas import REQUEST_MODELS
+
+    seen = 0
+    for item in document["paths"].values():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                declared = parameter["schema"]
+                for variant in [declared, *declared.get("anyOf", [])]:
+                    if variant.get("type") == "string" and "enum" not in variant and "const" not in variant:
+                        pattern = variant.get("pattern") or declared["pattern"]
+                        assert not re.search(pattern, "a\x00b"), (parameter["name"], pattern)
+                        seen += 1
+    assert seen > 40
+
+    def strings(node: Any, shaped: bool = False) -> list[bool]:
+        if isinstance(node, list):
+            return [found for item in node for found in strings(item, shaped)]
+        if not isinstance(node, dict):
+            return []
+        shaped = shaped or bool({"pattern", "enum", "const"} & set(node))
+        here = [shaped] if node.get("type") == "string" else []
+        return here + [found for key, value in node.items() if key not in ("examples", "default")
+                       for found in strings(value, shaped if key == "anyOf" else False)]
+
+    components = document["components"]["schemas"]
+    reached, pending = set(), list(REQUEST_MODELS)
+    while pending:  # the request models and every schema they refer to
+        name = pending.pop()
+        if name not in reached:
+            reached.add(name)
+            pending += re.findall(r"#/components/schemas/(\w+)", str(components[name]))
+    found = [ok for name in sorted(reached) for ok in strings(components[name])]
+    assert len(found) > 100 and all(found)

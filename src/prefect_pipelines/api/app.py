@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from prefect_pipelines import __version__
 from prefect_pipelines.api import norman
 from prefect_pipelines.api.access import check_routes, enforce
-from prefect_pipelines.api.deps import no_nul
+from prefect_pipelines.api.deps import no_nul, refuse_nul_in_parameters, say_no_nul
 from prefect_pipelines.api.links import add_links
 from prefect_pipelines.api.routes import (
     clusters,
@@ -224,9 +224,11 @@ def create_app() -> FastAPI:
             for model in REQUEST_MODELS.values():
                 definition = model.model_json_schema(ref_template="#/components/schemas/{model}",
                                                      by_alias=True)
+                say_no_nul(definition)  # what body.refuse_nul holds every body to
                 components.update(definition.pop("$defs", {}))
                 components[model.__name__] = definition
             add_links(schema)
+            refuse_nul_in_parameters(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

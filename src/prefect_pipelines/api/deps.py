@@ -69,6 +69,38 @@ def no_nul(request: Request) -> None:
                                     field_name=name.replace("\x00", "?"))
 
 
+# A string with no NUL character: what `no_nul` holds every query value and path part to.
+NO_NUL = "^[^\\x00]*$"
+
+
+def refuse_nul_in_parameters(schema: dict[str, Any]) -> None:
+    """State on every string parameter that it holds no NUL (see `say_no_nul`)."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                say_no_nul(parameter.get("schema", {}))
+
+
+def say_no_nul(node: Any, shaped: bool = False) -> None:
+    """Put NO_NUL on every string of a JSON schema that has no pattern, enum or const of
+    its own or from the schema around it (the API's own patterns hold no NUL either), and
+    on the keys of every map (`body.refuse_nul` refuses one in a body's keys and values)."""
+    if isinstance(node, list):
+        for item in node:
+            say_no_nul(item, shaped)
+        return
+    if not isinstance(node, dict):
+        return
+    shaped = shaped or bool({"pattern", "enum", "const"} & set(node))
+    if node.get("type") == "string" and not shaped:
+        node["pattern"] = NO_NUL
+    if isinstance(node.get("additionalProperties"), dict) and "propertyNames" not in node:
+        node["propertyNames"] = {"pattern": NO_NUL}
+    for key, value in node.items():
+        if key not in ("propertyNames", "examples", "default"):
+            say_no_nul(value, shaped if key in ("anyOf", "oneOf", "allOf") else False)
+
+
 def shape(pattern: str, max_length: int | None = None) -> dict[str, Any]:
     """The JSON schema of a string of `pattern`: what the OpenAPI document says a path or
     query parameter takes. Only said: the route's own check refuses anything else, with a

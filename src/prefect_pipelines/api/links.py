@@ -21,6 +21,12 @@ _ELSEWHERE: dict[tuple[str, str, str], str] = {
     ("post", "/v3/projects/{project_id}/pipelines/{pipeline_id}", "200"):
         "/v3/projects/{project_id}/pipelineexecutions",
 }
+# Operations under a resource that only some of its kind have: a pipeline that stores its
+# definition is viewed and exported, one read from its repository has branches, configs
+# and a file (each pipeline's own `links` say which). A link says what any answer can do
+# next, so these are left out (the other kind answers 404 ActionNotAvailable).
+_SOME_OF_THE_KIND = re.compile(r"/v3/projects/\{project_id\}/pipelines/\{pipeline_id\}/"
+                               r"(?:view|export|branches|configs|yaml)")
 # Operations that take an execution's id in the query rather than the path.
 _BY_QUERY = {"/v3/projects/{project_id}/pipelineexecutions":
              [("get", "/v3/projects/{project_id}/pipelineexecutionlogs", "pipelineExecutionId")]}
@@ -32,7 +38,7 @@ def _item_operations(paths: dict[str, Any], collection: str) -> list[tuple[str, 
     pattern = re.compile(re.escape(collection) + r"/\{(\w+)\}(?:/.*)?")
     for path, operations in paths.items():
         match = pattern.fullmatch(path)
-        if match:
+        if match and not _SOME_OF_THE_KIND.fullmatch(path):
             found.extend((method, path, operation["operationId"], match.group(1))
                          for method, operation in operations.items() if "operationId" in operation)
     return found
@@ -70,3 +76,4 @@ def add_links(schema: dict[str, Any]) -> None:
                     links[operation_id] = _link(path, target, operation_id, None, query)
                 if links:
                     response["links"] = links
+

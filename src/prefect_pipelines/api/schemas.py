@@ -42,10 +42,10 @@ def Integer(least: int, most: int) -> Any:  # noqa: N802 - a type
 
 # What the OpenAPI document says of a field, beside its type (the checks are the routes'
 # and services', with messages that name what is wrong).
-_TEXT = {"pattern": NOT_BLANK_PATTERN}  # something other than white space
+_TEXT = {"pattern": anchored(NOT_BLANK_PATTERN)}  # something other than white space
 _NAME = {"pattern": anchored(NAME_PATTERN)}
 _CPU = {"pattern": anchored(CPU_PATTERN)}
-_URL = {"pattern": anchored(r"|https?://\S+")}  # or nothing
+_URL = {"pattern": anchored(r"|https?://[^\s\x00]+")}  # or nothing
 _MEMORY = {"pattern": anchored(MEMORY_PATTERN)}
 _ENV = {"propertyNames": {"pattern": anchored(ENV_NAME_PATTERN), "not": {"pattern": "^CICD_"}}}
 # A registry as a docker credential's key: a host (any case), or its URL.
@@ -146,7 +146,7 @@ class PipelineIn(BaseModel):
     timeout: float | int = Field(default=60, description="Minutes before a run fails.")
     triggerCronExpression: str | None = Field(
         default=None, description="5-field cron (minute hour day month weekday).",
-        json_schema_extra={"pattern": r"^\s*(?:@[a-z]+|\S+(?:\s+\S+){4})\s*$"})
+        json_schema_extra={"pattern": r"^\s*(?:@[a-z]+|[^\s\x00]+(?:\s+[^\s\x00]+){4})\s*$"})
     triggerCronTimezone: Literal[TIMEZONES] | None = Field(  # type: ignore[valid-type]
         default=None, description="IANA timezone (default UTC).")
     triggerWebhook: bool = Field(default=False, description="Run on pushes, pull requests and tags.")

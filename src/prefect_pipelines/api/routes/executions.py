@@ -16,6 +16,7 @@ from prefect_pipelines.api.deps import (
     Marker,
     Project,
     User,
+    shape,
     strict_query,
 )
 from prefect_pipelines.api.discovery import filters_of
@@ -26,7 +27,7 @@ from prefect_pipelines.api.schemas import (
     State,
 )
 from prefect_pipelines.services import executions as service
-from prefect_pipelines.vocabulary import FINISHED
+from prefect_pipelines.vocabulary import FINISHED, NAME_PATTERN
 
 router = APIRouter(prefix="/v3/projects/{project_id}/pipelineexecutions",
                    tags=["pipelineexecutions"], responses=ERROR_RESPONSES)
@@ -50,7 +51,8 @@ def execution_resource(request: Request, record: service.ExecutionRecord) -> dic
             dependencies=[strict_query("pipelineId", "state", "limit", "marker", "sort", "order")])
 async def list_executions(
     request: Request, project_id: Project, client: Client, user: User,
-    pipelineId: str | None = Query(default=None, description="Only this pipeline's executions."),  # noqa: N803
+    pipelineId: str | None = Query(default=None, description="Only this pipeline's executions.",  # noqa: N803
+                                   json_schema_extra=shape(NAME_PATTERN)),
     state: State | None = Query(default=None),
     limit: Limit = None,
     marker: Marker = None,

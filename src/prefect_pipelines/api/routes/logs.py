@@ -10,7 +10,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from prefect_pipelines.api import norman
-from prefect_pipelines.api.deps import AppSettings, Client, LogId, Project, User, strict_query
+from prefect_pipelines.api.deps import (
+    AppSettings,
+    Client,
+    LogId,
+    Project,
+    User,
+    shape,
+    strict_query,
+)
 from prefect_pipelines.api.discovery import filters_of
 from prefect_pipelines.api.schemas import (
     ERROR_RESPONSES,
@@ -19,6 +27,7 @@ from prefect_pipelines.api.schemas import (
 )
 from prefect_pipelines.errors import InvalidInputError
 from prefect_pipelines.services import logs as service
+from prefect_pipelines.vocabulary import EXECUTION_ID_PATTERN
 
 router = APIRouter(prefix="/v3/projects/{project_id}/pipelineexecutionlogs",
                    tags=["pipelineexecutionlogs"], responses=ERROR_RESPONSES)
@@ -55,7 +64,7 @@ async def list_logs(
     request: Request, project_id: Project, client: Client, user: User, settings: AppSettings,
     pipelineExecutionId: str = Query(  # noqa: N803
         description="The execution whose step logs to list (required: logs are listed per "
-        "execution).", json_schema_extra={"minLength": 1}),
+        "execution).", json_schema_extra=shape(EXECUTION_ID_PATTERN)),
 ) -> dict[str, Any]:
     """The logs of every step of one execution."""
     if not pipelineExecutionId:

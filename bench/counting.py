@@ -57,7 +57,7 @@ class CountingProxy:
 
     def __enter__(self) -> CountingProxy:
         config = uvicorn.Config(self._app, host="127.0.0.1", port=self.port, log_level="warning",
-                                ws="websockets", lifespan="off")
+                                ws="websockets-sansio", lifespan="off", interface="asgi3")
         self._server = uvicorn.Server(config)
         threading.Thread(target=self._server.run, daemon=True).start()
         wait_for(lambda: self._server is not None and self._server.started, timeout=30,
@@ -120,10 +120,11 @@ class CountingProxy:
             self.calls[route("WS", scope["path"])] += 1
         headers = [(key.decode(), value.decode()) for key, value in scope["headers"]
                    if key.decode().lower() in ("authorization", "user-agent")]
-        async with websockets.connect(self._target(scope, "ws"), additional_headers=headers,
-                                      max_size=None) as upstream:
+        async with websockets.connect(
+                self._target(scope, "ws"), additional_headers=headers, max_size=None,
+                subprotocols=scope.get("subprotocols") or None) as upstream:  # Prefect's is "prefect"
             await receive()  # websocket.connect
-            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
 
             async def from_client() -> None:
                 while True:

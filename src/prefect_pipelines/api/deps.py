@@ -9,10 +9,10 @@ from prefect.client.orchestration import PrefectClient
 
 from prefect_pipelines.api.access import caller
 from prefect_pipelines.api.norman import MAX_LIMIT
+from prefect_pipelines.api.schemas import shape
 from prefect_pipelines.errors import InvalidInputError
 from prefect_pipelines.services.projects import check_project_id
 from prefect_pipelines.settings import Settings, get_settings
-from prefect_pipelines.translator.branches import BRANCH_NAME_PATTERN
 from prefect_pipelines.vocabulary import (
     CLUSTER_ID_PATTERN,
     EXECUTION_ID_PATTERN,
@@ -21,7 +21,6 @@ from prefect_pipelines.vocabulary import (
     NAME_PATTERN,
     NOTIFIER_ID_PATTERN,
     PROJECT_ID_PATTERN,
-    anchored,
 )
 
 
@@ -101,13 +100,6 @@ def say_no_nul(node: Any, shaped: bool = False) -> None:
             say_no_nul(value, shaped if key in ("anyOf", "oneOf", "allOf") else False)
 
 
-def shape(pattern: str, max_length: int | None = None) -> dict[str, Any]:
-    """The JSON schema of a string of `pattern`: what the OpenAPI document says a path or
-    query parameter takes. Only said: the route's own check refuses anything else, with a
-    message that names what is wrong (a schema's own would quote the regular expression)."""
-    return {"pattern": anchored(pattern), **({"maxLength": max_length} if max_length else {})}
-
-
 ProjectId = Annotated[str, Path(description="`<clusterId>:<projectId>` (`local:p-abc12`).",
                                 json_schema_extra=shape(PROJECT_ID_PATTERN))]
 
@@ -132,8 +124,6 @@ LogId = Annotated[str, Path(description="`<executionId>-<stage>-<step>` (both 0-
                             json_schema_extra=shape(LOG_ID_PATTERN))]
 NotifierId = Annotated[str, Path(description="`<clusterId>:n-<id>`.",
                                  json_schema_extra=shape(NOTIFIER_ID_PATTERN))]
-# A branch (or nothing: no branch).
-BRANCH = shape(f"|{BRANCH_NAME_PATTERN}")
 Limit = Annotated[int | None, Query(description=f"Page size (1-{MAX_LIMIT}, default 50).",
                                     json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT})]
 Marker = Annotated[str | None, Query(description="Where the page starts (from `next`).",

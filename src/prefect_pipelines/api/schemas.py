@@ -40,17 +40,26 @@ def Integer(least: int, most: int) -> Any:  # noqa: N802 - a type
     return Annotated[int, Field(ge=least, le=most), BeforeValidator(_integral)]
 
 
+def shape(pattern: str, max_length: int | None = None) -> dict[str, Any]:
+    """The JSON schema of a string of `pattern`: what the OpenAPI document says a field or
+    parameter takes. Only said: the server's own check refuses anything else, with a
+    message that names what is wrong (a schema's own would quote the regular expression)."""
+    return {"pattern": anchored(pattern), **({"maxLength": max_length} if max_length else {})}
+
+
 # What the OpenAPI document says of a field, beside its type (the checks are the routes'
 # and services', with messages that name what is wrong).
-_TEXT = {"pattern": anchored(NOT_BLANK_PATTERN)}  # something other than white space
-_NAME = {"pattern": anchored(NAME_PATTERN)}
-_CPU = {"pattern": anchored(CPU_PATTERN)}
-_URL = {"pattern": anchored(r"|https?://[^\s\x00]+")}  # or nothing
-_MEMORY = {"pattern": anchored(MEMORY_PATTERN)}
-_ENV = {"propertyNames": {"pattern": anchored(ENV_NAME_PATTERN), "not": {"pattern": "^CICD_"}}}
+_TEXT = shape(NOT_BLANK_PATTERN)  # something other than white space
+_NAME = shape(NAME_PATTERN)
+_CPU = shape(CPU_PATTERN)
+_URL = shape(r"|https?://[^\s\x00]+")  # or nothing
+_MEMORY = shape(MEMORY_PATTERN)
+# A branch (or nothing: no branch).
+BRANCH = shape(f"|{BRANCH_NAME_PATTERN}")
+_ENV = {"propertyNames": {**shape(ENV_NAME_PATTERN), "not": {"pattern": "^CICD_"}}}
 # A registry as a docker credential's key: a host (any case), or its URL.
-_REGISTRY_KEY = {"propertyNames": {"pattern": anchored(
-    "(?:https?://)?" + REGISTRY_HOST_PATTERN.replace("a-z", "A-Za-z") + "/?")}}
+_REGISTRY_KEY = {"propertyNames": shape(
+    "(?:https?://)?" + REGISTRY_HOST_PATTERN.replace("a-z", "A-Za-z") + "/?")}
 
 
 # The models request bodies are declared with (body_of): the OpenAPI document's components.
@@ -229,10 +238,11 @@ class RunInput(BaseModel):
     """Input of the `run` action."""
 
     model_config = ConfigDict(extra="forbid", strict=True,
-                              json_schema_extra={"examples": [{"branch": "main", "env": {"GREETING": "hello"}}]})
+                              json_schema_extra={"examples": [
+                                  {"branch": "main", "env": {"GREETING": "hello"}}]})
 
     branch: str | None = Field(default=None, description="The branch to build.",
-                               json_schema_extra={"pattern": anchored(f"|{BRANCH_NAME_PATTERN}")})
+                               json_schema_extra=BRANCH)
     env: dict[str, str] | None = Field(
         default=None, description="Run variables, NAME -> value: every step gets them, over "
         "the pipeline's own env (CICD_* names cannot be set). Recorded on the execution and "
@@ -341,7 +351,7 @@ def _where(forge: type[Forge]) -> dict[str, Any]:
             json_schema_extra=_URL))}
     return {"host": (str, Field(default=forge.default_host,
                                 description=f"{forge.default_host} or a self-managed {forge.title} host.",
-                                json_schema_extra={"pattern": anchored(FORGE_HOST_PATTERN)})),
+                                json_schema_extra=shape(FORGE_HOST_PATTERN))),
             "tls": (bool, Field(default=True, description="false: reach a self-managed host over http."))}
 
 
@@ -479,7 +489,8 @@ class ProjectIn(BaseModel):
     """The body of POST/PUT on projects."""
 
     model_config = ConfigDict(extra="forbid", strict=True,
-                              json_schema_extra={"examples": [{"clusterId": "local", "name": "team-a", "description": "Team A"}]})
+                              json_schema_extra={"examples": [
+                                  {"clusterId": "local", "name": "team-a", "description": "Team A"}]})
 
     clusterId: str | None = Field(default=None, description="The cluster (POST; default local).")
     name: str | None = Field(default=None, description="The project's name (required on POST).",
@@ -507,10 +518,11 @@ class BindingIn(BaseModel):
     """The body of POST /v3/projectroletemplatebindings."""
 
     model_config = ConfigDict(extra="forbid", strict=True,
-                              json_schema_extra={"examples": [{"projectId": "local:p-abc12", "userId": "bob", "roleTemplateId": "project-member"}]})
+                              json_schema_extra={"examples": [{"projectId": "local:p-abc12", "userId": "bob",
+                                                              "roleTemplateId": "project-member"}]})
 
-    projectId: str = Field(json_schema_extra={"pattern": anchored(PROJECT_ID_PATTERN)})
-    userId: str = Field(json_schema_extra={"pattern": anchored(USER_ID_PATTERN)})
+    projectId: str = Field(json_schema_extra=shape(PROJECT_ID_PATTERN))
+    userId: str = Field(json_schema_extra=shape(USER_ID_PATTERN))
     roleTemplateId: Literal["project-owner", "project-member", "read-only"]
 
 
@@ -525,13 +537,13 @@ class SecretIn(BaseModel):
     """The body of POST/PUT on a project's secrets."""
 
     model_config = ConfigDict(extra="forbid", strict=True,
-                              json_schema_extra={"examples": [{"name": "deploy-keys", "data": {"TOKEN": "s3cret"}}]})
+                              json_schema_extra={"examples": [
+                                  {"name": "deploy-keys", "data": {"TOKEN": "s3cret"}}]})
 
     name: str | None = Field(default=None, description="Lowercase letters, digits, dashes (POST).",
                              json_schema_extra=_NAME)
     data: dict[str, str] = Field(description="KEY -> value; write-only.", min_length=1,
-                                 json_schema_extra={"propertyNames": {
-                                     "pattern": anchored(SECRET_KEY_PATTERN)}})
+                                 json_schema_extra={"propertyNames": shape(SECRET_KEY_PATTERN)})
 
 
 class SecretCreate(SecretIn):

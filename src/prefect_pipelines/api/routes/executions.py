@@ -16,7 +16,6 @@ from prefect_pipelines.api.deps import (
     Marker,
     Project,
     User,
-    shape,
     strict_query,
 )
 from prefect_pipelines.api.discovery import filters_of
@@ -25,6 +24,7 @@ from prefect_pipelines.api.schemas import (
     PipelineExecution,
     PipelineExecutionCollection,
     State,
+    shape,
 )
 from prefect_pipelines.services import executions as service
 from prefect_pipelines.vocabulary import FINISHED, NAME_PATTERN

@@ -16,7 +16,6 @@ from prefect_pipelines.api.deps import (
     LogId,
     Project,
     User,
-    shape,
     strict_query,
 )
 from prefect_pipelines.api.discovery import filters_of
@@ -24,6 +23,7 @@ from prefect_pipelines.api.schemas import (
     ERROR_RESPONSES,
     PipelineExecutionLog,
     PipelineExecutionLogCollection,
+    shape,
 )
 from prefect_pipelines.errors import InvalidInputError
 from prefect_pipelines.services import logs as service

@@ -18,7 +18,6 @@ from prefect_pipelines.api.body import (
     read_document,
 )
 from prefect_pipelines.api.deps import (
-    BRANCH,
     AppSettings,
     Client,
     ItemName,
@@ -32,6 +31,7 @@ from prefect_pipelines.api.deps import (
 from prefect_pipelines.api.discovery import filters_of
 from prefect_pipelines.api.routes.executions import execution_resource
 from prefect_pipelines.api.schemas import (
+    BRANCH,
     ERROR_RESPONSES,
     PipelineCollection,
     PipelineExecution,
